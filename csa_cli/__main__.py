@@ -1,0 +1,3 @@
+from csa_cli.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""`csa doctor`: what this machine has, and what each piece enables."""
+
+from __future__ import annotations
+
+import typer
+
+from csa_cli.cli.common import stage_command
+from csa_cli.console import Output, table
+from csa_cli.core.environment import probe_environment
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("doctor")
+    @stage_command("doctor")
+    def doctor(out: Output) -> None:
+        """Report python, torch, onnxruntime providers, CUDA and TensorRT, and what each enables."""
+        checks = probe_environment()
+        out.emit_data(
+            {"schema": 1, "kind": "doctor", "checks": [c.model_dump() for c in checks]},
+            lambda: table(
+                "csa doctor",
+                ["component", "status", "version / detail", "enables"],
+                [[c.component, "present" if c.present else "absent", c.detail, c.enables] for c in checks],
+            ),
+        )

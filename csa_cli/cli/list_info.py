@@ -1,0 +1,105 @@
+"""`csa list` and `csa info MODEL`: what the zoo holds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Group
+from rich.table import Table
+
+from csa_cli.cli.common import ManifestOption, stage_command
+from csa_cli.console import Output, table
+from csa_cli.manifest import ModelEntry, load_manifest
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _top1(entry: ModelEntry) -> float | None:
+    return next((m.value for m in entry.reported if "top-1" in m.metric), None)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("list")
+    @stage_command("list")
+    def list_models(out: Output, manifest: ManifestOption = None) -> None:
+        """List the zoo's models."""
+        zoo = load_manifest(manifest)
+        data = [
+            {
+                "name": e.name,
+                "family": e.family,
+                "builder": e.architecture.builder,
+                "hub_repo": e.source.repo if e.source else None,
+                "params_m": e.params_m,
+                "gmacs": e.gmacs,
+                "reported_top1": _top1(e),
+                "license": e.license,
+            }
+            for e in zoo.models.values()
+        ]
+        out.emit_data(
+            {"schema": 1, "kind": "list", "models": data},
+            lambda: table(
+                "csa zoo",
+                ["model", "family", "builder", "Hub repo", "params (M)", "GMACs", "top-1 (reported)"],
+                [
+                    [
+                        d["name"],
+                        d["family"],
+                        d["builder"],
+                        d["hub_repo"] or "(no weights published)",
+                        _fmt(d["params_m"], 2),
+                        _fmt(d["gmacs"]),
+                        _fmt(d["reported_top1"], 2),
+                    ]
+                    for d in data
+                ],
+            ),
+        )
+
+    @app.command("info")
+    @stage_command("info")
+    def info(
+        out: Output,
+        model: Annotated[str, typer.Argument(help="A zoo model name, e.g. csa-tiny.")],
+        manifest: ManifestOption = None,
+    ) -> None:
+        """Everything the manifest knows about MODEL, its license, and what is cached locally."""
+        from csa_cli.core.cache import cached_items_for
+
+        entry = load_manifest(manifest).get(model)
+        cached = cached_items_for(entry)
+        data = {"schema": 1, "kind": "info", **entry.model_dump(mode="json"), "cached": cached}
+
+        def render() -> Group:
+            facts = Table.grid(padding=(0, 2))
+            facts.add_column(style="bold")
+            facts.add_column()
+            pre = entry.preprocessing
+            src = entry.source
+            rows = [
+                ("model", entry.name),
+                ("family", entry.family),
+                ("description", entry.description),
+                ("architecture", f"{entry.architecture.builder}: {entry.architecture.name}"),
+                ("Hub repo", f"{src.repo} @ {src.revision} ({', '.join(src.files)})" if src else "none: no weights published yet"),
+                ("license", entry.license),
+                ("classes", str(entry.num_classes)),
+                ("params / GMACs", f"{_fmt(entry.params_m, 2)} M / {_fmt(entry.gmacs)}"),
+                (
+                    "preprocessing",
+                    f"{pre.input_size[0]}x{pre.input_size[1]}, crop_pct {pre.crop_pct}, {pre.interpolation}, "
+                    f"mean {list(pre.mean)}, std {list(pre.std)}",
+                ),
+            ]
+            rows += [("reported", f"{m.metric}: {m.value} ({m.source})") for m in entry.reported]
+            rows += [("note", n) for n in entry.notes]
+            rows += [("cached", f"{c['what']}: {c['path']}") for c in cached] or [("cached", "nothing")]
+            for key, value in rows:
+                facts.add_row(key, value)
+            return Group(facts)
+
+        out.emit_data(data, render)

@@ -1,0 +1,113 @@
+"""Output conventions for every command (see docs/architecture.md).
+
+Data goes to stdout: a JSON record (one line) when stdout is not a terminal or with --json,
+a rich table otherwise. Everything else goes to stderr; progress bars only on a terminal.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.table import Table
+
+from csa_cli.errors import CsaError
+from csa_cli.records import ErrorRecord, Record
+
+
+def debug_from_env() -> bool:
+    return os.environ.get("CSA_DEBUG", "") not in ("", "0", "false")
+
+
+class Output:
+    """One command's view of the terminal: where data and messages go, and in which form."""
+
+    def __init__(self, *, json_flag: bool = False, debug: bool = False, stage: str = "csa") -> None:
+        self.stdout = Console(soft_wrap=True)
+        self.stderr = Console(stderr=True, soft_wrap=True)
+        self.stdout_is_terminal = sys.stdout.isatty()
+        self.stderr_is_terminal = sys.stderr.isatty()
+        self.json = json_flag or not self.stdout_is_terminal
+        self.debug = debug or debug_from_env()
+        self.stage = stage
+
+    # messages (stderr)
+    def info(self, message: str) -> None:
+        self.stderr.print(message, highlight=False, markup=False)
+
+    def warn(self, message: str) -> None:
+        self.stderr.print(f"Warning: {message}", style="yellow", highlight=False, markup=False)
+
+    def error(self, exc: CsaError) -> None:
+        self.stderr.print(f"Error: {exc.message}", style="bold red", highlight=False, markup=False)
+        if exc.hint:
+            self.stderr.print(f"Hint: {exc.hint}", highlight=False, markup=False)
+        if not self.stdout_is_terminal or self.json:
+            self.emit_record(ErrorRecord(stage=self.stage, message=exc.message))
+
+    # data (stdout)
+    def emit_record(self, record: Record) -> None:
+        sys.stdout.write(record.to_json() + "\n")
+        sys.stdout.flush()
+
+    def emit(self, record: Record, render: Callable[[], RenderableType | None] | None = None) -> None:
+        """The record on a pipe or with --json; the rendered view on a terminal."""
+        if self.json or render is None:
+            self.emit_record(record)
+            return
+        view = render()
+        if view is not None:
+            self.stdout.print(view)
+
+    def emit_data(self, data: Any, render: Callable[[], RenderableType | None]) -> None:
+        """Non-record data (lists, reports): JSON on a pipe, the rendered view on a terminal."""
+        if self.json:
+            import json
+
+            sys.stdout.write(json.dumps(data) + "\n")
+            sys.stdout.flush()
+        else:
+            view = render()
+            if view is not None:
+                self.stdout.print(view)
+
+    @contextmanager
+    def status(self, message: str) -> Iterator[None]:
+        """A spinner on a terminal, a plain line otherwise."""
+        if self.stderr_is_terminal:
+            with self.stderr.status(message):
+                yield
+        else:
+            self.info(message)
+            yield
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+    view = Table(title=title, show_lines=False)
+    for col in columns:
+        view.add_column(col, overflow="fold")
+    for row in rows:
+        view.add_row(*("" if v is None else str(v) for v in row))
+    return view
+
+
+_current: contextvars.ContextVar[Output | None] = contextvars.ContextVar("csa_output", default=None)
+
+
+def current_output() -> Output:
+    """The Output of the command being run (a default one outside a command)."""
+    out = _current.get()
+    return out if out is not None else Output()
+
+
+def set_output(out: Output) -> contextvars.Token[Output | None]:
+    return _current.set(out)
+
+
+def reset_output(token: contextvars.Token[Output | None]) -> None:
+    _current.reset(token)

@@ -1,0 +1,59 @@
+"""Errors that the CLI turns into one `Error:` line and an exit code."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes shared by every command (documented in the README)."""
+
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    CHECK_FAILED = 3
+    MISSING_BACKEND = 4
+
+
+class CsaError(Exception):
+    """A failure the user can act on: a one-line message and, where it helps, a hint."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, hint: str | None = None, *, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(CsaError):
+    """Bad arguments: batch 0, limit 0, an option that contradicts another."""
+
+    exit_code = ExitCode.USAGE
+
+
+class CheckFailed(CsaError):
+    """A check or threshold not met (non-compliant graph, top-1 under --min-top1)."""
+
+    exit_code = ExitCode.CHECK_FAILED
+
+
+class MissingBackend(CsaError):
+    """A backend or device that is not here (TensorRT, a GPU)."""
+
+    exit_code = ExitCode.MISSING_BACKEND
+
+
+class UpstreamError(CsaError):
+    """An error record read from stdin: the previous stage of a pipeline failed."""
+
+    def __init__(self, stage: str | None, message: str) -> None:
+        where = f"upstream stage '{stage}' failed" if stage else "upstream stage failed"
+        super().__init__(f"{where}: {message}")
+        self.upstream_stage = stage
+        self.upstream_message = message
