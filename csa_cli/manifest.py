@@ -153,8 +153,7 @@ def _validate(data: dict[str, Any], sources: list[Path]) -> Manifest:
         loc = ".".join(str(p) for p in first["loc"])
         where = " over ".join(str(p) for p in reversed(sources))
         raise CsaError(
-            f"invalid manifest {where}: {loc}: {first['msg']}"
-            + (f" ({len(exc.errors())} problems in all)" if len(exc.errors()) > 1 else ""),
+            f"invalid manifest {where}: {loc}: {first['msg']}" + (f" ({len(exc.errors())} problems in all)" if len(exc.errors()) > 1 else ""),
             hint="fix that field, or remove the entry",
         ) from None
 

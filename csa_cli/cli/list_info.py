@@ -91,8 +91,7 @@ def register(app: typer.Typer) -> None:
                 ("params / GMACs", f"{_fmt(entry.params_m, 2)} M / {_fmt(entry.gmacs)}"),
                 (
                     "preprocessing",
-                    f"{pre.input_size[0]}x{pre.input_size[1]}, crop_pct {pre.crop_pct}, {pre.interpolation}, "
-                    f"mean {list(pre.mean)}, std {list(pre.std)}",
+                    f"{pre.input_size[0]}x{pre.input_size[1]}, crop_pct {pre.crop_pct}, {pre.interpolation}, mean {list(pre.mean)}, std {list(pre.std)}",
                 ),
             ]
             rows += [("reported", f"{m.metric}: {m.value} ({m.source})") for m in entry.reported]

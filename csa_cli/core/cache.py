@@ -23,9 +23,7 @@ def hub_cache_items(entry: ModelEntry) -> list[dict[str, Any]]:
     for repo in info.repos:
         if repo.repo_id == entry.source.repo and repo.repo_type == "model":
             for rev in repo.revisions:
-                items.append(
-                    {"what": "weights (HF cache)", "path": str(rev.snapshot_path), "commit": rev.commit_hash, "bytes": rev.size_on_disk}
-                )
+                items.append({"what": "weights (HF cache)", "path": str(rev.snapshot_path), "commit": rev.commit_hash, "bytes": rev.size_on_disk})
     return items
 
 

@@ -44,11 +44,7 @@ def probe_environment() -> list[Check]:
         import torch
 
         cuda = torch.cuda.is_available()
-        cuda_detail = (
-            f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-            if cuda
-            else f"not available (torch built for CUDA {torch.version.cuda})"
-        )
+        cuda_detail = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})" if cuda else f"not available (torch built for CUDA {torch.version.cuda})"
     checks.append(
         Check(
             component="torch",
