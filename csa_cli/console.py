@@ -11,13 +11,15 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
 from rich.table import Table
 
 from csa_cli.errors import CsaError
-from csa_cli.records import ErrorRecord, Record
+
+if TYPE_CHECKING:  # records pull in pydantic: keep it off the `csa --help` path
+    from csa_cli.records import Record
 
 
 def debug_from_env() -> bool:
@@ -48,6 +50,8 @@ class Output:
         if exc.hint:
             self.stderr.print(f"Hint: {exc.hint}", highlight=False, markup=False)
         if not self.stdout_is_terminal or self.json:
+            from csa_cli.records import ErrorRecord
+
             self.emit_record(ErrorRecord(stage=self.stage, message=exc.message))
 
     # data (stdout)

@@ -12,13 +12,15 @@ import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from csa_cli.console import Output, reset_output, set_output
 from csa_cli.errors import CsaError, ExitCode, UsageError
-from csa_cli.records import Record, load_record_file, read_stdin_record
+
+if TYPE_CHECKING:  # records pull in pydantic: keep it off the `csa --help` path
+    from csa_cli.records import Record
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,6 +93,8 @@ def require_positive(value: int | None, option: str) -> int | None:
 
 def input_record(argument: str | None) -> Record | None:
     """The record a stage consumes: a .json record file given as argument, else stdin's."""
+    from csa_cli.records import load_record_file, read_stdin_record
+
     if argument is not None and argument.endswith(".json") and Path(argument).is_file():
         return load_record_file(Path(argument))
     if argument is None:

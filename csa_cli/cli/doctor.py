@@ -6,7 +6,6 @@ import typer
 
 from csa_cli.cli.common import stage_command
 from csa_cli.console import Output, table
-from csa_cli.core.environment import probe_environment
 
 
 def register(app: typer.Typer) -> None:
@@ -14,6 +13,8 @@ def register(app: typer.Typer) -> None:
     @stage_command("doctor")
     def doctor(out: Output) -> None:
         """Report python, torch, onnxruntime providers, CUDA and TensorRT, and what each enables."""
+        from csa_cli.core.environment import probe_environment
+
         checks = probe_environment()
         out.emit_data(
             {"schema": 1, "kind": "doctor", "checks": [c.model_dump() for c in checks]},

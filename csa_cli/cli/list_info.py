@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Group
@@ -10,7 +10,9 @@ from rich.table import Table
 
 from csa_cli.cli.common import ManifestOption, stage_command
 from csa_cli.console import Output, table
-from csa_cli.manifest import ModelEntry, load_manifest
+
+if TYPE_CHECKING:
+    from csa_cli.manifest import ModelEntry
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -26,6 +28,8 @@ def register(app: typer.Typer) -> None:
     @stage_command("list")
     def list_models(out: Output, manifest: ManifestOption = None) -> None:
         """List the zoo's models."""
+        from csa_cli.manifest import load_manifest
+
         zoo = load_manifest(manifest)
         data = [
             {
@@ -69,6 +73,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Everything the manifest knows about MODEL, its license, and what is cached locally."""
         from csa_cli.core.cache import cached_items_for
+        from csa_cli.manifest import load_manifest
 
         entry = load_manifest(manifest).get(model)
         cached = cached_items_for(entry)
