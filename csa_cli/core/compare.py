@@ -1,0 +1,322 @@
+"""The seed's study, side by side, built from STORED results only (CSA_HOME/results).
+
+Table 1: params, MACs, restricted-mode and DLA compliance        (results "check", "cost")
+Fig. 5:  top-1 at FP32 / FP16 vs mixed precision, with the drop   (results "eval")
+Fig. 6:  latency at each batch size, ratios to the baseline       (results "profile", "timing")
+Fig. 7:  memory traffic per frame at each batch size              (results "cost" = static estimate,
+                                                                    "profile" where a profiler measured it)
+A piece that was never measured is None here and "missing" in every view; nothing is filled in.
+`compare_models` first runs what is missing through the pipeline core (core/pipeline.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from csa_cli.core.artifacts import load_results
+
+ESTIMATE_LABEL = "estimate (static, from the ONNX graph)"
+
+
+class Table1Row(BaseModel):
+    model: str
+    weights: str | None = None
+    params_m: float | None = None
+    gmacs: float | None = None
+    restricted: bool | None = None
+    restricted_violations: int | None = None
+    dla: bool | None = None
+    dla_violations: int | None = None
+
+
+class Fig5Row(BaseModel):
+    model: str
+    weights: str | None = None
+    dataset: str | None = None
+    backend: dict[str, str] = Field(default_factory=dict, description="precision -> backend it was measured on")
+    images: dict[str, int] = Field(default_factory=dict, description="precision -> images evaluated")
+    fp32: float | None = None
+    fp16: float | None = None
+    mixed: float | None = None
+    drop: float | None = Field(default=None, description="reference (FP16, else FP32) minus mixed, percentage points")
+    drop_from: str | None = None
+
+
+class Fig6Row(BaseModel):
+    model: str
+    weights: str | None = None
+    backend: str | None = None
+    latency_ms: dict[int, float | None] = Field(default_factory=dict, description="batch -> median latency per batch (ms)")
+    ratio: dict[int, float | None] = Field(default_factory=dict, description="batch -> latency / baseline latency")
+    device_ms: dict[str, dict[int, float | None]] = Field(default_factory=dict, description="device -> batch -> imported median (ms)")
+    device_ratio: dict[str, dict[int, float | None]] = Field(default_factory=dict)
+
+
+class Fig7Row(BaseModel):
+    model: str
+    estimate_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame, static estimate")
+    measured_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame a profiler measured")
+
+
+class Study(BaseModel):
+    """Everything `csa compare` shows; every number traceable to one stored result."""
+
+    models: list[str]
+    baseline: str
+    batches: list[int]
+    backend: str
+    dataset: str | None = None
+    devices: list[str] = Field(default_factory=list)
+    machine: dict[str, Any] = Field(default_factory=dict)
+    table1: list[Table1Row]
+    fig5: list[Fig5Row]
+    fig6: list[Fig6Row]
+    fig7: list[Fig7Row]
+    notes: list[str] = Field(default_factory=list)
+    runs: dict[str, str] = Field(default_factory=dict, description="model -> what the pipeline did (or why it failed)")
+
+    def to_record_fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _latest(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
+    """The most recently stored result whose fields equal `match` (None values in match are ignored)."""
+    for row in reversed(rows):  # load_results sorts by stored_at
+        if all(v is None or row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _percent(value: Any) -> float | None:
+    """top-1 as a percentage, whether the result stored a fraction or a percentage."""
+    v = _num(value)
+    if v is None:
+        return None
+    return v * 100.0 if v <= 1.0 else v
+
+
+def table1_row(model: str) -> Table1Row:
+    check = _latest(load_results("check", model))
+    cost = _latest(load_results("cost", model))
+    row = Table1Row(model=model)
+    if cost:
+        row.weights = cost.get("weights")
+        row.params_m = _num(cost.get("params")) / 1e6 if _num(cost.get("params")) is not None else None  # type: ignore[operator]
+        row.gmacs = _num(cost.get("macs")) / 1e9 if _num(cost.get("macs")) is not None else None  # type: ignore[operator]
+    if check:
+        restricted, dla = check.get("restricted") or {}, check.get("dla") or {}
+        row.restricted = restricted.get("compliant")
+        row.restricted_violations = restricted.get("violations")
+        row.dla = dla.get("compliant")
+        row.dla_violations = dla.get("violations")
+        row.weights = row.weights or check.get("weights")
+    return row
+
+
+def _eval_matches(dataset: str | None, limit: int | None) -> Callable[[dict[str, Any]], bool]:
+    def ok(row: dict[str, Any]) -> bool:
+        if dataset is not None:
+            names = {str(row.get(k)) for k in ("dataset", "dataset_name", "dataset_path", "data_dir") if row.get(k) is not None}
+            if dataset not in names and not any(n.rstrip("/").endswith(dataset.rstrip("/")) for n in names):
+                return False
+        return not (limit is not None and row.get("limit") not in (None, limit))
+
+    return ok
+
+
+def fig5_row(model: str, dataset: str | None = None, limit: int | None = None) -> Fig5Row:
+    rows = [r for r in load_results("eval", model) if _eval_matches(dataset, limit)(r)]
+    out = Fig5Row(model=model, dataset=dataset)
+    for precision in ("fp32", "fp16", "mixed"):
+        found = _latest(rows, precision=precision)
+        if precision == "mixed" and found is None:
+            found = _latest(rows, precision="int8")
+        if found is None:
+            continue
+        setattr(out, precision, _percent(found.get("top1")))
+        out.images[precision] = int(found.get("images") or 0)
+        out.backend[precision] = str(found.get("backend") if not isinstance(found.get("backend"), dict) else found["backend"].get("name"))
+        out.weights = out.weights or found.get("weights")
+        out.dataset = out.dataset or found.get("dataset")
+    reference = ("fp16", out.fp16) if out.fp16 is not None else ("fp32", out.fp32)
+    if reference[1] is not None and out.mixed is not None:
+        out.drop = reference[1] - out.mixed
+        out.drop_from = reference[0]
+    return out
+
+
+_LATENCY_KEYS = ("median_ms", "latency_median_ms", "median", "latency_ms")
+
+
+def _latency_ms(entry: dict[str, Any]) -> float | None:
+    for key in _LATENCY_KEYS:
+        if _num(entry.get(key)) is not None:
+            return _num(entry.get(key))
+    stats = entry.get("latency") or entry.get("stats") or {}
+    if isinstance(stats, dict):
+        for key in _LATENCY_KEYS:
+            if _num(stats.get(key)) is not None:
+                return _num(stats.get(key))
+    return None
+
+
+def _measured_traffic_mb(entry: dict[str, Any]) -> float | None:
+    for key in ("measured_traffic_bytes_per_frame", "dram_bytes_per_frame", "measured_bytes_per_frame"):
+        if _num(entry.get(key)) is not None:
+            return _num(entry.get(key)) / 1e6  # type: ignore[operator]
+    return None
+
+
+def profile_by_batch(model: str, backend: str, batches: Sequence[int]) -> tuple[dict[int, dict[str, Any]], dict[str, Any], str | None]:
+    """batch -> the latest stored profile entry at that batch on `backend`; the machine block; the weights."""
+    found: dict[int, dict[str, Any]] = {}
+    machine: dict[str, Any] = {}
+    weights = None
+    for record in load_results("profile", model):  # oldest first: later results overwrite
+        if record.get("backend") not in (None, backend) and not str(record.get("backend", "")).startswith(backend):
+            continue
+        for entry in record.get("results") or []:
+            batch = entry.get("batch")
+            if isinstance(batch, int) and batch in batches and _latency_ms(entry) is not None:
+                found[batch] = entry
+                machine = record.get("machine") or machine
+                weights = record.get("weights") or weights
+    return found, machine, weights
+
+
+def device_timings(model: str, batches: Sequence[int]) -> dict[str, dict[int, float | None]]:
+    """Imported device timings (csa import-timings): device -> batch -> median ms, latest per pair."""
+    out: dict[str, dict[int, float | None]] = {}
+    for row in load_results("timing", model):
+        device = str(row.get("device") or "device")
+        batch = row.get("batch")
+        if isinstance(batch, int) and batch in batches:
+            out.setdefault(device, {})[batch] = _latency_ms(row) or _latency_ms(row.get("stats") or {})
+    return out
+
+
+def build_study(
+    models: Sequence[str],
+    *,
+    baseline: str = "convnext-tiny",
+    batches: Sequence[int] = (1, 4, 8, 16),
+    backend: str = "onnxruntime",
+    dataset: str | None = None,
+    limit: int | None = None,
+) -> Study:
+    """The four views from stored results; missing pieces stay None."""
+    batches = list(batches)
+    table1 = [table1_row(m) for m in models]
+    fig5 = [fig5_row(m, dataset, limit) for m in models]
+    profiles = {m: profile_by_batch(m, backend, batches) for m in models}
+    timings = {m: device_timings(m, batches) for m in models}
+    devices = sorted({d for t in timings.values() for d in t})
+    base_profile = profiles[baseline][0] if baseline in profiles else profile_by_batch(baseline, backend, batches)[0]
+    base_timing = timings[baseline] if baseline in timings else device_timings(baseline, batches)
+    fig6: list[Fig6Row] = []
+    fig7: list[Fig7Row] = []
+    machine: dict[str, Any] = {}
+    for m in models:
+        by_batch, mach, weights = profiles[m]
+        machine = machine or mach
+        row = Fig6Row(model=m, weights=weights, backend=backend)
+        for b in batches:
+            lat = _latency_ms(by_batch[b]) if b in by_batch else None
+            base = _latency_ms(base_profile[b]) if b in base_profile else None
+            row.latency_ms[b] = lat
+            row.ratio[b] = lat / base if lat is not None and base else None
+        for device in devices:
+            row.device_ms[device] = {b: timings[m].get(device, {}).get(b) for b in batches}
+            row.device_ratio[device] = {
+                b: (v / base_timing[device][b]) if v is not None and base_timing.get(device, {}).get(b) else None for b, v in row.device_ms[device].items()
+            }
+        fig6.append(row)
+        cost = _latest(load_results("cost", m)) or {}
+        per_frame = cost.get("traffic_bytes_per_frame") or {}
+        fig7.append(
+            Fig7Row(
+                model=m,
+                estimate_mb={b: (_num(per_frame.get(str(b))) / 1e6 if _num(per_frame.get(str(b))) is not None else None) for b in batches},  # type: ignore[operator]
+                measured_mb={b: (_measured_traffic_mb(by_batch[b]) if b in by_batch else None) for b in batches},
+            )
+        )
+    notes = []
+    random_models = sorted({r.model for r in [*table1, *fig5, *fig6] if r.weights == "random"})
+    if random_models:
+        notes.append(f"Random weights (none published or cached): {', '.join(random_models)}. Their top-1 is chance level, not a property of the model.")
+    if baseline not in models and not base_profile:
+        notes.append(f"Baseline {baseline} has no stored latency: ratios are missing.")
+    notes.append(f"Memory traffic per frame is an {ESTIMATE_LABEL}; measured traffic appears only where a GPU profiler provided it.")
+    return Study(
+        models=list(models),
+        baseline=baseline,
+        batches=batches,
+        backend=backend,
+        dataset=dataset,
+        devices=devices,
+        machine=machine,
+        table1=table1,
+        fig5=fig5,
+        fig6=fig6,
+        fig7=fig7,
+        notes=notes,
+    )
+
+
+def compare_models(
+    models: Sequence[str],
+    *,
+    baseline: str = "convnext-tiny",
+    batches: Sequence[int] = (1, 4, 8, 16),
+    backend: str = "onnxruntime",
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    limit: int | None = None,
+    calib_images: int = 500,
+    weights: str = "auto",
+    iterations: int = 20,
+    threads: int | None = None,
+    manifest: str | None = None,
+    run: bool = True,
+    on_update: Callable[[Any], None] | None = None,
+) -> Study:
+    """Run what is missing through the pipeline core (cached stages are skipped), then build the study."""
+    from csa_cli.core.pipeline import RunOptions, run_pipeline
+    from csa_cli.manifest import load_manifest
+
+    zoo = load_manifest(manifest)
+    for m in models:
+        zoo.get(m)  # unknown names fail before anything runs
+    runs: dict[str, str] = {}
+    if run:
+        for m in models:
+            options = RunOptions(
+                model=m,
+                to="profile",
+                stages=["fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "profile"],
+                weights=weights,
+                dataset=dataset,
+                data_dir=data_dir,
+                limit=limit,
+                calib_images=calib_images,
+                precision="mixed",
+                batch=list(batches),
+                backend=backend,  # type: ignore[arg-type]
+                eval_backend="onnxruntime" if backend == "onnxruntime" else "torch",
+                iterations=iterations,
+                threads=threads,
+                manifest=manifest,
+            )
+            summary = run_pipeline(options, on_update=on_update)
+            done = ", ".join(f"{s.name} {s.status}" for s in summary.stages)
+            runs[m] = f"ok: {done}" if summary.ok else f"failed at {summary.failed_stage}: {summary.message}"
+    study = build_study(models, baseline=baseline, batches=batches, backend=backend, dataset=dataset, limit=limit)
+    study.runs = runs
+    return study
