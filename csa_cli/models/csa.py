@@ -250,11 +250,9 @@ class CSABlock(nn.Module):
         v = swish(self.value(x))
         q = self.query(resize_to(v, (s, s)))
         a = q * rotate(q, self.heads, s) if self.use_rotate else q
-        if self.fused and s * s < h * w:
-            # exact rewrite: conv1x1 + BN commute with the bilinear resize; resize C channels, not hN
-            g = torch.sigmoid(resize_to(self.gate(a), (h, w)))
-        else:
-            g = torch.sigmoid(self.gate(resize_to(a, (h, w))))
+        # inference form: conv1x1 + BN commute with the bilinear resize (exact), so resize C channels, not hN
+        gate_first = self.fused and s * s < h * w
+        g = torch.sigmoid(resize_to(self.gate(a), (h, w)) if gate_first else self.gate(resize_to(a, (h, w))))
         y = self.fc2(swish(self.fc1(g * v)))
         if self.gamma is not None:
             y = y * self.gamma.reshape(1, -1, 1, 1)
