@@ -275,11 +275,7 @@ def _check(ctx: Context) -> Record:
 
 def _traffic_per_frame(cost: Any, batch: int) -> float:
     """Static memory traffic per frame at a batch size: weights are read once per batch, activations per image."""
-    if hasattr(cost, "traffic_at"):
-        value = cost.traffic_at(batch)
-        total = float(value if isinstance(value, int | float) else getattr(value, "total", value))
-        return total / batch
-    return float(cost.bytes_read + cost.bytes_written)
+    return float(cost.traffic_at(batch).bytes_per_frame)
 
 
 def _quantize(ctx: Context) -> Record:
@@ -334,18 +330,18 @@ def _engine(ctx: Context) -> Record:
 
 
 def _profile(ctx: Context) -> Record:
-    from csa_cli.core import profile
+    from csa_cli.core.profile import MeasureSettings, ProfileOptions, profile_model
 
-    return profile.profile_stage(
-        ctx.model,
+    options = ProfileOptions(
         backend=ctx.options.backend,
-        batch=ctx.options.batch,
-        iterations=ctx.options.iterations,
-        warmup=ctx.options.warmup,
+        batches=list(ctx.options.batch),
         threads=ctx.options.threads,
         weights=ctx.weights,
+        img_size=ctx.options.img_size,
         manifest=ctx.options.manifest,
+        measure=MeasureSettings(warmup=ctx.options.warmup, iterations=ctx.options.iterations),
     )
+    return profile_model(ctx.model, options).to_record()  # stored for `csa compare` by the core
 
 
 STAGE_BODIES: dict[StageName, Callable[[Context], Record]] = {

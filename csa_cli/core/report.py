@@ -172,7 +172,8 @@ def plot_table1(study: Study, path: Path) -> None:
 
 
 def plot_fig5(study: Study, path: Path) -> None:
-    fig, ax = _figure(f"Fig. 5: top-1 by precision ({study.dataset or 'no dataset'})")
+    dataset = study.dataset or next((r.dataset for r in study.fig5 if r.dataset), None)
+    fig, ax = _figure(f"Fig. 5: top-1 by precision ({dataset or 'dataset not named'})")
     models = [r.model for r in study.fig5]
     xs = list(range(len(models)))
     width = 0.27

@@ -1,0 +1,202 @@
+"""`csa compare`: the seed's study from stored results, its markdown report and plots."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from csa_cli.core.artifacts import load_results, store_result
+from csa_cli.core.compare import build_study
+from csa_cli.core.report import MISSING, PLOTS, REPORT_FILE, to_markdown, write_report
+from tests.fixtures.cli import CliResult
+
+
+def parse_markdown_tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """heading ('Table 1', 'Fig. 5', ...) -> rows as {column: cell} from a markdown report."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    heading = None
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("## "):
+            heading = line[3:].split(":")[0]
+        elif line.startswith("| ") and heading and heading not in tables:
+            cols = [c.strip() for c in line.strip("|").split("|")]
+            rows = []
+            i += 2  # the separator line
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(dict(zip(cols, [c.strip() for c in lines[i].strip("|").split("|")], strict=True)))
+                i += 1
+            tables[heading] = rows
+            continue
+        i += 1
+    return tables
+
+
+def assert_cell(cell: str, value: float | None, digits: int) -> None:
+    """A report cell shows the stored value with `digits` decimals, or 'missing' when none was stored."""
+    if value is None:
+        assert cell.startswith(MISSING), cell
+    else:
+        assert float(cell.split()[0]) == pytest.approx(value, abs=0.51 * 10**-digits), (cell, value)
+
+
+def check_png(path: Path) -> None:
+    """A real, non-trivial image: a PNG of some size whose pixels are not all the same."""
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 10_000
+    with Image.open(path) as img:
+        pixels = np.asarray(img.convert("L"), dtype=np.float32)
+    assert min(pixels.shape) >= 300
+    assert pixels.std() > 5.0
+    assert len(np.unique(pixels)) > 20
+
+
+def _table_by_model(rows: list[dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {r["model"]: r for r in rows}
+
+
+def check_report_against_store(report: str, models: list[str], batches: list[int], baseline: str) -> None:
+    """Every number in the report equals the stored result it came from (to its printed precision)."""
+    tables = parse_markdown_tables(report)
+    assert set(tables) >= {"Table 1", "Fig. 5", "Fig. 6", "Fig. 7"}
+    t1, f5, f6, f7 = (_table_by_model(tables[k]) for k in ("Table 1", "Fig. 5", "Fig. 6", "Fig. 7"))
+    for m in models:
+        cost = (load_results("cost", m) or [None])[-1]
+        check = (load_results("check", m) or [None])[-1]
+        assert_cell(t1[m]["params (M)"], cost and cost["params"] / 1e6, 3)
+        assert_cell(t1[m]["GMACs"], cost and cost["macs"] / 1e9, 3)
+        if check is None:
+            assert t1[m]["restricted mode"] == MISSING
+        else:
+            assert t1[m]["restricted mode"].startswith("yes" if check["restricted"]["compliant"] else "no")
+            assert t1[m]["DLA"].startswith("yes" if check["dla"]["compliant"] else "no")
+        evals = load_results("eval", m)
+        for precision, col in (("fp32", "FP32 top-1 (%)"), ("fp16", "FP16 top-1 (%)"), ("mixed", "mixed top-1 (%)")):
+            found = [e for e in evals if e.get("precision") == precision]
+            top1 = found[-1]["top1"] if found else None
+            assert_cell(f5[m][col], None if top1 is None else (top1 * 100 if top1 <= 1 else top1), 2)
+        profiles = load_results("profile", m)
+        base_profiles = load_results("profile", baseline)
+        for b in batches:
+            lat = _latest_latency(profiles, b)
+            base = _latest_latency(base_profiles, b)
+            assert_cell(f6[m][f"b{b} latency (ms)"], lat, 3)
+            assert_cell(f6[m][f"b{b} / {baseline}"], None if lat is None or base is None else lat / base, 3)
+            per_frame = (cost or {}).get("traffic_bytes_per_frame", {}).get(str(b))
+            assert_cell(f7[m][f"b{b} estimate (MB/frame)"], None if per_frame is None else per_frame / 1e6, 3)
+
+
+def _latest_latency(profiles: list[dict[str, Any]], batch: int) -> float | None:
+    value = None
+    for record in profiles:
+        for entry in record.get("results", []):
+            if entry.get("batch") == batch:
+                value = entry["median_ms"]
+    return value
+
+
+# ------------------------------------------------------------------ from stored results (no model runs)
+
+
+@pytest.fixture
+def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A fresh CSA_HOME holding stored results with random values; some pieces deliberately absent."""
+    monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))
+    rng = random.Random(7)
+    batches = [1, 4, 8]
+    models = ["m-csa", "m-base", "m-empty"]
+    for m in ("m-csa", "m-base"):
+        store_result(
+            "cost",
+            m,
+            "k",
+            {
+                "model": m,
+                "weights": "random",
+                "params": rng.randint(10**6, 3 * 10**7),
+                "macs": rng.randint(10**8, 5 * 10**9),
+                "traffic_bytes_per_frame": {str(b): rng.uniform(1e6, 9e7) for b in batches},
+            },
+        )
+        store_result(
+            "check",
+            m,
+            "k",
+            {"model": m, "restricted": {"compliant": m == "m-csa", "violations": 0 if m == "m-csa" else 7}, "dla": {"compliant": False, "violations": 3}},
+        )
+        store_result("eval", m, "fp32", {"kind": "eval", "model": m, "precision": "fp32", "top1": rng.uniform(0.5, 0.9), "images": 16, "backend": "onnxruntime"})
+        results = [{"batch": b, "median_ms": rng.uniform(1, 50)} for b in batches]
+        store_result("profile", m, "p", {"kind": "profile", "model": m, "backend": "onnxruntime", "results": results, "machine": {"cpu": "test cpu"}})
+    # only m-csa was quantized and evaluated; only m-csa and m-base have Orin timings, at batch 1
+    store_result("eval", "m-csa", "mixed", {"kind": "eval", "model": "m-csa", "precision": "mixed", "top1": rng.uniform(0.4, 0.9), "images": 12, "backend": "onnxruntime"})
+    for m in ("m-csa", "m-base"):
+        store_result("timing", m, "orin", {"model": m, "batch": 1, "device": "Orin AGX", "median_ms": rng.uniform(0.5, 5)})
+    return {"models": models, "batches": batches, "baseline": "m-base"}
+
+
+def test_study_numbers_equal_stored_results_and_missing_stays_missing(stored_study: dict[str, Any]) -> None:
+    study = build_study(stored_study["models"], baseline="m-base", batches=stored_study["batches"])
+    report = to_markdown(study, PLOTS)
+    check_report_against_store(report, stored_study["models"], stored_study["batches"], "m-base")
+    rows = _table_by_model(parse_markdown_tables(report)["Fig. 5"])
+    fp32 = load_results("eval", "m-csa")[0]["top1"] * 100
+    mixed = [e for e in load_results("eval", "m-csa") if e["precision"] == "mixed"][0]["top1"] * 100
+    assert rows["m-csa"]["drop (pp)"].startswith(f"{fp32 - mixed:.2f} (from fp32)")
+    assert rows["m-base"]["drop (pp)"] == MISSING  # never quantized: no drop invented
+    assert all(v == MISSING for k, v in rows["m-empty"].items() if k not in ("model", "images (fp32/mixed)"))
+    # the baseline's own ratio is exactly 1; imported device timings in their own, named columns
+    f6 = _table_by_model(parse_markdown_tables(report)["Fig. 6"])
+    assert f6["m-base"]["b1 / m-base"] == "1.000"
+    orin = {r["model"]: r["median_ms"] for r in load_results("timing")}
+    assert_cell(f6["m-csa"]["Orin AGX b1 (ms)"], orin["m-csa"], 3)
+    assert_cell(f6["m-csa"]["Orin AGX b1 / m-base"], orin["m-csa"] / orin["m-base"], 3)
+    assert f6["m-csa"]["Orin AGX b4 (ms)"] == MISSING
+    assert "Random weights" in report and "m-csa" in report.split("Random weights")[1].splitlines()[0]
+    assert "estimate (static, from the ONNX graph)" in report
+
+
+def test_report_files_and_plots(stored_study: dict[str, Any], tmp_path: Path) -> None:
+    study = build_study(stored_study["models"], baseline="m-base", batches=stored_study["batches"])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("not ours")
+    path = write_report(study, tmp_path / "out")
+    assert path == tmp_path / "out" / REPORT_FILE
+    assert (tmp_path / "out" / "keep.txt").read_text() == "not ours"  # a report never wipes the folder
+    for name in PLOTS.values():
+        check_png(tmp_path / "out" / name)
+        assert f"]({name})" in path.read_text()
+
+
+def test_compare_no_run_from_the_store(stored_study: dict[str, Any], csa: Callable[..., CliResult], tmp_path: Path, test_manifest_path: Path) -> None:
+    # m-* are not zoo names: a user manifest naming them stands in
+    text = test_manifest_path.read_text()
+    extra = "".join(
+        re.sub(r"models\.test-convnext", f"models.{m}", text[text.index("[models.test-convnext]") : text.index("[models.test-swin]")]) for m in stored_study["models"]
+    )
+    manifest = tmp_path / "m.toml"
+    manifest.write_text("schema = 1\n" + extra)
+    result = csa("compare", *stored_study["models"], "--no-run", "--batch", "1,4,8", "--baseline", "m-base", "--manifest", str(manifest))
+    assert result.exit_code == 0, result.stderr
+    record = result.record
+    assert record["kind"] == "compare" and record["models"] == stored_study["models"]
+    stored = {r["model"]: r for r in load_results("profile")}
+    assert record["fig6"][0]["latency_ms"]["4"] == stored["m-csa"]["results"][1]["median_ms"]
+
+
+def test_compare_bad_input(csa: Callable[..., CliResult]) -> None:
+    result = csa("compare", "csa-nanoo", "--no-run")
+    assert result.exit_code == 1 and "unknown model 'csa-nanoo'" in result.stderr and "csa-nano" in result.stderr
+    result = csa("compare", "csa-nano", "--batch", "0", "--no-run")
+    assert result.exit_code == 2 and "--batch" in result.stderr
+    result = csa("compare", "csa-nano", "--limit", "0", "--no-run")
+    assert result.exit_code == 2
