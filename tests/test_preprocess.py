@@ -1,0 +1,105 @@
+"""Preprocessing equals timm's eval transform, on real photos, for the zoo's settings."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from PIL import Image
+
+from csa_cli.core.preprocess import build_transform, default_preprocessing, load_batch, scale_size
+from csa_cli.manifest import Preprocessing, load_manifest
+from tests.fixtures.images import load_photo
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[Image.Image]:
+    import skimage.data
+
+    # full-size photos (no downscaling here): landscape, portrait-free square, and a grayscale one
+    return [Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS]
+
+
+def _timm_transform(pre: Preprocessing):
+    from timm.data import create_transform, resolve_data_config
+
+    cfg = resolve_data_config(
+        {"input_size": (3, *pre.input_size), "crop_pct": pre.crop_pct, "interpolation": pre.interpolation, "mean": pre.mean, "std": pre.std}
+    )
+    return create_transform(**cfg)
+
+
+@pytest.mark.parametrize(("zoo_name", "timm_tag"), [("convnext-tiny", "convnext_tiny.fb_in1k"), ("swin-tiny", "swin_tiny_patch4_window7_224.ms_in1k")])
+def test_zoo_preprocessing_equals_timm_pretrained_config(zoo_name: str, timm_tag: str, photos: list[Image.Image]) -> None:
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    pre = load_manifest().get(zoo_name).preprocessing
+    # timm's own data config for the pinned weights, at the train size (the seed compares at 224)
+    cfg = resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(timm_tag).to_dict())
+    assert (pre.crop_pct, pre.interpolation, tuple(pre.mean), tuple(pre.std)) == (cfg["crop_pct"], cfg["interpolation"], cfg["mean"], cfg["std"])
+    assert (3, *pre.input_size) == cfg["input_size"]
+    theirs, ours = create_transform(**cfg), build_transform(pre)
+    for img in photos:
+        expected = theirs(img.convert("RGB"))  # timm's dataset loader converts to RGB before its transform
+        got = ours(img)
+        assert got.shape == (3, *pre.input_size)
+        assert got.dtype == torch.float32
+        assert torch.max(torch.abs(got - expected)).item() <= 1e-6
+
+
+@pytest.mark.parametrize(
+    "pre",
+    [
+        Preprocessing(input_size=(224, 224), crop_pct=0.95, interpolation="bilinear", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        Preprocessing(input_size=(256, 256), crop_pct=1.0, interpolation="nearest", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+        Preprocessing(input_size=(224, 320), crop_pct=0.875, interpolation="bicubic", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+        Preprocessing(input_size=(320, 224), crop_pct=0.9, interpolation="bilinear", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)),
+    ],
+    ids=["bilinear-0.95", "nearest-1.0", "224x320", "320x224"],
+)
+def test_other_settings_equal_timm(pre: Preprocessing, photos: list[Image.Image]) -> None:
+    theirs, ours = _timm_transform(pre), build_transform(pre)
+    for img in photos[:3]:
+        diff = torch.max(torch.abs(ours(img) - theirs(img.convert("RGB")))).item()
+        assert diff <= 1e-6
+
+
+def test_resize_target_is_floor_of_size_over_crop_pct() -> None:
+    assert scale_size((224, 224), 0.875) == (256, 256)
+    assert scale_size((224, 224), 0.9) == (248, 248)
+    assert scale_size((224, 320), 0.875) == (256, 365)
+    assert build_transform(default_preprocessing()).scale_size == (256, 256)
+
+
+def test_one_picklable_object_for_eval_calibration_and_predict(tmp_path) -> None:
+    pre = load_manifest().get("convnext-tiny").preprocessing
+    transform = build_transform(pre)
+    clone = pickle.loads(pickle.dumps(transform))  # DataLoader workers receive a pickled copy
+    photo = load_photo("chelsea", 200)
+    path = tmp_path / "cat.png"
+    Image.fromarray(photo).save(path)
+    batch = load_batch([path, path], pre)  # predict's path
+    assert batch.shape == (2, 3, 224, 224)
+    assert torch.equal(batch[0], transform(Image.open(path)))
+    assert torch.equal(clone(Image.open(path)), transform(Image.open(path)))
+    # normalized with the entry's mean/std: undoing it gives back pixel values in [0, 1]
+    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
+    pixels = batch[0] * std + mean
+    assert float(pixels.min()) >= -1e-6 and float(pixels.max()) <= 1 + 1e-6
+    assert float(batch[0].min()) < 0  # and the normalized tensor itself is not in [0, 1]
+
+
+def test_unreadable_image_is_a_clear_error(tmp_path) -> None:
+    from csa_cli.core.preprocess import open_image
+    from csa_cli.errors import CsaError
+
+    bad = tmp_path / "broken.JPEG"
+    bad.write_bytes(b"not a jpeg at all")
+    with pytest.raises(CsaError, match=r"cannot read .*broken\.JPEG as an image"):
+        open_image(bad)
+    with pytest.raises(CsaError, match="image not found"):
+        open_image(tmp_path / "missing.png")
