@@ -134,11 +134,18 @@ def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, A
             "k",
             {"model": m, "restricted": {"compliant": m == "m-csa", "violations": 0 if m == "m-csa" else 7}, "dla": {"compliant": False, "violations": 3}},
         )
-        store_result("eval", m, "fp32", {"kind": "eval", "model": m, "precision": "fp32", "top1": rng.uniform(0.5, 0.9), "images": 16, "backend": "onnxruntime"})
+        store_result(
+            "eval", m, "fp32", {"kind": "eval", "model": m, "precision": "fp32", "top1": rng.uniform(0.5, 0.9), "images": 16, "backend": "onnxruntime"}
+        )
         results = [{"batch": b, "median_ms": rng.uniform(1, 50)} for b in batches]
         store_result("profile", m, "p", {"kind": "profile", "model": m, "backend": "onnxruntime", "results": results, "machine": {"cpu": "test cpu"}})
     # only m-csa was quantized and evaluated; only m-csa and m-base have Orin timings, at batch 1
-    store_result("eval", "m-csa", "mixed", {"kind": "eval", "model": "m-csa", "precision": "mixed", "top1": rng.uniform(0.4, 0.9), "images": 12, "backend": "onnxruntime"})
+    store_result(
+        "eval",
+        "m-csa",
+        "mixed",
+        {"kind": "eval", "model": "m-csa", "precision": "mixed", "top1": rng.uniform(0.4, 0.9), "images": 12, "backend": "onnxruntime"},
+    )
     for m in ("m-csa", "m-base"):
         store_result("timing", m, "orin", {"model": m, "batch": 1, "device": "Orin AGX", "median_ms": rng.uniform(0.5, 5)})
     return {"models": models, "batches": batches, "baseline": "m-base"}
@@ -150,7 +157,7 @@ def test_study_numbers_equal_stored_results_and_missing_stays_missing(stored_stu
     check_report_against_store(report, stored_study["models"], stored_study["batches"], "m-base")
     rows = _table_by_model(parse_markdown_tables(report)["Fig. 5"])
     fp32 = load_results("eval", "m-csa")[0]["top1"] * 100
-    mixed = [e for e in load_results("eval", "m-csa") if e["precision"] == "mixed"][0]["top1"] * 100
+    mixed = next(e for e in load_results("eval", "m-csa") if e["precision"] == "mixed")["top1"] * 100
     assert rows["m-csa"]["drop (pp)"].startswith(f"{fp32 - mixed:.2f} (from fp32)")
     assert rows["m-base"]["drop (pp)"] == MISSING  # never quantized: no drop invented
     assert all(v == MISSING for k, v in rows["m-empty"].items() if k not in ("model", "images (fp32/mixed)"))
@@ -181,7 +188,8 @@ def test_compare_no_run_from_the_store(stored_study: dict[str, Any], csa: Callab
     # m-* are not zoo names: a user manifest naming them stands in
     text = test_manifest_path.read_text()
     extra = "".join(
-        re.sub(r"models\.test-convnext", f"models.{m}", text[text.index("[models.test-convnext]") : text.index("[models.test-swin]")]) for m in stored_study["models"]
+        re.sub(r"models\.test-convnext", f"models.{m}", text[text.index("[models.test-convnext]") : text.index("[models.test-swin]")])
+        for m in stored_study["models"]
     )
     manifest = tmp_path / "m.toml"
     manifest.write_text("schema = 1\n" + extra)

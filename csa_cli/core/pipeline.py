@@ -181,27 +181,7 @@ def _fetch(ctx: Context) -> Record:
 
     result = hub.pull(entry, manifest_path=ctx.options.manifest)
     ctx.weights = "pretrained"
-    data = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(vars(result))
-    files = data.get("files") or {}
-    return make_record(
-        "checkpoint",
-        model=ctx.model,
-        path=str(data.get("snapshot_dir") or ""),
-        weights="pretrained",
-        weights_hash=_files_hash(files),
-        revision=data.get("revision"),
-        commit=data.get("commit"),
-        license=data.get("license") or entry.license,
-        downloaded_bytes=data.get("downloaded_bytes"),
-    )
-
-
-def _files_hash(files: dict[str, str]) -> str | None:
-    if not files:
-        return None
-    import hashlib
-
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return make_record("checkpoint", **result.record_fields())
 
 
 def _dataset(ctx: Context, what: str) -> str:
