@@ -1,0 +1,241 @@
+"""Loading state dicts trained with NVIDIA's reference CSA code (DL4AGX ConvSelfAttention).
+
+The reference model follows ConvNeXt's layout; its parameter names map onto ours one to one:
+
+| reference name                           | ours                                         |
+| ---------------------------------------- | -------------------------------------------- |
+| downsample_layers.{i}.0.*  (conv)        | stages.{i}.downsample.conv.*                 |
+| downsample_layers.{i}.1.*  (BN)          | stages.{i}.downsample.bn.*                   |
+| stages.{i}.{j}.v.0.*       (dw conv)     | stages.{i}.blocks.{j}.value.conv.*           |
+| stages.{i}.{j}.v.1.*       (BN)          | stages.{i}.blocks.{j}.value.bn.*             |
+| stages.{i}.{j}.q.*         (conv1x1)     | stages.{i}.blocks.{j}.query.conv.*           |
+| stages.{i}.{j}.norm_q.*    (BN)          | stages.{i}.blocks.{j}.query.bn.*             |
+| stages.{i}.{j}.qk.0.*      (conv1x1)     | stages.{i}.blocks.{j}.gate.conv.*            |
+| stages.{i}.{j}.qk.1.*      (BN)          | stages.{i}.blocks.{j}.gate.bn.*              |
+| stages.{i}.{j}.qkv.0.*     (conv1x1)     | stages.{i}.blocks.{j}.fc1.conv.*             |
+| stages.{i}.{j}.qkv.1.*     (BN)          | stages.{i}.blocks.{j}.fc1.bn.*               |
+| stages.{i}.{j}.mlp.*       (conv1x1)     | stages.{i}.blocks.{j}.fc2.*                  |
+| stages.{i}.{j}.gamma       (layer scale) | stages.{i}.blocks.{j}.gamma                  |
+| norm.*                     (head BN)     | head.norm.*                                  |
+| head.*                     (conv1x1)     | head.fc.*                                    |
+
+act_v / act_qk / act_qkv are activations (no parameters). A `module.` prefix (DDP) is stripped;
+a Linear head weight (classes x C) is accepted and reshaped to the 1x1 conv's (classes x C x 1 x 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from csa_cli.errors import CsaError
+
+if TYPE_CHECKING:
+    import torch
+
+    from csa_cli.manifest import Manifest
+    from csa_cli.models.csa import CSANet
+    from csa_cli.records import Record
+
+# (reference regex, our template) and (our regex, reference template): one explicit table, both ways
+_BLOCK_PARTS = [
+    ("v.0", "value.conv"),
+    ("v.1", "value.bn"),
+    ("q", "query.conv"),
+    ("norm_q", "query.bn"),
+    ("qk.0", "gate.conv"),
+    ("qk.1", "gate.bn"),
+    ("qkv.0", "fc1.conv"),
+    ("qkv.1", "fc1.bn"),
+    ("mlp", "fc2"),
+]
+_LEAF = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
+
+
+def _rules() -> tuple[list[tuple[re.Pattern[str], str]], list[tuple[re.Pattern[str], str]]]:
+    to_ours: list[tuple[re.Pattern[str], str]] = [
+        (re.compile(rf"^downsample_layers\.(\d+)\.0\.{_LEAF}$"), r"stages.\1.downsample.conv.\2"),
+        (re.compile(rf"^downsample_layers\.(\d+)\.1\.{_LEAF}$"), r"stages.\1.downsample.bn.\2"),
+        (re.compile(r"^stages\.(\d+)\.(\d+)\.gamma$"), r"stages.\1.blocks.\2.gamma"),
+        (re.compile(rf"^norm\.{_LEAF}$"), r"head.norm.\1"),
+        (re.compile(rf"^head\.{_LEAF}$"), r"head.fc.\1"),
+    ]
+    to_ref: list[tuple[re.Pattern[str], str]] = [
+        (re.compile(rf"^stages\.(\d+)\.downsample\.conv\.{_LEAF}$"), r"downsample_layers.\1.0.\2"),
+        (re.compile(rf"^stages\.(\d+)\.downsample\.bn\.{_LEAF}$"), r"downsample_layers.\1.1.\2"),
+        (re.compile(r"^stages\.(\d+)\.blocks\.(\d+)\.gamma$"), r"stages.\1.\2.gamma"),
+        (re.compile(rf"^head\.norm\.{_LEAF}$"), r"norm.\1"),
+        (re.compile(rf"^head\.fc\.{_LEAF}$"), r"head.\1"),
+    ]
+    for ref, ours in _BLOCK_PARTS:
+        to_ours.append((re.compile(rf"^stages\.(\d+)\.(\d+)\.{re.escape(ref)}\.{_LEAF}$"), rf"stages.\1.blocks.\2.{ours}.\3"))
+        to_ref.append((re.compile(rf"^stages\.(\d+)\.blocks\.(\d+)\.{re.escape(ours)}\.{_LEAF}$"), rf"stages.\1.\2.{ref}.\3"))
+    return to_ours, to_ref
+
+
+_TO_OURS, _TO_REF = _rules()
+
+
+def reference_key_to_ours(key: str) -> str | None:
+    """Our parameter name for a reference one, or None when it has no counterpart."""
+    key = key.removeprefix("module.")
+    for pattern, template in _TO_OURS:
+        if pattern.match(key):
+            return pattern.sub(template, key)
+    return None
+
+
+def our_key_to_reference(key: str) -> str | None:
+    """The reference name of one of our parameters (the inverse mapping)."""
+    for pattern, template in _TO_REF:
+        if pattern.match(key):
+            return pattern.sub(template, key)
+    return None
+
+
+def to_reference_state_dict(model: CSANet) -> dict[str, torch.Tensor]:
+    """Our model's state dict under reference names (for round-trip tests and export to the reference code)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in model.state_dict().items():
+        ref = our_key_to_reference(key)
+        if ref is None:
+            raise CsaError(f"parameter '{key}' has no reference name")
+        out[ref] = value
+    return out
+
+
+def unwrap_training_checkpoint(obj: Any, *, ema: bool = False) -> dict[str, Any]:
+    """The state dict inside what ConvNeXt-style training scripts save ({"model": ..., "model_ema": ...})."""
+    if not isinstance(obj, dict):
+        raise CsaError(f"the checkpoint holds a {type(obj).__name__}, not a state dict")
+    key = "model_ema" if ema else "model"
+    if ema and key not in obj:
+        raise CsaError("the checkpoint has no 'model_ema' entry", hint="drop --ema to import the regular weights")
+    for candidate in (key, "state_dict"):
+        if isinstance(obj.get(candidate), dict):
+            return obj[candidate]
+    return obj
+
+
+def _name_list(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def from_reference_state_dict(name: str, state_dict: dict[str, Any], *, manifest: Manifest | None = None) -> CSANet:
+    """A CSA model (zoo name or variant) with weights from a reference-named state dict.
+
+    The number of classes is read from the head. Any reference key without a counterpart, any of
+    our parameters left unset, and any shape mismatch is an error naming the keys.
+    """
+    import torch
+
+    from csa_cli.models import create_model
+    from csa_cli.models.csa import CSANet
+
+    state_dict = unwrap_training_checkpoint(state_dict)
+    translated: dict[str, torch.Tensor] = {}
+    unmapped: list[str] = []
+    for key, value in state_dict.items():
+        ours = reference_key_to_ours(key)
+        if ours is None or not isinstance(value, torch.Tensor):
+            unmapped.append(key)
+        else:
+            translated[ours] = value
+    head = translated.get("head.fc.weight")
+    num_classes = int(head.shape[0]) if head is not None else None
+    if head is not None and head.ndim == 2:  # a Linear head: same numbers as a 1x1 conv
+        translated["head.fc.weight"] = head[:, :, None, None]
+    model = create_model(name, num_classes, manifest=manifest)
+    if not isinstance(model, CSANet):
+        raise CsaError(f"'{name}' is not a CSA model: reference checkpoints hold CSA weights", hint="use --model csa-tiny (or another csa-* entry)")
+    expected = model.state_dict()
+    unexpected = sorted(unmapped + [k for k in translated if k not in expected])
+    # an older BN without num_batches_tracked loads fine; any real parameter missing is an error
+    missing = sorted(our_key_to_reference(k) or k for k in expected if k not in translated and not k.endswith("num_batches_tracked"))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s): {_name_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s): {_name_list(unexpected)}")
+        raise CsaError(
+            f"the state dict does not match {name}: " + "; ".join(parts),
+            hint="check --model (the variant the checkpoint was trained as); names follow NVIDIA's reference code",
+        )
+    mismatched = [
+        f"{our_key_to_reference(k)} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in translated.items() if tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    if mismatched:
+        raise CsaError(f"shape mismatch loading {name}: {_name_list(mismatched, 4)}", hint="check --model: the checkpoint was trained as another variant")
+    model.load_state_dict(translated, strict=False)
+    return model
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_import_path(model: str, source: Path, source_sha256: str) -> Path:
+    """CSA_HOME/checkpoints/<model>/<source stem>-<sha12>.safetensors: keyed by the source's content."""
+    from csa_cli.paths import csa_home
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+    return csa_home() / "checkpoints" / safe / f"{source.stem}-{source_sha256[:12]}.safetensors"
+
+
+def import_reference_checkpoint(source: str | Path, model: str, output: str | Path | None = None, *, ema: bool = False, manifest: Any = None) -> Record:
+    """Convert a reference-trained .pth into our checkpoint; returns the checkpoint record.
+
+    The .pth is read with torch.load(weights_only=True): tensors and plain containers only, no pickled code.
+    """
+    import torch
+
+    from csa_cli.manifest import load_manifest
+    from csa_cli.models.checkpoint import save_checkpoint
+    from csa_cli.records import make_record
+
+    src = Path(source)
+    if not src.is_file():
+        raise CsaError(f"checkpoint not found: {src}", hint="give the path of a .pth saved by the reference training code")
+    zoo = load_manifest(manifest)
+    entry = zoo.get(model)
+    if entry.architecture.builder != "csa":
+        raise CsaError(f"'{model}' is not a CSA model: reference checkpoints hold CSA weights", hint="use --model csa-tiny (or another csa-* entry)")
+    try:
+        obj = torch.load(str(src), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors, refused globals: all mean "not a plain state dict"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CsaError(
+            f"cannot read {src.name} as a weights-only PyTorch checkpoint: {first}", hint="the file must be a state dict saved with torch.save"
+        ) from None
+    state_dict = unwrap_training_checkpoint(obj, ema=ema)
+    module = from_reference_state_dict(model, state_dict, manifest=zoo)
+    source_hash = _sha256(src)
+    target = Path(output) if output is not None else default_import_path(model, src, source_hash)
+    if target.suffix != ".safetensors":
+        raise CsaError(f"--output must end in .safetensors, got {target.name}", hint="csa checkpoints are safetensors files")
+    save_checkpoint(module, target, model, source=str(src.resolve()), source_sha256=source_hash)
+    n_params = sum(p.numel() for p in module.parameters())
+    return make_record(
+        "checkpoint",
+        model=model,
+        path=str(target.resolve()),
+        weights=str(target.resolve()),
+        weights_hash=_sha256(target),
+        revision=None,
+        commit=None,
+        license=entry.license,
+        source=str(src.resolve()),
+        source_sha256=source_hash,
+        format="csa",
+        num_classes=getattr(module, "num_classes", None),
+        params=n_params,
+        ema=ema,
+    )
