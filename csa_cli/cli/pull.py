@@ -1,0 +1,46 @@
+"""`csa pull MODEL`: fetch a zoo entry's weights from the Hub, pinned and verified (see docs/pulling.md)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from csa_cli.cli.common import ManifestOption, stage_command
+from csa_cli.console import Output
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("pull")
+    @stage_command("pull")
+    def pull_command(
+        out: Output,
+        model: Annotated[str, typer.Argument(help="A zoo model name, e.g. convnext-tiny.")],
+        revision: Annotated[str | None, typer.Option("--revision", help="Branch, tag or commit; overrides the manifest's (and re-pins the lock).")] = None,
+        locked: Annotated[bool, typer.Option("--locked", help="Use only what the lock pins; fail instead of resolving or re-pinning.")] = False,
+        offline: Annotated[bool, typer.Option("--offline", help="No network: use the verified cache only (also HF_HUB_OFFLINE=1).")] = False,
+        force: Annotated[bool, typer.Option("--force", help="Download again; without --locked, also re-resolve the revision and re-pin.")] = False,
+        manifest: ManifestOption = None,
+    ) -> None:
+        """Download MODEL's weights into the Hugging Face cache, pin them in a lock, verify them."""
+        from csa_cli.core.hub import pull
+        from csa_cli.manifest import load_manifest
+        from csa_cli.records import make_record
+
+        entry = load_manifest(manifest).get(model)
+        out.info(f"License of {entry.name}: {entry.license}")
+        result = pull(entry, revision=revision, locked=locked, offline=True if offline else None, force=force, manifest_path=manifest)
+        if result.hub_license and result.hub_license.lower() not in entry.license.lower():
+            out.info(f"License on the Hub's model card: {result.hub_license}")
+        record = make_record("checkpoint", **result.record_fields())
+
+        def render() -> Table:
+            from csa_cli.console import table
+
+            rows = [[name, sha[:16] + "…"] for name, sha in result.files.items()]
+            return table(f"{result.model}: {result.repo}@{result.revision} (commit {result.commit[:12]})", ["file", "sha256"], rows)
+
+        out.emit(record, render)

@@ -1,0 +1,608 @@
+"""`csa pull`: a zoo entry's weights from the Hugging Face Hub, pinned by a lock and verified.
+
+The files land in the standard Hugging Face cache (HF_HOME / HF_HUB_CACHE), downloaded by
+huggingface_hub itself. The first pull of a model resolves its revision to a commit and
+records that commit and the sha256 + size of every file in a lock; every later pull and load
+verifies the files against it. A file that does not match is taken out of use (removed from
+the cache) and the pull fails, saying what differs and how to re-pull.
+
+Where the lock lives:
+    beside a user manifest that declares the entry's source: <manifest stem>.lock.json
+    (one file for all its models, meant to be committed with the manifest), else
+    CSA_HOME/locks/<model>.lock.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from csa_cli.console import current_output
+from csa_cli.errors import CsaError, UsageError
+from csa_cli.manifest import ModelEntry
+from csa_cli.paths import atomic_write_text, csa_home
+
+LOCK_SCHEMA = 1
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+# ----------------------------------------------------------------------------- file formats
+
+
+class LockedFile(BaseModel):
+    """One pinned file: its content hash and size, and the Hub's id of it (git blob id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    blob_id: str | None = None
+
+
+class ModelLock(BaseModel):
+    """What one model is pinned to: repo, revision, the commit it resolved to, every file's hash."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_version: int = Field(default=LOCK_SCHEMA, alias="schema")
+    model: str
+    repo: str
+    revision: str
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$")
+    files: dict[str, LockedFile]
+    locked_at: float = Field(default_factory=time.time)
+
+
+class ManifestLock(BaseModel):
+    """The lock beside a user manifest: one pin per model the manifest gives a source."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_version: int = Field(default=LOCK_SCHEMA, alias="schema")
+    models: dict[str, ModelLock] = Field(default_factory=dict)
+
+
+class PullResult(BaseModel):
+    """What a pull produced: where the verified files are and what they are pinned to."""
+
+    model: str
+    repo: str
+    revision: str
+    commit: str
+    files: dict[str, str] = Field(description="file name -> sha256")
+    snapshot_dir: str
+    license: str
+    hub_license: str | None = None
+    downloaded_bytes: int = 0
+    weights_path: str = Field(description="the main weights file (safetensors first)")
+    weights_hash: str = Field(description="sha256 of the weights file (of the sorted name:sha256 lines if several)")
+    lock_path: str
+    format: str
+
+    def record_fields(self) -> dict[str, Any]:
+        """The fields of a {"kind": "checkpoint"} record."""
+        return {
+            "model": self.model,
+            "path": self.weights_path,
+            "weights": "pretrained",
+            "weights_hash": self.weights_hash,
+            "revision": self.revision,
+            "commit": self.commit,
+            "license": self.license,
+            "repo": self.repo,
+            "snapshot_dir": self.snapshot_dir,
+            "files": self.files,
+            "format": self.format,
+            "downloaded_bytes": self.downloaded_bytes,
+            "lock": self.lock_path,
+        }
+
+
+class HashMismatch(CsaError):
+    """A file that does not match its lock."""
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def is_offline(offline: bool | None = None) -> bool:
+    """--offline, else HF_HUB_OFFLINE (read now, not at import as huggingface_hub does)."""
+    return bool(offline) if offline is not None else _env_flag("HF_HUB_OFFLINE")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache, by huggingface_hub's own rules, read from the environment now."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "huggingface" / "hub"
+
+
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def repo_storage(repo: str) -> Path:
+    """The repo's folder in the HF cache (models--org--name)."""
+    return hub_cache_dir() / ("models--" + repo.replace("/", "--"))
+
+
+def snapshot_dir(repo: str, commit: str) -> Path:
+    return repo_storage(repo) / "snapshots" / commit
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def combined_hash(files: dict[str, str]) -> str:
+    """One hash for a set of files: the file's own sha256 when there is one, else of the sorted name:sha256 lines."""
+    if len(files) == 1:
+        return next(iter(files.values()))
+    lines = "".join(f"{name}:{sha}\n" for name, sha in sorted(files.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- locks
+
+
+def _declares_source(manifest_path: Path, model: str) -> bool:
+    try:
+        with manifest_path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    entry = data.get("models", {}).get(model)
+    return isinstance(entry, dict) and isinstance(entry.get("source"), dict)
+
+
+def lock_path_for(entry: ModelEntry, manifest_path: str | os.PathLike[str] | None = None) -> Path:
+    """Beside the user manifest when it declares this entry's source, else CSA_HOME/locks/<model>.lock.json."""
+    from csa_cli.manifest import user_manifest_path
+
+    user = user_manifest_path(manifest_path)
+    if user is not None and _declares_source(user, entry.name):
+        return user.with_name(f"{user.stem}.lock.json")
+    return csa_home() / "locks" / f"{entry.name}.lock.json"
+
+
+def _is_manifest_lock(path: Path) -> bool:
+    return path.parent != csa_home() / "locks"
+
+
+@contextmanager
+def _lock_file_guard(path: Path) -> Iterator[None]:
+    """Serialise read-modify-write of a lock file between processes."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".flock", timeout=120):
+        yield
+
+
+def _read_json_model(path: Path, cls: type[BaseModel]) -> Any:
+    try:
+        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValidationError, ValueError) as exc:
+        raise CsaError(f"the lock {path} is not valid ({str(exc).splitlines()[0]})", hint=f"delete {path} and run `csa pull` again to re-pin") from None
+
+
+def read_lock(entry: ModelEntry, manifest_path: str | os.PathLike[str] | None = None) -> ModelLock | None:
+    """The model's pin, or None when it was never pulled."""
+    path = lock_path_for(entry, manifest_path)
+    if _is_manifest_lock(path):
+        whole = _read_json_model(path, ManifestLock)
+        return None if whole is None else whole.models.get(entry.name)
+    return _read_json_model(path, ModelLock)
+
+
+def write_lock(lock: ModelLock, entry: ModelEntry, manifest_path: str | os.PathLike[str] | None = None) -> Path:
+    path = lock_path_for(entry, manifest_path)
+    with _lock_file_guard(path):
+        if _is_manifest_lock(path):
+            whole = _read_json_model(path, ManifestLock) or ManifestLock()
+            whole.models[entry.name] = lock
+            atomic_write_text(path, whole.model_dump_json(by_alias=True, indent=2) + "\n")
+        else:
+            atomic_write_text(path, lock.model_dump_json(by_alias=True, indent=2) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def no_source_error(entry: ModelEntry) -> CsaError:
+    return CsaError(
+        f"{entry.name} has no published weights (its manifest entry names no Hub source)",
+        hint=(
+            f"convert a checkpoint trained with NVIDIA's reference code: `csa import-reference CHECKPOINT.pth --model {entry.name}`, "
+            "then pass --weights PATH; or use --weights random for graph-only work"
+        ),
+    )
+
+
+def _offline_missing(entry: ModelEntry, repo: str, what: str) -> CsaError:
+    return CsaError(
+        f"offline and {what} of {entry.name} ({repo}) is not in the Hugging Face cache at {hub_cache_dir()}",
+        hint=f"run `csa pull {entry.name}` with network access to {hub_endpoint()} (same HF_HOME), or unset HF_HUB_OFFLINE / drop --offline",
+    )
+
+
+def _hub_error(exc: BaseException, entry: ModelEntry, repo: str, revision: str, filename: str | None = None) -> CsaError:
+    """One clear CsaError for whatever huggingface_hub or the network raised."""
+    import httpx2
+    from huggingface_hub import errors as hf
+
+    token_hint = "set HF_TOKEN to a token with access, or run `hf auth login`"
+    endpoint = hub_endpoint()
+    if isinstance(exc, hf.OfflineModeIsEnabled):
+        return _offline_missing(entry, repo, "the files")
+    if isinstance(exc, hf.GatedRepoError):
+        return CsaError(
+            f"{repo} is gated: the Hub refused access (403)", hint=f"accept its conditions on {endpoint}/{repo} with your account, and {token_hint}"
+        )
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status == 401:
+        return CsaError(f"the Hub refused {repo} without valid credentials (401): it is private or gated, or the token is wrong", hint=token_hint)
+    if status == 403:
+        return CsaError(f"access to {repo} is forbidden (403): the token lacks permission for it", hint=token_hint)
+    if isinstance(exc, hf.RevisionNotFoundError):
+        return CsaError(f"revision '{revision}' not found in {repo} (404)", hint="check --revision, or source.revision in the manifest")
+    if isinstance(exc, hf.RemoteEntryNotFoundError) or (isinstance(exc, hf.EntryNotFoundError) and filename):
+        return CsaError(f"{filename or 'a file'} not found in {repo} at revision '{revision}' (404)", hint="check source.files in the manifest")
+    if isinstance(exc, hf.RepositoryNotFoundError) or status == 404:
+        return CsaError(f"repo {repo} not found on {endpoint} (404)", hint=f"check source.repo of {entry.name} in the manifest, and HF_ENDPOINT")
+    if isinstance(exc, hf.HfHubHTTPError) and status is not None:
+        return CsaError(f"the Hub answered {status} for {repo}: {str(exc).strip().splitlines()[0]}", hint="try again later")
+    if isinstance(exc, httpx2.TransportError | hf.LocalEntryNotFoundError | ConnectionError):
+        what = f"downloading {filename}" if filename else "resolving the revision"
+        return CsaError(
+            f"cannot reach the Hub at {endpoint} while {what} of {repo} ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no answer'})",
+            hint=f"check the connection and HF_ENDPOINT, then run `csa pull {entry.name}` again (nothing partial was kept); a pulled model also works offline",
+        )
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return CsaError(
+            f"the download of {filename} from {repo} was cut short (size differs from the Hub's); nothing partial was kept",
+            hint=f"run `csa pull {entry.name}` again",
+        )
+    return CsaError(f"pulling {repo} failed: {type(exc).__name__}: {exc}")
+
+
+# ----------------------------------------------------------------------------- selection and verification
+
+
+def select_files(entry: ModelEntry, available: set[str] | None) -> list[str]:
+    """The entry's files to fetch, safetensors first: a listed .bin is skipped when a listed .safetensors exists."""
+    assert entry.source is not None
+    listed = list(entry.source.files)
+    present = listed if available is None else [f for f in listed if f in available]
+    weights = [f for f in present if f.endswith(".safetensors")] or [f for f in present if f.endswith(".bin")]
+    others = [f for f in present if not f.endswith(_WEIGHT_SUFFIXES)]
+    return weights + others
+
+
+def _weights_of(files: list[str]) -> list[str]:
+    return [f for f in files if f.endswith(_WEIGHT_SUFFIXES)]
+
+
+def take_out_of_use(path: Path) -> None:
+    """Remove a bad cached file: the snapshot entry and the blob it points to."""
+    try:
+        target = path.resolve() if path.is_symlink() else None
+        path.unlink(missing_ok=True)
+        if target is not None and target.is_file():
+            target.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _verify_against_lock(entry: ModelEntry, lock: ModelLock, folder: Path, files: list[str]) -> dict[str, str]:
+    """sha256 of every file, checked against the lock; a mismatch removes the file and raises."""
+    hashes: dict[str, str] = {}
+    for name in files:
+        path = folder / name
+        pinned = lock.files.get(name)
+        actual = sha256_file(path)
+        size = path.stat().st_size
+        if pinned is not None and (actual != pinned.sha256 or size != pinned.size):
+            take_out_of_use(path)
+            raise HashMismatch(
+                f"{name} of {entry.name} (commit {lock.commit[:12]}) does not match the lock: sha256 {actual[:16]}…, {size} bytes;"
+                f" locked {pinned.sha256[:16]}…, {pinned.size} bytes. The bad file was taken out of use (removed from the cache)",
+                hint=f"run `csa pull {entry.name} --force` to download it again",
+            )
+        hashes[name] = actual
+    return hashes
+
+
+def _check_upstream(entry: ModelEntry, lock: ModelLock, siblings: dict[str, Any], files: list[str]) -> None:
+    """The Hub's metadata for the pinned commit must still describe the locked files."""
+    for name in files:
+        pinned = lock.files.get(name)
+        remote = siblings.get(name)
+        if pinned is None or remote is None:
+            continue
+        lfs = getattr(remote, "lfs", None)
+        remote_sha = lfs["sha256"] if lfs else None
+        remote_size = lfs["size"] if lfs else getattr(remote, "size", None)
+        remote_blob = getattr(remote, "blob_id", None)
+        differs = []
+        if remote_sha is not None and remote_sha != pinned.sha256:
+            differs.append(f"sha256 {remote_sha[:16]}… vs locked {pinned.sha256[:16]}…")
+        if remote_size is not None and remote_size != pinned.size:
+            differs.append(f"{remote_size} bytes vs locked {pinned.size}")
+        if remote_blob and pinned.blob_id and remote_blob != pinned.blob_id and not differs:
+            differs.append(f"blob {remote_blob[:12]} vs locked {pinned.blob_id[:12]}")
+        if differs:
+            raise HashMismatch(
+                f"{name} of {entry.name} changed upstream under the same revision (commit {lock.commit[:12]} of {lock.repo}): "
+                + "; ".join(differs)
+                + ". The cached copy was not replaced",
+                hint=f"if the Hub is fixed, pull again; to accept the new content and re-pin the lock: `csa pull {entry.name} --force`",
+            )
+
+
+# ----------------------------------------------------------------------------- pulling
+
+
+def _model_info(repo: str, revision: str) -> Any:
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hub_endpoint()).model_info(repo, revision=revision, files_metadata=True)
+
+
+@contextmanager
+def _progress_bars(show: bool) -> Iterator[None]:
+    """huggingface_hub's tqdm bars only on a terminal; plain lines otherwise."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    if not show and not was_disabled:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not show and not was_disabled:
+            enable_progress_bars()
+
+
+def _write_ref(repo: str, revision: str, commit: str) -> None:
+    """refs/<revision> -> commit, as huggingface_hub writes it, so offline tools find the snapshot."""
+    if revision == commit:
+        return
+    ref = repo_storage(repo) / "refs" / revision
+    try:
+        if not ref.is_file() or ref.read_text() != commit:
+            atomic_write_text(ref, commit)
+    except OSError:
+        pass
+
+
+def _cached_commit(repo: str, revision: str) -> str | None:
+    if _COMMIT_RE.match(revision) and snapshot_dir(repo, revision).is_dir():
+        return revision
+    ref = repo_storage(repo) / "refs" / revision
+    try:
+        commit = ref.read_text().strip()
+    except OSError:
+        return None
+    return commit if _COMMIT_RE.match(commit) else None
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def _result(
+    entry: ModelEntry, lock: ModelLock, files: list[str], hashes: dict[str, str], downloaded: int, lock_path: Path, hub_license: str | None
+) -> PullResult:
+    assert entry.source is not None
+    folder = snapshot_dir(lock.repo, lock.commit)
+    weights = _weights_of(files)
+    return PullResult(
+        model=entry.name,
+        repo=lock.repo,
+        revision=lock.revision,
+        commit=lock.commit,
+        files={f: hashes[f] for f in files},
+        snapshot_dir=str(folder),
+        license=entry.license,
+        hub_license=hub_license,
+        downloaded_bytes=downloaded,
+        weights_path=str(folder / weights[0]) if weights else str(folder / files[0]),
+        weights_hash=combined_hash({f: hashes[f] for f in weights} or hashes),
+        lock_path=str(lock_path),
+        format=entry.source.format,
+    )
+
+
+def verified_cache(entry: ModelEntry, manifest_path: str | os.PathLike[str] | None = None) -> PullResult | None:
+    """The pinned files, verified, with no network at all; None when not pinned or not fully cached.
+
+    A cached file that does not match the lock is taken out of use and raises HashMismatch.
+    """
+    if entry.source is None:
+        return None
+    lock = read_lock(entry, manifest_path)
+    if lock is None or lock.repo != entry.source.repo:
+        return None
+    files = select_files(entry, set(lock.files))
+    folder = snapshot_dir(lock.repo, lock.commit)
+    if not files or not all((folder / f).is_file() for f in files):
+        return None
+    hashes = _verify_against_lock(entry, lock, folder, files)
+    return _result(entry, lock, files, hashes, 0, lock_path_for(entry, manifest_path), None)
+
+
+def _pull_offline(entry: ModelEntry, repo: str, revision: str, pin: ModelLock | None, manifest_path: str | os.PathLike[str] | None) -> PullResult:
+    assert entry.source is not None
+    out = current_output()
+    commit = pin.commit if pin is not None else _cached_commit(repo, revision)
+    if commit is None:
+        raise _offline_missing(entry, repo, f"revision '{revision}'")
+    folder = snapshot_dir(repo, commit)
+    available = {f for f in (pin.files if pin is not None else entry.source.files) if (folder / f).is_file()}
+    files = select_files(entry, available)
+    wanted = select_files(entry, set(pin.files)) if pin is not None else files
+    missing = [f for f in wanted if f not in available]
+    if missing or not _weights_of(files):
+        raise _offline_missing(entry, repo, ", ".join(missing) or "the weights")
+    lock_path = lock_path_for(entry, manifest_path)
+    if pin is not None:
+        hashes = _verify_against_lock(entry, pin, folder, files)
+        lock = pin
+    else:
+        hashes = {f: sha256_file(folder / f) for f in files}
+        lock = ModelLock(
+            model=entry.name,
+            repo=repo,
+            revision=revision,
+            commit=commit,
+            files={f: LockedFile(sha256=hashes[f], size=(folder / f).stat().st_size) for f in files},
+        )
+        write_lock(lock, entry, manifest_path)
+        out.info(f"Pinned {entry.name} to commit {commit[:12]} (from the offline cache) in {lock_path}")
+    out.info(f"{entry.name}: offline, {len(files)} cached file(s) verified at commit {commit[:12]}")
+    return _result(entry, lock, files, hashes, 0, lock_path, None)
+
+
+def pull(
+    entry: ModelEntry,
+    *,
+    revision: str | None = None,
+    locked: bool = False,
+    offline: bool | None = None,
+    force: bool = False,
+    manifest_path: str | os.PathLike[str] | None = None,
+) -> PullResult:
+    """Download (or find in the cache) the entry's files at its pinned commit, verify them, and pin them.
+
+    revision: overrides the manifest's. locked: use only what the lock pins, never re-pin.
+    offline: None reads HF_HUB_OFFLINE. force: download again; without --locked, also re-resolve
+    the revision and re-pin the lock to what the Hub serves now.
+    """
+    if entry.source is None:
+        raise no_source_error(entry)
+    src = entry.source
+    repo, rev = src.repo, revision or src.revision
+    out = current_output()
+    lock = read_lock(entry, manifest_path)
+    pin = lock if lock is not None and lock.repo == repo and lock.revision == rev else None
+    lock_path = lock_path_for(entry, manifest_path)
+    if locked and pin is None:
+        have = f"it pins {lock.repo}@{lock.revision}" if lock is not None else "there is none"
+        raise CsaError(
+            f"--locked: no lock pins {entry.name} to {repo}@{rev} ({have}; looked in {lock_path})",
+            hint=f"run `csa pull {entry.name}` without --locked once to create the pin",
+        )
+    if is_offline(offline):
+        if force:
+            raise UsageError("--force downloads again, which needs the network", hint="drop --offline / unset HF_HUB_OFFLINE")
+        return _pull_offline(entry, repo, rev, pin, manifest_path)
+
+    repin = pin is None or (force and not locked)
+    target = rev if repin else pin.commit  # type: ignore[union-attr]
+    out.info(f"Resolving {repo}@{target} on {hub_endpoint()}")
+    try:
+        info = _model_info(repo, target)
+    except Exception as exc:
+        raise _hub_error(exc, entry, repo, target) from None
+    commit = str(info.sha)
+    siblings = {s.rfilename: s for s in (info.siblings or [])}
+    files = select_files(entry, set(siblings))
+    # every listed file is needed, except that the listed weight files are alternatives (safetensors first)
+    missing = [f for f in src.files if f not in siblings and not f.endswith(_WEIGHT_SUFFIXES)]
+    if missing or not _weights_of(files):
+        raise CsaError(
+            f"{repo}@{rev} (commit {commit[:12]}) lacks {', '.join(missing) or 'weights'}",
+            hint=f"check source.files of {entry.name} in the manifest (the repo has: {', '.join(sorted(siblings)[:8])})",
+        )
+    if locked:
+        assert pin is not None
+        extra = [f for f in files if f not in pin.files]
+        if extra:
+            raise CsaError(
+                f"--locked: {', '.join(extra)} of {entry.name} is not in the lock {lock_path}", hint=f"run `csa pull {entry.name}` without --locked to re-pin"
+            )
+    if not repin:
+        _check_upstream(entry, pin, siblings, files)  # type: ignore[arg-type]
+    card = getattr(info, "card_data", None)
+    hub_license = getattr(card, "license", None) if card is not None else None
+
+    from huggingface_hub import hf_hub_download
+
+    folder = snapshot_dir(repo, commit)
+    downloaded = 0
+    with _progress_bars(out.stderr_is_terminal):
+        for name in files:
+            size = getattr(siblings[name], "size", None) or 0
+            cached = (folder / name).is_file() and not force
+            if not cached:
+                out.info(f"Downloading {name} ({_human(size)}) from {repo}@{commit[:12]}")
+            try:
+                hf_hub_download(repo, name, revision=commit, cache_dir=hub_cache_dir(), endpoint=hub_endpoint(), force_download=force)
+            except Exception as exc:
+                raise _hub_error(exc, entry, repo, rev, name) from None
+            if not cached:
+                downloaded += size
+
+    if not repin:
+        assert pin is not None
+        hashes = _verify_against_lock(entry, pin, folder, files)
+        new_lock = pin
+    else:
+        hashes = {}
+        for name in files:
+            path = folder / name
+            hashes[name] = sha256_file(path)
+            lfs = getattr(siblings[name], "lfs", None)
+            if lfs and lfs["sha256"] != hashes[name]:
+                take_out_of_use(path)
+                raise HashMismatch(
+                    f"{name} downloaded from {repo}@{commit[:12]} has sha256 {hashes[name][:16]}…, the Hub lists {lfs['sha256'][:16]}…; the bad file was taken out of use",
+                    hint=f"run `csa pull {entry.name} --force` to download it again",
+                )
+        new_lock = ModelLock(
+            model=entry.name,
+            repo=repo,
+            revision=rev,
+            commit=commit,
+            files={f: LockedFile(sha256=hashes[f], size=(folder / f).stat().st_size, blob_id=getattr(siblings[f], "blob_id", None)) for f in files},
+        )
+        if lock is not None and (lock.commit != commit or {k: v.sha256 for k, v in lock.files.items()} != hashes):
+            out.info(f"Re-pinned {entry.name}: {lock.repo}@{lock.revision} commit {lock.commit[:12]} -> {repo}@{rev} commit {commit[:12]}")
+        write_lock(new_lock, entry, manifest_path)
+    _write_ref(repo, rev, commit)
+    verb = f"downloaded {_human(downloaded)}" if downloaded else "already cached, nothing downloaded"
+    out.info(f"{entry.name}: {len(files)} file(s) at commit {commit[:12]} verified ({verb}); lock: {lock_path}")
+    return _result(entry, new_lock, files, hashes, downloaded, lock_path, hub_license)
