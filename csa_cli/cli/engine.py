@@ -1,0 +1,109 @@
+"""`csa engine`: TensorRT engines where TensorRT exists, self-contained Orin bundles everywhere."""
+
+# No `from __future__ import annotations`: typer must see the real Annotated[...] objects through
+# @stage_command's rewritten signature (string annotations lose their typer.Option metadata).
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from csa_cli.cli.common import ManifestOption, parse_batch_list, resolve_stage_input, stage_command
+from csa_cli.console import Output, table
+from csa_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from csa_cli.records import Record
+
+PRECISION_CHOICES = ("fp32", "fp16", "int8", "mixed")
+TARGET_CHOICES = ("local", "orin")
+
+
+def _img_size(text: str | None) -> int | tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        if "x" in text.lower():
+            h, w = (int(p) for p in text.lower().split("x"))
+            return (h, w)
+        return int(text)
+    except ValueError:
+        raise UsageError(f"--img-size must be N or HxW, got {text!r}", hint="e.g. --img-size 224 or --img-size 256x320") from None
+
+
+def _render(record: "Record") -> Any:
+    rows: list[list[Any]] = []
+    if record.kind == "bundle":
+        for engine in record.field("engines", []):
+            rows.append([record.model, engine, record.field("precision"), "build.sh on the device"])
+        view = table(f"Orin bundle: {record.path}", ["model", "engine (built on the device)", "precision", "how"], rows)
+    else:
+        for engine in record.field("engines", []):
+            rows.append([record.model, engine["batch"], engine["path"], record.field("precision")])
+        view = table(f"TensorRT {record.field('trt_version')} engines", ["model", "batch", "engine", "precision"], rows)
+    return view
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("engine")
+    @stage_command("engine")
+    def engine(
+        out: Output,
+        source: Annotated[str | None, typer.Argument(help="MODEL, ONNX file, or a record (.json file or piped on stdin).")] = None,
+        precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | int8 | mixed (FP16+INT8, FP32 allowed).")] = "fp16",
+        target: Annotated[str, typer.Option("--target", help="local: build here with TensorRT; orin: a bundle to build on the device.")] = "local",
+        batch: Annotated[str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8,16: one static ONNX and engine each.")] = None,
+        restricted: Annotated[bool, typer.Option("--restricted", help="Safety-scope check (trtexec --restricted); static shapes only.")] = False,
+        safe: Annotated[bool, typer.Option("--safe", help="Safety engine (EngineCapability SAFETY, trtexec --safe; DRIVE OS only).")] = False,
+        dla: Annotated[int | None, typer.Option("--dla", help="DLA core N (with GPU fallback unless --safe).")] = None,
+        workspace: Annotated[int, typer.Option("--workspace", help="Builder workspace pool in MiB.")] = 1024,
+        output: Annotated[Path | None, typer.Option("--output", help="Write the engines / bundle to this folder (default: under CSA_HOME).")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite --output; build despite a failed restricted-mode check.")] = False,
+        trt_version: Annotated[str | None, typer.Option("--trt-version", help="TensorRT on the device, for --target orin (default 8.6, DRIVE OS).")] = None,
+        opt_batch: Annotated[int | None, typer.Option("--opt-batch", help="Optimization-profile opt batch for a dynamic-batch ONNX.")] = None,
+        calib_cache: Annotated[Path | None, typer.Option("--calib-cache", help="TensorRT calibration cache for int8/mixed from a non-Q/DQ ONNX.")] = None,
+        weights: Annotated[str, typer.Option("--weights", help="pretrained | random | PATH | auto, when a MODEL is exported.")] = "auto",
+        img_size: Annotated[str | None, typer.Option("--img-size", help="N or HxW, when a MODEL is exported.")] = None,
+        manifest: ManifestOption = None,
+    ) -> None:
+        """Build TensorRT engines (--target local) or a self-contained Orin bundle (--target orin)."""
+        if precision not in PRECISION_CHOICES:
+            raise UsageError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+        if target not in TARGET_CHOICES:
+            raise UsageError(f"--target must be local or orin, got {target!r}")
+        if workspace < 1:
+            raise UsageError(f"--workspace must be at least 1 MiB, got {workspace}")
+        if target == "local" and trt_version is not None:
+            raise UsageError("--trt-version is for --target orin; a local build uses the installed TensorRT")
+        batches = parse_batch_list(batch) if batch is not None else None
+        size = _img_size(img_size)
+        if target == "local":
+            # fail fast (exit 4) before reading stdin or exporting anything
+            from csa_cli.backends.tensorrt_build import require_tensorrt
+
+            require_tensorrt()
+        from csa_cli.core.bundle import engine_stage
+
+        given = resolve_stage_input(source, manifest)
+        upstream: Record | str | Path | None = given.record if given.record is not None else (given.path if given.path is not None else given.model)
+        record = engine_stage(
+            upstream,
+            precision=precision,
+            target=target,
+            batch=batches,
+            weights=weights,
+            manifest=manifest,
+            restricted=restricted,
+            safe=safe,
+            dla=dla,
+            workspace_mib=workspace,
+            output=output,
+            force=force,
+            trt_version=trt_version,
+            opt_batch=opt_batch,
+            calib_cache=str(calib_cache) if calib_cache else None,
+            img_size=size,
+        )
+        if record.kind == "bundle":
+            out.info(f"bundle written: {record.path} (copy it to the device, run ./build.sh then ./validate.sh)")
+        out.emit(record, lambda: _render(record))
