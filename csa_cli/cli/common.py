@@ -34,7 +34,12 @@ ManifestOption = Annotated[
 
 def stage_command(stage: str) -> Callable[[F], F]:
     def decorate(func: F) -> F:
-        sig = inspect.signature(func)
+        # Evaluate string annotations (modules use `from __future__ import annotations`): typer reads
+        # Argument/Option metadata from the signature set below, which it does not evaluate itself.
+        try:
+            sig = inspect.signature(func, eval_str=True)
+        except NameError:
+            sig = inspect.signature(func)
         wants_out = "out" in sig.parameters
         params = [p for name, p in sig.parameters.items() if name != "out"]
         params += [
