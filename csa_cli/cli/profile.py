@@ -1,0 +1,156 @@
+"""`csa profile`: latency at each batch size, memory traffic per frame (estimate), roofline.
+
+No `from __future__ import annotations` here: stage_command copies the signature as it is,
+and typer must see real Annotated[...] objects to know an optional Argument from an Option.
+"""
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from csa_cli.cli.common import ManifestOption, parse_batch_list, require_positive, resolve_stage_input, stage_command
+from csa_cli.console import Output
+from csa_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from csa_cli.core.profile import ProfileResult
+
+ESTIMATE = "estimate (static, from the ONNX graph)"
+
+
+def parse_img_size(text: str | None) -> tuple[int, int] | None:
+    """'224' -> (224, 224); '256x320' -> (256, 320)."""
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    try:
+        size = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else None
+    except ValueError:
+        size = None
+    if size is None or min(size) < 1:
+        raise UsageError(f"--img-size must be N or HxW with positive integers, got {text!r}", hint="e.g. --img-size 224 or --img-size 256x320")
+    return size
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits + 1}f}" if abs(value) < 1 and digits == 2 else f"{value:.{digits}f}"
+
+
+def render(results: "list[ProfileResult]") -> "Table":
+    """One table for every model profiled: a row per (model, batch)."""
+    rows: list[list[object]] = []
+    for res in results:
+        for r in res.results:
+            rows.append(
+                [
+                    res.model,
+                    f"{res.backend} {res.precision}",
+                    r.batch,
+                    _fmt(r.median_ms),
+                    _fmt(r.p90_ms),
+                    _fmt(r.p99_ms),
+                    f"{r.mean_ms:.2f} ± {r.std_ms:.2f}",
+                    _fmt(r.min_ms),
+                    _fmt(r.throughput_ips, 1),
+                    _fmt(r.per_image_ms),
+                    _fmt(r.macs_per_frame / 1e9 if r.macs_per_frame is not None else None, 3),
+                    _fmt(r.traffic_bytes_per_frame / 1e6 if r.traffic_bytes_per_frame is not None else None, 1),
+                    _fmt(r.floor_ms),
+                    _fmt(r.x_floor, 1),
+                ]
+            )
+    from rich.table import Table
+
+    first = results[0]
+    view = Table(title=f"csa profile — {first.machine.title()}", show_lines=False)
+    headers = ["model", "backend", "batch", "median ms", "p90", "p99", "mean ± std", "min", "img/s", "ms/img", "GMAC/frame*", "MB/frame*", "floor ms", "×floor"]
+    for i, name in enumerate(headers):
+        view.add_column(name, justify="left" if i < 2 else "right", overflow="fold", no_wrap=i >= 2)
+    for row in rows:
+        view.add_row(*(str(v) for v in row))
+    notes = [f"* {ESTIMATE}; floor = max(2·MACs / peak FLOP rate, bytes / bandwidth), × floor = median / floor", first.settings]
+    if first.roofline is not None:
+        notes.append(f"peaks: {first.roofline.peak_gflops:.0f} GFLOP/s, {first.roofline.bandwidth_gbs:.1f} GB/s ({first.roofline.device_name})")
+    notes += sorted({r.roofline_note for r in results if r.roofline_note})
+    view.caption = "\n".join(notes)
+    return view
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("profile")
+    @stage_command("profile")
+    def profile(
+        out: Output,
+        inputs: Annotated[
+            list[str] | None,
+            typer.Argument(help="Zoo MODELs, an ONNX file, a TensorRT engine, or a .json record (default: the record piped on stdin).", show_default=False),
+        ] = None,
+        backend: Annotated[
+            str | None, typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: torch for a MODEL, by file type otherwise).")
+        ] = None,
+        batch: Annotated[str | None, typer.Option("--batch", help="Comma list of batch sizes (default 1,4,8,16; a static-batch file: its own).")] = None,
+        threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")] = None,
+        iterations: Annotated[int | None, typer.Option("--iterations", help="Timed iterations per batch size (instead of a time budget).")] = None,
+        seconds: Annotated[float | None, typer.Option("--seconds", help="Time budget per batch size, s (default 2, at least 5 iterations).")] = None,
+        warmup: Annotated[int, typer.Option("--warmup", help="Warm-up iterations per batch size, excluded.")] = 3,
+        plot: Annotated[Path | None, typer.Option("--plot", help="Write latency vs batch as a PNG.")] = None,
+        weights: Annotated[str, typer.Option("--weights", help="auto | pretrained | random | PATH (for a MODEL).")] = "auto",
+        device: Annotated[str | None, typer.Option("--device", help="cpu | cuda (default: cuda for torch where present).")] = None,
+        precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 (torch on CUDA).")] = "fp32",
+        dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="onnxruntime on a MODEL: export once with a dynamic batch.")] = False,
+        cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Replay CUDA graphs (torch on CUDA).")] = True,
+        estimate: Annotated[bool, typer.Option("--estimate/--no-estimate", help="Static traffic/MACs estimate and roofline floor.")] = True,
+        img_size: Annotated[str | None, typer.Option("--img-size", help="N or HxW (for a MODEL; default: the zoo entry's).")] = None,
+        manifest: ManifestOption = None,
+    ) -> None:
+        """Latency (median, p90, p99, mean ± std, min), throughput and per-image latency at each batch size,
+        with memory traffic and MACs per frame (static estimate) and a roofline floor. A bundle is
+        timed on its device: run its validate.sh there, then `csa import-timings`."""
+        from pydantic import ValidationError
+
+        from csa_cli.core.profile import MeasureSettings, ProfileOptions, plot_latency, profile_target
+
+        batches = parse_batch_list(batch) if batch is not None else None
+        require_positive(threads, "--threads")
+        require_positive(iterations, "--iterations")
+        if warmup < 0:
+            raise UsageError(f"--warmup must be 0 or more, got {warmup}")
+        if seconds is not None and seconds <= 0:
+            raise UsageError(f"--seconds must be positive, got {seconds:g}")
+        if iterations is not None and seconds is not None:
+            raise UsageError("give --iterations or --seconds, not both")
+        if backend is not None and backend not in ("torch", "onnxruntime", "tensorrt"):
+            raise UsageError(f"--backend must be torch, onnxruntime or tensorrt, not {backend!r}")
+        if precision not in ("fp32", "fp16"):
+            raise UsageError(f"--precision must be fp32 or fp16, not {precision!r}", hint="an int8 model is profiled as its QDQ ONNX or engine")
+        try:
+            options = ProfileOptions(
+                backend=backend,  # type: ignore[arg-type]
+                batches=batches,
+                threads=threads,
+                device=device,
+                precision=precision,  # type: ignore[arg-type]
+                cuda_graphs=cuda_graphs,
+                dynamic_batch=dynamic_batch,
+                weights=weights,
+                img_size=parse_img_size(img_size),
+                estimate=estimate,
+                manifest=str(manifest) if manifest else None,
+                measure=MeasureSettings(warmup=warmup, iterations=iterations, seconds=seconds),
+            )
+        except ValidationError as exc:
+            raise UsageError(f"invalid options: {exc.errors()[0]['msg']}") from None
+        targets = [resolve_stage_input(a, manifest) for a in (inputs or [None])]  # type: ignore[list-item]
+        results = [profile_target(model=t.model, path=t.path, record=t.record, options=options) for t in targets]
+        if plot is not None:
+            out.info(f"plot written: {plot_latency(results, plot)}")
+        if out.json:
+            for res in results:
+                out.emit_record(res.to_record())
+        else:
+            out.stdout.print(render(results))
