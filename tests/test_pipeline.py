@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from csa_cli.core import pipeline
-from csa_cli.core.artifacts import artifact_dir, build_artifact
+from csa_cli.core.artifacts import ArtifactMeta, artifact_dir, build_artifact, list_artifacts
 from csa_cli.core.pipeline import STAGES, RunOptions, Skip, run_pipeline
 from csa_cli.errors import CsaError
 from csa_cli.records import Record, make_record
@@ -127,3 +132,159 @@ def test_run_fails_with_the_stage_message(csa: Callable[..., CliResult]) -> None
     assert result.exit_code == 1
     assert "stage 'fetch' failed: csa-nano has no published weights" in result.stderr
     assert result.record["kind"] == "error" and result.record["stage"] == "run"
+
+
+# ------------------------------------------------------------------ the real stages, end to end
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "pipeline.md"
+CSA_EXE = str(Path(sys.executable).with_name("csa")) if Path(sys.executable).with_name("csa").exists() else f"{sys.executable} -m csa_cli"
+# Small settings appended to the walkthrough's commands so that they run in seconds here.
+SMALL = {
+    "quantize": "--calib-images 8",
+    "run": "--limit 8 --calib-images 8 --iterations 2",
+    "compare": "--limit 16 --calib-images 8 --batch 1,4 --iterations 3",
+}
+
+
+def walkthrough() -> list[str]:
+    """The command lines of docs/pipeline.md's walkthrough block."""
+    block = DOCS.read_text(encoding="utf-8").split("<!-- walkthrough -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.strip().splitlines() if line.strip()]
+
+
+def walkthrough_line(prefix: str) -> str:
+    return next(line for line in walkthrough() if line.startswith(prefix))
+
+
+def substitute(segment: str, model: str, data: Path) -> str:
+    """One `csa ...` command of the walkthrough with the test's model, data and small settings."""
+    words = segment.split()
+    assert words[0] == "csa"
+    extra = SMALL.get(words[1], "")
+    return " ".join([CSA_EXE, *words[1:], extra]).replace("MODEL", model).replace("DATA", str(data)).strip()
+
+
+def shell_pipeline(segments: list[str], workdir: Path) -> tuple[int, list[dict[str, Any] | None], list[str]]:
+    """Run `a | b | c` in bash with each stage's record (tee) and stderr kept apart; (rc, records, stderrs)."""
+    parts = [f"{seg} 2>{workdir}/err{i}.txt | tee {workdir}/rec{i}.json" for i, seg in enumerate(segments)]
+    proc = subprocess.run(["bash", "-c", "set -o pipefail; " + " | ".join(parts) + " >/dev/null"], capture_output=True, text=True, timeout=600)
+    records: list[dict[str, Any] | None] = []
+    errors = []
+    for i in range(len(segments)):
+        lines = (workdir / f"rec{i}.json").read_text().splitlines()
+        records.append(json.loads(lines[-1]) if lines else None)
+        errors.append((workdir / f"err{i}.txt").read_text())
+    return proc.returncode, records, errors
+
+
+def test_walkthrough_is_the_pipeline() -> None:
+    lines = walkthrough()
+    assert lines[0].split(" | ")[0] == "csa pull MODEL"
+    assert [seg.split()[1] for seg in lines[0].split(" | ")] == ["pull", "export", "check", "quantize", "engine"]
+    assert {line.split()[1] for line in lines} == {"pull", "run", "compare"}
+
+
+def test_shell_pipeline_through_the_loopback_hub(hub_env: Any, imagenet_photos: Any, tmp_path: Path) -> None:
+    segments = [substitute(seg, "test-csa", imagenet_photos.root) for seg in walkthrough_line("csa pull").split(" | ")]
+    rc, records, errors = shell_pipeline(segments, tmp_path)
+    assert rc == 0, "\n".join(errors)
+    pulled, exported, checked, quantized, bundle = records
+    assert [r["kind"] for r in records] == ["checkpoint", "onnx", "onnx", "quantized", "bundle"]  # type: ignore[index]
+    assert all(r["model"] == "test-csa" and r["weights"] == "pretrained" for r in records)  # type: ignore[index]
+    # each stage consumed the record before it
+    assert exported["weights_hash"] == pulled["weights_hash"]  # type: ignore[index]
+    assert checked["path"] == exported["path"] and checked["check"]["compliant"] is True  # type: ignore[index]
+    assert quantized["source_onnx"] == checked["path"]  # type: ignore[index]
+    assert Path(bundle["path"]).is_dir() and (Path(bundle["path"]) / "build.sh").is_file()  # type: ignore[index]
+
+
+def test_broken_stage_fails_the_shell_pipeline_with_its_message(hub_env: Any, imagenet_photos: Any, tmp_path: Path) -> None:
+    segments = [substitute(seg, "test-csa", imagenet_photos.root) for seg in walkthrough_line("csa pull").split(" | ")]
+    segments[1] += " --batch 0"  # export breaks in the middle
+    rc, records, errors = shell_pipeline(segments, tmp_path)
+    assert rc == 1
+    message = next(line for line in errors[1].splitlines() if line.startswith("Error: ")).removeprefix("Error: ")
+    assert records[1] == {"schema": 1, "kind": "error", "stage": "export", "message": message}
+    for later in (2, 3, 4):  # every later stage exits at once, repeating the upstream message
+        assert errors[later].startswith("Error: upstream stage ") and f"upstream stage 'export' failed: {message}" in errors[later]
+        assert records[later]["kind"] == "error" and message in records[later]["message"]  # type: ignore[index]
+
+
+def _statuses_of(record: dict[str, Any]) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in record["stages"]}
+
+
+def test_run_twice_second_is_cached_and_fast(hub_env: Any, imagenet_photos: Any, csa: Callable[..., CliResult]) -> None:
+    import shlex
+
+    line = substitute(walkthrough_line("csa run MODEL --dataset DATA --target orin"), "test-csa", imagenet_photos.root)
+    args = shlex.split(line.removeprefix(CSA_EXE))
+    first = csa(*args)
+    assert first.exit_code == 0, first.stderr
+    assert _statuses_of(first.record) == {s: "done" for s in STAGES}, first.stderr
+    assert "[quantize] done" in first.stderr  # plain lines on a non-terminal stderr
+    second = csa(*args)
+    assert second.exit_code == 0, second.stderr
+    assert _statuses_of(second.record) == {s: "cached" for s in STAGES}
+    assert second.record["records"] == first.record["records"]
+    assert second.record["seconds"] < 0.25 * first.record["seconds"], (first.record["seconds"], second.record["seconds"])
+    evals = [r for k, r in first.record["records"].items() if k in ("evaluate", "eval-mixed")]
+    assert [e["precision"] for e in evals] == ["fp32", "mixed"] and all(e["images"] > 0 for e in evals)
+    # --redo quantize: the stages before it stay cached, it and the later ones run again
+    redo_line = substitute(walkthrough_line("csa run MODEL --dataset DATA --target orin --redo"), "test-csa", imagenet_photos.root)
+    third = csa(*shlex.split(redo_line.removeprefix(CSA_EXE)))
+    assert third.exit_code == 0, third.stderr
+    statuses = _statuses_of(third.record)
+    assert all(statuses[s] == "cached" for s in ("fetch", "evaluate", "export", "check"))
+    assert all(statuses[s] == "done" for s in ("quantize", "eval-mixed", "engine", "profile"))
+
+
+def _all_artifacts_sound(home: Path) -> int:
+    """Every non-hidden artifact folder is complete: artifact.json, its files, ONNX files that load and check."""
+    import onnx
+
+    root = home / "artifacts"
+    count = 0
+    for folder in sorted(p for p in root.glob("*/*") if p.is_dir() and not p.name.startswith(".")):
+        meta = ArtifactMeta.model_validate_json((folder / "artifact.json").read_text())
+        for name in meta.files:
+            assert (folder / name).is_file(), folder / name
+            if name.endswith(".onnx"):
+                onnx.checker.check_model(str(folder / name))
+        count += 1
+    return count
+
+
+def test_run_killed_mid_stage_resumes(tmp_path: Path, csa_proc: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {**os.environ, "CSA_HOME": str(tmp_path / "home")}
+    args = [sys.executable, "-m", "csa_cli", "run", "csa-nano", "--to", "check", "--weights", "random"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    seen = []
+    for line in _lines(proc.stderr):
+        seen.append(line)
+        if line.startswith("[export] running"):
+            time.sleep(0.3)  # inside the export: model built, ONNX being written or verified
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, seen
+    rest = proc.stderr.read()
+    assert "[export] done" not in rest  # it really died mid-stage
+    _all_artifacts_sound(tmp_path / "home")  # nothing half-written looks complete
+    rerun = csa_proc("run", "csa-nano", "--to", "check", "--weights", "random", env={"CSA_HOME": str(tmp_path / "home")})
+    assert rerun.exit_code == 0, rerun.stderr
+    assert _statuses_of(rerun.record) == {"fetch": "skipped", "evaluate": "skipped", "export": "done", "check": "done"}
+    assert _all_artifacts_sound(tmp_path / "home") >= 2  # the export and the run steps
+    monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))
+    exported = Path(rerun.record["records"]["export"]["path"])
+    assert any(folder == exported.parent for folder, _ in list_artifacts("csa-nano"))
+
+
+def _lines(stream: Any) -> Iterator[str]:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            return
+        yield line

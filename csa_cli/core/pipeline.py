@@ -492,7 +492,8 @@ def run_pipeline(options: RunOptions, on_update: Callable[[RunSummary], None] | 
             result.key = key
             if record is not None and record.field("downloaded_bytes") == 0:
                 status = "cached"  # nothing downloaded: the verified cache served it
-        else:
+        elif status == "done":
+            # skips are not kept: their reason (no dataset, no TensorRT) is cheap to decide again and may change
             _save_step(options.model, key, inputs, step)
         _apply_step(ctx, name, key, step)
         result.status, result.reason, result.seconds = status, reason, seconds
