@@ -447,34 +447,51 @@ class OrtProbe:
 
 
 class BackendProbe:
-    """Any csa backend (csa_cli.backends.open_backend): how a TensorRT engine is profiled."""
+    """Any csa backend (csa_cli.backends.open_backend): how a TensorRT engine is profiled.
+
+    One backend with a dynamic batch serves every batch size; static engines come one per batch.
+    """
 
     cuda_graphs = None
 
-    def __init__(self, backend: Any, img_size: tuple[int, int], static_batch: int | None) -> None:
-        self.impl = backend
-        self.backend: ProfileBackend = backend.name
-        self.device = backend.device
-        self.precision = backend.precision
-        described = backend.describe() or {}
+    def __init__(self, backends: dict[int, Any] | Any, img_size: tuple[int, int] | None = None) -> None:
+        first = backends[min(backends)] if isinstance(backends, dict) else backends
+        described = first.describe() or {}
+        if isinstance(backends, dict):
+            self.by_batch: dict[int, Any] | None = dict(backends)
+            self.dynamic = False
+        else:
+            dynamic = bool(described.get("dynamic_batch"))
+            batch = described.get("engine_batch")
+            self.by_batch = None if dynamic or not isinstance(batch, int) else {batch: backends}
+            self.dynamic = self.by_batch is None
+        self.single = first
+        self.backend: ProfileBackend = first.name
+        self.device = first.device
+        self.precision = first.precision
         self.provider = described.get("provider") or (f"TensorRT {described['tensorrt']}" if described.get("tensorrt") else None)
         self.threads = described.get("threads")
-        self.img_size = img_size
-        self.static_batch = static_batch
+        chw = getattr(first, "_chw", None)  # the engine's input shape, where the backend exposes it
+        self.img_size = tuple(int(d) for d in chw[1:]) if chw and len(chw) == 3 else (img_size or (224, 224))
 
     def batches(self, requested: Sequence[int] | None) -> list[int]:
-        if self.static_batch is None:
+        if self.by_batch is None:
             return list(requested or DEFAULT_BATCHES)
-        if requested and list(requested) != [self.static_batch]:
-            raise UsageError(
-                f"this engine was built for batch {self.static_batch} only", hint=f"use --batch {self.static_batch}, or build one engine per batch size"
-            )
-        return [self.static_batch]
+        if requested:
+            missing = [b for b in requested if b not in self.by_batch]
+            if missing:
+                raise UsageError(
+                    f"no engine for batch {', '.join(map(str, missing))} (engines: batch {', '.join(map(str, sorted(self.by_batch)))})",
+                    hint="build one engine per batch size with `csa engine --batch ...`, or drop --batch",
+                )
+            return list(requested)
+        return sorted(self.by_batch)
 
     @contextmanager
     def stepper(self, batch: int, settings: MeasureSettings) -> Iterator[Step]:
+        impl = self.single if self.by_batch is None else self.by_batch[batch]
         # The backend's run() returns host outputs, so it has synchronized: host time is latency.
-        yield wall_clock_step(self.impl.run, random_pool(batch, self.img_size, settings))
+        yield wall_clock_step(impl.run, random_pool(batch, self.img_size, settings))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -655,7 +672,7 @@ def _finish(
     model: str,
     batches: Sequence[int],
     options: ProfileOptions,
-    cost_source: Path | dict[int, Path] | None,
+    cost_source: Path | None,
     path: Path | None,
     weights: str | None,
     weights_hash: str | None,
@@ -665,12 +682,7 @@ def _finish(
     note: str | None = None
     if options.estimate and cost_source is not None:
         try:
-            if isinstance(cost_source, dict):
-                costs = {}
-                for b, p in cost_source.items():
-                    costs.update(frame_costs(p, [b]))
-            else:
-                costs = frame_costs(cost_source, batches)
+            costs = frame_costs(cost_source, batches)
         except ImportError:
             note = "no static estimate: the cost model (csa_cli.core.costmodel) is not available"
         if costs:
@@ -754,14 +766,15 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
             record = export(batches[0], True)
             path = Path(str(record.path))
             probe = OrtProbe(path, threads=options.threads, device=options.device or "cpu")
-            cost_source: Path | dict[int, Path] = path
+            cost_source: Path = path
             source_path: Path | None = path
         else:
             records = {b: export(b, False) for b in batches}
             paths = {b: Path(str(r.path)) for b, r in records.items()}
             record = records[batches[0]]
             probe = OrtProbe(paths, threads=options.threads, device=options.device or "cpu")
-            cost_source, source_path = paths, paths[batches[0]]
+            # One analysis serves every batch: the per-batch graphs differ only in their batch axis.
+            cost_source, source_path = paths[batches[0]], paths[batches[0]]
         return _finish(
             probe,
             model=model,
@@ -789,8 +802,8 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
     )
     cost_onnx: Path | None = None
     if options.estimate:
-        # The estimate needs the graph: one dynamic-batch export serves every batch size.
-        cost_onnx = Path(str(export(1, True).path))
+        # The estimate needs the graph: the batch-1 export (cached, shared with other stages) serves every batch.
+        cost_onnx = Path(str(export(1, False).path))
     return _finish(
         probe_t,
         model=model,
@@ -838,22 +851,21 @@ def _require_tensorrt() -> None:
 
 
 def profile_engine(path: Path, options: ProfileOptions, *, model: str | None = None, record: Record | None = None) -> ProfileResult:
-    """A TensorRT engine, through the tensorrt backend; exit 4 where TensorRT is absent."""
+    """TensorRT engines (one, or one per batch from an engine record); exit 4 where TensorRT is absent."""
     if options.backend not in (None, "tensorrt"):
         raise UsageError(f"an engine runs on --backend tensorrt, not {options.backend}")
     _require_tensorrt()
-    try:
-        from csa_cli.backends import open_backend  # type: ignore[attr-defined]
-    except ImportError:
-        raise MissingBackend("the tensorrt backend is not available in this csa build", hint="update csa") from None
-    backend = open_backend("tensorrt", path, device=options.device or "cuda:0", threads=options.threads)
+    from csa_cli.backends import open_backend
+
+    device = options.device or "cuda:0"
+    engines = record.field("engines") if record is not None else None
+    if isinstance(engines, list) and engines:
+        backends: dict[int, Any] | Any = {int(e["batch"]): open_backend("tensorrt", Path(e["path"]), device=device) for e in engines}
+    else:
+        backends = open_backend("tensorrt", path, device=device)
     size = record.field("img_size") if record is not None else None
-    batch = record.field("batch") if record is not None else None
-    described = backend.describe() or {}
-    img = tuple(size or described.get("img_size") or options.img_size or (224, 224))
-    static = batch if isinstance(batch, int) else described.get("batch")
-    probe = BackendProbe(backend, (int(img[0]), int(img[1])), static)
-    onnx_source = record.field("source_onnx") or record.field("onnx") if record is not None else None
+    probe = BackendProbe(backends, tuple(size) if size else options.img_size)  # type: ignore[arg-type]
+    onnx_source = (record.field("source_onnx") or record.field("onnx")) if record is not None else None
     return _finish(
         probe,
         model=model or (record.model if record is not None else None) or path.stem,
