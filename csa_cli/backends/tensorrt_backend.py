@@ -107,6 +107,36 @@ class TensorRTBackend:
         parts = [self._run_chunk(batch[i : i + self._max_batch]) for i in range(0, batch.shape[0], self._max_batch)]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
+    def bind(self, batch: int) -> Any:
+        """A no-argument callable that enqueues one inference at `batch` on device-resident buffers.
+
+        For latency measurement without host copies (benchmarks/gpu_profile.py): the buffers are
+        allocated once; the call returns after enqueueing on torch's current stream.
+        """
+        torch = self._torch
+        if not self._dynamic and batch != self._max_batch:
+            raise CsaError(f"{self.path.name} is a static batch-{self._max_batch} engine, not batch {batch}")
+        if batch > self._max_batch:
+            raise CsaError(f"batch {batch} exceeds the engine profile's max {self._max_batch}")
+        with torch.cuda.device(self._torch_device):
+            x = torch.randn((batch, *self._chw), device=self._torch_device).to(self._torch_dtype(self._input))
+            if self._dynamic:
+                self._context.set_input_shape(self._input, tuple(x.shape))
+            self._context.set_tensor_address(self._input, int(x.data_ptr()))
+            keep = [x]
+            for name in self._outputs:
+                buf = torch.empty(tuple(self._context.get_tensor_shape(name)), dtype=self._torch_dtype(name), device=self._torch_device)
+                self._context.set_tensor_address(name, int(buf.data_ptr()))
+                keep.append(buf)
+
+        def enqueue() -> None:
+            stream = torch.cuda.current_stream(self._torch_device)
+            if not self._context.execute_async_v3(stream.cuda_stream):
+                raise CsaError(f"TensorRT failed to run {self.path.name}")
+            _ = keep  # the buffers live as long as the callable
+
+        return enqueue
+
     def describe(self) -> dict[str, Any]:
         torch = self._torch
         info: dict[str, Any] = {

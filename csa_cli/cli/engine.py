@@ -1,7 +1,6 @@
 """`csa engine`: TensorRT engines where TensorRT exists, self-contained Orin bundles everywhere."""
 
-# No `from __future__ import annotations`: typer must see the real Annotated[...] objects through
-# @stage_command's rewritten signature (string annotations lose their typer.Option metadata).
+from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,7 +30,7 @@ def _img_size(text: str | None) -> int | tuple[int, int] | None:
         raise UsageError(f"--img-size must be N or HxW, got {text!r}", hint="e.g. --img-size 224 or --img-size 256x320") from None
 
 
-def _render(record: "Record") -> Any:
+def _render(record: Record) -> Any:
     rows: list[list[Any]] = []
     if record.kind == "bundle":
         for engine in record.field("engines", []):

@@ -1,7 +1,6 @@
 """`csa import-timings`: trtexec --exportTimes JSON from a device -> the results store for `csa compare`."""
 
-# No `from __future__ import annotations`: typer must see the real Annotated[...] objects through
-# @stage_command's rewritten signature (string annotations lose their typer.Option metadata).
+from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from csa_cli.records import Record
 
 
-def _render(record: "Record") -> Any:
+def _render(record: Record) -> Any:
     rows = [
         [record.model, r["batch"], f"{r['median_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['throughput_ips']:.1f}", r["iterations"]]
         for r in record.field("results", [])

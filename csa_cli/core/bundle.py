@@ -552,7 +552,8 @@ def _gate_on_check(infos: list[OnnxInfo], carried: dict[str, Any], *, force: boo
         report = check_onnx(info.path, "restricted")
         summaries.append(f"{Path(info.path).name}: {report.summary()}")
         if not report.compliant:
-            message = f"{Path(info.path).name} is not restricted-mode compliant: {report.summary()}"
+            ops = ", ".join(report.violated_ops)
+            message = f"{Path(info.path).name} is not restricted-mode compliant: {len(report.violations)} violation(s) in {ops} ({report.summary()})"
             if not force:
                 raise CheckFailed(message, hint="fix the graph (see `csa check --report DIR`), or add --force to bundle it anyway")
             current_output().warn(message + " (--force: going on)")
