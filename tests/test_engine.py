@@ -730,3 +730,177 @@ def test_real_engine_stage_local_int8_qdq_and_dynamic(csa: Any, tiny: dict[str, 
 
     backend = open_backend("tensorrt", dyn.record["path"], device="cuda:0")
     assert backend.run(np.zeros((3, 3, 16, 16), np.float32)).shape == (3, 10)
+
+
+# ---------------------------------------------------------------------------------------------
+# the executor against a stand-in `tensorrt` module: checks how the plan is mapped onto the API
+# as documented (which calls, which flags per version), not TensorRT itself
+
+
+class _Enum:
+    def __init__(self, names: list[str]) -> None:
+        for i, name in enumerate(names):
+            setattr(self, name, f"{type(self).__name__}.{name}" if name != "EXPLICIT_BATCH" else i)
+
+
+def fake_tensorrt(version: str, calls: list[tuple[str, Any]]) -> Any:
+    import types
+
+    major = int(version.split(".")[0])
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version  # type: ignore[attr-defined]
+
+    class ILogger:
+        class Severity:
+            INFO = 3
+
+        def __init__(self) -> None:
+            pass
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self) -> None:
+            pass
+
+    flags = ["TF32", "GPU_FALLBACK"] + (["FP16", "INT8", "SAFETY_SCOPE"] if major < 11 else [])
+    config_attrs = {"engine_capability", "default_device_type", "DLA_core"} | ({"int8_calibrator"} if major < 11 else set())
+
+    class Cache:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def serialize(self) -> bytes:
+            return self.data + b"+timed"
+
+    class Config:
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name not in config_attrs:
+                raise AttributeError(f"IBuilderConfig has no attribute {name!r} in TensorRT {version}")
+            calls.append((name, value))
+            object.__setattr__(self, name, value)
+
+        def set_memory_pool_limit(self, pool: Any, size: int) -> None:
+            calls.append(("pool", (pool, size)))
+
+        def set_flag(self, flag: Any) -> None:
+            calls.append(("flag", flag))
+
+        def add_optimization_profile(self, profile: Any) -> None:
+            calls.append(("profile", profile.shapes))
+
+        def create_timing_cache(self, data: bytes) -> Cache:
+            return Cache(bytes(data))
+
+        def set_timing_cache(self, cache: Cache, ignore_mismatch: bool) -> bool:
+            object.__setattr__(self, "_cache", cache)
+            calls.append(("timing_cache", cache.data))
+            return True
+
+        def get_timing_cache(self) -> Cache:
+            return self._cache  # type: ignore[attr-defined, no-any-return]
+
+    class Profile:
+        def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
+            self.shapes = (name, lo, opt, hi)
+
+    class Builder:
+        def __init__(self, logger: Any) -> None:
+            assert isinstance(logger, ILogger)
+
+        def create_network(self, flags: int) -> str:
+            calls.append(("network_flags", flags))
+            return "network"
+
+        def create_builder_config(self) -> Config:
+            return Config()
+
+        def create_optimization_profile(self) -> Profile:
+            return Profile()
+
+        def build_serialized_network(self, network: str, config: Config) -> bytes:
+            return b"serialized engine"
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network: str, logger: Any) -> None:
+            pass
+
+        def parse_from_file(self, path: str) -> bool:
+            calls.append(("parse", path))
+            return Path(path).is_file()
+
+    trt.ILogger = ILogger  # type: ignore[attr-defined]
+    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2  # type: ignore[attr-defined]
+    trt.Builder = Builder  # type: ignore[attr-defined]
+    trt.OnnxParser = OnnxParser  # type: ignore[attr-defined]
+    trt.BuilderFlag = type("BuilderFlag", (_Enum,), {})(flags)  # type: ignore[attr-defined]
+    trt.NetworkDefinitionCreationFlag = type("NetworkDefinitionCreationFlag", (_Enum,), {})(["EXPLICIT_BATCH"] if major < 10 else ["STRONGLY_TYPED"])  # type: ignore[attr-defined]
+    trt.MemoryPoolType = type("MemoryPoolType", (_Enum,), {})(["WORKSPACE"])  # type: ignore[attr-defined]
+    trt.EngineCapability = type("EngineCapability", (_Enum,), {})(["STANDARD", "SAFETY", "DLA_STANDALONE"])  # type: ignore[attr-defined]
+    trt.DeviceType = type("DeviceType", (_Enum,), {})(["GPU", "DLA"])  # type: ignore[attr-defined]
+    return trt
+
+
+@pytest.fixture
+def with_fake_trt(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import torch
+
+    import csa_cli.backends.tensorrt_build as tb
+
+    def install(version: str) -> list[tuple[str, Any]]:
+        calls: list[tuple[str, Any]] = []
+        monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version, calls))
+        monkeypatch.setattr(tb, "tensorrt_version", lambda: version)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Fake GPU")
+        return calls
+
+    return install
+
+
+def test_executor_maps_the_plan_onto_tensorrt_8_6(with_fake_trt: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
+    from csa_cli.backends.tensorrt_build import build_engines, read_engine_meta
+
+    calls = with_fake_trt("8.6.11")
+    plan = make_plan(
+        "m",
+        [inspect_onnx(tiny["fp32_b1"])],
+        precision="mixed",
+        target="local",
+        trt_version="8.6.11",
+        calib_cache=str(tiny["cache"]),
+        restricted=True,
+        engine_dir="",
+    )
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"old")
+    (engine,) = build_engines(plan, out_dir=tmp_path, timing_cache=cache)
+    assert engine.read_bytes() == b"serialized engine" and cache.read_bytes() == b"old+timed"
+    assert ("network_flags", 1) in calls and ("timing_cache", b"old") in calls and ("parse", str(tiny["fp32_b1"])) in calls
+    assert [v for k, v in calls if k == "flag"] == ["BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.SAFETY_SCOPE"]
+    assert ("pool", ("MemoryPoolType.WORKSPACE", 1024 << 20)) in calls
+    assert any(k == "int8_calibrator" for k, _ in calls)  # implicit INT8 from the cache
+    meta = read_engine_meta(engine)
+    assert meta is not None and meta.tensorrt_version == "8.6.11" and meta.device == "Fake GPU" and meta.plan == plan
+
+
+def test_executor_on_tensorrt_11_sets_no_removed_api(with_fake_trt: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
+    from csa_cli.backends.tensorrt_build import build_engines
+
+    calls = with_fake_trt("11.0.0")
+    plan = make_plan("m", [inspect_onnx(tiny["qdq_b1"])], precision="int8", target="local", trt_version="11.0.0", restricted=True, engine_dir="")
+    build_engines(plan, out_dir=tmp_path, timing_cache=tmp_path / "t.cache")  # the fake raises on any removed flag/attribute
+    assert ("network_flags", 0) in calls and not [k for k, _ in calls if k in ("flag", "int8_calibrator")]
+
+
+def test_engine_stage_local_with_fake_trt_dynamic_profile(with_fake_trt: Any, csa: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
+    calls = with_fake_trt("10.3.0")
+    result = csa(
+        "engine", str(tiny["dyn"]), "--precision", "fp16", "--target", "local", "--batch", "1,4,16", "--opt-batch", "4", "--output", str(tmp_path / "e")
+    )
+    assert result.exit_code == 0, result.stderr
+    rec = result.record
+    assert rec["kind"] == "engine" and rec["trt_version"] == "10.3.0" and rec["device"] == "Fake GPU"
+    assert [e["batch"] for e in rec["engines"]] == [16] and Path(rec["path"]).is_file() and Path(rec["plan"]).is_file()
+    assert ("profile", ("input", (1, 3, 16, 16), (4, 3, 16, 16), (16, 3, 16, 16))) in calls
+    assert ("network_flags", 0) in calls and [v for k, v in calls if k == "flag"] == ["BuilderFlag.FP16"]
