@@ -25,6 +25,8 @@ from csa_cli.paths import atomic_write_text
 if TYPE_CHECKING:
     import onnx
 
+    from csa_cli.records import Record
+
 RuleSet = Literal["restricted", "dla"]
 RuleSelection = Literal["restricted", "dla", "all"]
 Verdict = Literal["ok", "violation", "warning"]
@@ -315,11 +317,12 @@ class CheckReport(BaseModel):
         return sorted({f.op for f in self.violations})
 
     def summary(self) -> str:
+        """One line: the verdict per rule set, then the violations by rule."""
         sets = ", ".join(f"{name}: {'compliant' if ok else 'NOT compliant'}" for name, ok in self.rule_sets.items())
         if self.compliant:
-            return f"compliant ({sets}); {len(self.warnings)} warnings"
+            return f"compliant ({sets}); 0 violations, {len(self.warnings)} warnings"
         reasons = ", ".join(f"{rule} x{c.violation}" for rule, c in self.counts_by_rule.items() if c.violation)
-        return f"not compliant ({sets}); {len(self.violations)} violations: {reasons}"
+        return f"NOT compliant ({sets}); {len(self.violations)} violations: {reasons}"
 
     def verdict(self, report: str | None = None) -> dict[str, object]:
         """The "check" field a record carries downstream of `csa check`."""
@@ -340,7 +343,7 @@ class CheckReport(BaseModel):
             "",
             f"- graph: `{self.path}`" if self.path else "- graph: (in memory)",
             f"- rule set: `{self.rules}`",
-            f"- verdict: **{'compliant' if self.compliant else 'NOT compliant'}** — {self.summary()}",
+            f"- verdict: **{self.summary()}**",
             f"- nodes: {len(self.nodes)}; op set: {', '.join(self.op_set)}",
             "",
             f"> {self.rule_source_note}",
@@ -628,15 +631,12 @@ def _check_resize_dla(node: onnx.NodeProto, ctx: _Ctx) -> list[tuple[str, str, s
     x = _static(ctx.g, node.input[0])
     y = _static(ctx.g, node.output[0])
     sizes = f" ({'x'.join(map(str, x[2:]))} -> {'x'.join(map(str, y[2:]))})" if x and y else ""
-    problems = []
     if any(abs(s - 1) > 1e-6 for s in scales[:2]):
-        problems.append("scales batch or channel")
-    for s in scales[2:]:
-        near = round(s)
-        if abs(s - near) > 1e-4 * max(s, 1) or not 1 <= near <= limit:
-            problems.append(f"scale {_fmt_scale(s)}")
-    if problems:
-        return [("dla-resize", "violation", f"{mode}: {', '.join(problems)}{sizes}: DLA takes integer scales 1-{limit}")]
+        return [("dla-resize", "violation", f"{mode}: resizes the batch or channel axis (scales {'x'.join(map(_fmt_scale, scales))})")]
+    bad = [s for s in scales[2:] if abs(s - round(s)) > 1e-4 * max(s, 1) or not 1 <= round(s) <= limit]
+    if bad:
+        spatial = "x".join(_fmt_scale(s) for s in scales[2:])
+        return [("dla-resize", "violation", f"{mode}: scales {spatial}{sizes}: DLA takes integer scales 1-{limit}")]
     return []
 
 
@@ -816,3 +816,39 @@ def check_onnx(model: str | Path | onnx.ModelProto, rules: str = "restricted", *
 def rule_table() -> list[dict[str, str]]:
     """Every rule with its rule sets and sources (for docs and `csa check --list-rules`)."""
     return [{"rule": r.id, "rule_set": s, "checks": r.title, "source": src} for r in RULES.values() for s, src in r.sources.items()]
+
+
+def check_stage(
+    *,
+    record: Record | None = None,
+    path: str | Path | None = None,
+    model: str | None = None,
+    rules: str = "restricted",
+    report_dir: str | Path | None = None,
+    manifest: str | Path | None = None,
+) -> tuple[Record, CheckReport]:
+    """The `csa check` stage: the input record (or one made for a file / a freshly exported MODEL) with "check" added.
+
+    A MODEL is exported first (weights auto, the model's default batch and size).
+    """
+    from csa_cli.records import make_record
+
+    if rules not in RULE_SELECTIONS:
+        raise UsageError(f"unknown rule set {rules!r}", hint="use --rules restricted, dla or all")
+    if record is None and model is not None:
+        from csa_cli.core.export import export_stage
+
+        record = export_stage(model, weights="auto", manifest=manifest)
+    if record is not None:
+        if record.kind in ("engine", "bundle"):
+            raise UsageError(f"csa check reads ONNX graphs, not a {record.kind!r}", hint="check the ONNX or quantized record the engine was built from")
+        if not record.path:
+            raise UsageError(f"the {record.kind!r} record names no file to check")
+        path = record.path
+    if path is None:
+        raise UsageError("no input: give a MODEL or an ONNX file, or pipe the record of a previous csa stage")
+    report = check_onnx(path, rules, name=record.model if record is not None else None)
+    report_path = str(report.write_markdown(report_dir)) if report_dir is not None else None
+    if record is None:
+        record = make_record("onnx", path=str(path))
+    return record.with_fields(check=report.verdict(report_path)), report

@@ -1,0 +1,75 @@
+"""`csa check [MODEL|ONNX|record]`: TensorRT restricted-mode (safety scope) and DLA compliance of a graph.
+
+Exit 0 compliant, 3 not. On non-compliance the record, verdict included, is still printed
+first (and no error record follows): the next stage sees "check": {"compliant": false} and
+stops unless it is given --force.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from csa_cli.cli.common import ManifestOption, resolve_stage_input, stage_command
+from csa_cli.console import Output
+from csa_cli.errors import ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from csa_cli.core.check import CheckReport
+
+
+def render_report(report: CheckReport, report_path: str | None) -> RenderableType:
+    """Findings grouped by rule set, rule and op: one row each, with a sample node and the source."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
+    sources: dict[tuple[str, str, str, str], str] = {}
+    for f in [*report.violations, *report.warnings]:
+        key = (f.verdict, f.rule_set, f.rule, f.op)
+        groups.setdefault(key, []).append(f.node)
+        sources[key] = f.source
+    view = Table(title=f"csa check: {report.model or report.path} ({report.rules})")
+    for col in ("verdict", "rule set", "rule", "op", "nodes", "e.g.", "source"):
+        view.add_column(col, overflow="fold")
+    for key in sorted(groups, key=lambda k: (k[0] != "violation", k[1], k[2], k[3])):
+        verdict, rule_set, rule, op = key
+        style = "red" if verdict == "violation" else "yellow"
+        view.add_row(Text(verdict, style=style), rule_set, rule, op, str(len(groups[key])), groups[key][0], sources[key])
+    verdict = Text(report.summary(), style="bold green" if report.compliant else "bold red")
+    parts: list[RenderableType] = [view] if groups else []
+    parts += [verdict, Text(report.rule_source_note, style="dim")]
+    if report_path:
+        parts.append(Text(f"report: {report_path}"))
+    return Group(*parts)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check")
+    @stage_command("check")
+    def check(
+        out: Output,
+        source: Annotated[
+            str | None, typer.Argument(metavar="[MODEL|ONNX|RECORD]", help="A zoo model (exported first), an ONNX file, a record file, or none to read stdin.")
+        ] = None,
+        rules: Annotated[str, typer.Option("--rules", help="restricted (GPU safety scope, the default) | dla (DLA standalone) | all.")] = "restricted",
+        report: Annotated[Path | None, typer.Option("--report", help="Write a markdown report (every node, rule and source) into this folder.")] = None,
+        manifest: ManifestOption = None,
+    ) -> None:
+        """Check a graph against TensorRT restricted mode / Orin DLA rules: exit 0 compliant, 3 not."""
+        from csa_cli.core.check import check_stage
+
+        given = resolve_stage_input(source, manifest)
+        record, result = check_stage(record=given.record, path=given.path, model=given.model, rules=rules, report_dir=report, manifest=manifest)
+        report_path = (record.field("check") or {}).get("report")
+        out.emit(record, lambda: render_report(result, report_path))
+        if not result.compliant:
+            # Not out.error(): that would append an error record after the verdict on a pipe.
+            out.stderr.print(f"Error: {result.model or result.path}: {result.summary()}", style="bold red", highlight=False, markup=False)
+            out.stderr.print("Hint: --report DIR lists every node with its rule and source", highlight=False, markup=False)
+            raise typer.Exit(int(ExitCode.CHECK_FAILED))

@@ -1,0 +1,242 @@
+"""The export stage: a zoo model (with its weights) to a verified ONNX graph under CSA_HOME.
+
+    record = export_stage("csa-tiny", weights="random", batch=1)   # kind "onnx"
+
+The graph is exported once per (model, weights hash, batch, input size, dynamic batch, opset,
+torch/onnx versions): the same export is found in the artifact store and not redone. After an
+export: onnx.checker, shape inference (every dim static but an optional dynamic batch) and a
+parity check against PyTorch through ONNX Runtime on fresh random inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from csa_cli.console import current_output
+from csa_cli.core.artifacts import artifact_key, build_artifact, find_artifact
+from csa_cli.errors import CsaError, UsageError
+from csa_cli.paths import atomic_path
+from csa_cli.records import Record, make_record
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from csa_cli.manifest import ModelEntry
+
+STAGE = "onnx"
+INFO_FILE = "export.json"
+PARITY_LIMIT = 1e-3
+DEFAULT_OPSET = 17
+
+
+class ExportInfo(BaseModel):
+    """export.json, kept beside the graph in its artifact folder: what a cached export reports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    file: str
+    batch: int | None
+    dynamic_batch: bool
+    img_size: tuple[int, int]
+    opset: int
+    parity: float | None
+    parity_batches: list[int]
+    weights: str
+    weights_hash: str
+    commit: str | None = None
+    license: str | None = None
+    torch: str
+    onnx: str
+    ops: list[str]
+
+
+def parse_img_size(value: int | str | tuple[int, int] | list[int] | None, default: tuple[int, int]) -> tuple[int, int]:
+    """None -> default; 224 / "224" -> (224, 224); "224x384" -> (224, 384); a bad value is a usage error."""
+    if value is None:
+        return (int(default[0]), int(default[1]))
+    if isinstance(value, int):
+        h = w = value
+    elif isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise UsageError(f"--img-size takes N or HxW, got {value!r}")
+        h, w = int(value[0]), int(value[1])
+    else:
+        parts = str(value).lower().replace("*", "x").split("x")
+        try:
+            dims = [int(p) for p in parts]
+        except ValueError:
+            raise UsageError(f"--img-size takes N or HxW, got {value!r}", hint="e.g. --img-size 224 or --img-size 224x384") from None
+        if len(dims) == 1:
+            h = w = dims[0]
+        elif len(dims) == 2:
+            h, w = dims
+        else:
+            raise UsageError(f"--img-size takes N or HxW, got {value!r}", hint="e.g. --img-size 224 or --img-size 224x384")
+    if h < 1 or w < 1:
+        raise UsageError(f"--img-size must be positive, got {h}x{w}")
+    return (h, w)
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def _load(model: str, weights: str, manifest: str | os.PathLike[str] | None) -> tuple[nn.Module, ModelEntry, str, str, str | None]:
+    """(module in eval mode, entry, weights label, weights hash, commit) via the hub's load_model."""
+    from csa_cli.core.weights import load_model
+
+    loaded = load_model(model, weights, manifest=manifest)
+    return loaded.module, loaded.entry, loaded.weights, loaded.weights_hash, loaded.commit
+
+
+def _verify_graph(path: Path, dynamic_batch: bool) -> list[str]:
+    """onnx.checker and shape inference: every tensor static except an optional batch axis. Returns the op set."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise CsaError(f"the exported graph fails onnx.checker: {str(exc).splitlines()[0]}", hint="rerun with --debug; report it with the model name") from None
+    inferred = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
+    for vi in inferred.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        for axis, d in enumerate(dims):
+            if not d.HasField("dim_value") and not (dynamic_batch and axis == 0):
+                raise CsaError(f"the exported graph has a dynamic input dimension: {vi.name} axis {axis}", hint="export with a fixed --img-size")
+    for vi in inferred.graph.output:
+        dims = vi.type.tensor_type.shape.dim
+        if any(not d.HasField("dim_value") for axis, d in enumerate(dims) if not (dynamic_batch and axis == 0)):
+            # Shape arithmetic left in the graph (swin's window reshapes): runnable, but `csa check` flags it.
+            current_output().warn(f"{path.name}: output {vi.name!r} has no static shape after shape inference (shape arithmetic in the graph)")
+    return sorted({n.op_type for n in inferred.graph.node})
+
+
+def _fresh_seed() -> int:
+    # Fresh inputs, not the export's own dummy (seed 0): a graph that only fits its trace input fails.
+    return int.from_bytes(os.urandom(4), "little") | 1
+
+
+def _record(info: ExportInfo, path: Path, artifact: Path, cached: bool) -> Record:
+    return make_record(
+        "onnx",
+        model=info.model,
+        path=str(path),
+        batch=info.batch,
+        dynamic_batch=info.dynamic_batch,
+        img_size=list(info.img_size),
+        opset=info.opset,
+        parity=info.parity,
+        weights=info.weights,
+        weights_hash=info.weights_hash,
+        commit=info.commit,
+        license=info.license,
+        artifact=str(artifact),
+        cached=cached,
+        ops=info.ops,
+    )
+
+
+def export_stage(
+    model: str,
+    *,
+    weights: str = "auto",
+    batch: int | None = 1,
+    img_size: int | str | tuple[int, int] | None = None,
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    verify: bool = True,
+    output: str | os.PathLike[str] | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+) -> Record:
+    """Export `model` to ONNX (input "input", output "logits"), verify it, keep it under CSA_HOME; an "onnx" record.
+
+    verify=False keeps a parity error above 1e-3 as a warning instead of a failure.
+    """
+    from csa_cli.core.onnx_export import export_onnx, onnx_parity
+    from csa_cli.manifest import load_manifest
+
+    out = current_output()
+    if batch is not None and batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    if opset < 13:
+        raise UsageError(f"--opset {opset} is too old", hint="use opset 17 (the default)")
+    entry = load_manifest(manifest).get(model)
+    size = parse_img_size(img_size, entry.preprocessing.input_size)
+    static_batch = None if dynamic_batch else (batch or 1)
+
+    module, entry, weights_label, weights_hash, commit = _load(model, weights, manifest)
+    versions = _versions()
+    inputs: dict[str, Any] = {
+        "model": model,
+        "architecture": entry.architecture.model_dump(),
+        "num_classes": entry.num_classes,
+        "weights_hash": weights_hash,
+        "batch": static_batch,
+        "img_size": list(size),
+        "dynamic_batch": dynamic_batch,
+        "opset": opset,
+        **versions,
+    }
+    key = artifact_key(**inputs)
+    folder = find_artifact(model, STAGE, key)
+    cached = folder is not None
+    if folder is not None:
+        info = ExportInfo.model_validate_json((folder / INFO_FILE).read_text())
+        out.info(f"{model}: cached ONNX export ({key}), not redone: {folder / info.file}")
+    else:
+        with build_artifact(model, STAGE, key, inputs) as tmp:
+            onnx_name = f"{model}.onnx"
+            shape = f"batch {'dynamic' if dynamic_batch else static_batch}, {size[0]}x{size[1]}, opset {opset}"
+            with out.status(f"{model}: exporting to ONNX ({shape})"):
+                export_onnx(module, tmp / onnx_name, batch=static_batch or 1, img_size=size, dynamic_batch=dynamic_batch, opset=opset)
+            ops = _verify_graph(tmp / onnx_name, dynamic_batch)
+            parity_batches = [1, 2] if dynamic_batch else [static_batch or 1]
+            parity = onnx_parity(module, tmp / onnx_name, batch_sizes=parity_batches, img_size=size, seed=_fresh_seed())
+            out.info(f"{model}: parity ONNX Runtime vs PyTorch, max |ort - torch| / max |torch| = {parity:.2e} (fresh random input, batch {parity_batches})")
+            if parity > PARITY_LIMIT:
+                if verify:
+                    raise CsaError(
+                        f"{model}: the ONNX graph disagrees with PyTorch (relative error {parity:.2e} > {PARITY_LIMIT:g})",
+                        hint="report it with the model name; --no-verify keeps the export anyway",
+                    )
+                out.warn(f"{model}: relative error {parity:.2e} > {PARITY_LIMIT:g}, kept because of --no-verify")
+            info = ExportInfo(
+                model=model,
+                file=onnx_name,
+                batch=static_batch,
+                dynamic_batch=dynamic_batch,
+                img_size=size,
+                opset=opset,
+                parity=parity,
+                parity_batches=parity_batches,
+                weights=weights_label,
+                weights_hash=weights_hash,
+                commit=commit,
+                license=entry.license,
+                ops=ops,
+                **versions,
+            )
+            (tmp / INFO_FILE).write_text(info.model_dump_json(indent=2))
+        folder = find_artifact(model, STAGE, key)
+        if folder is None:  # build_artifact renamed it into place: absent means the store is broken
+            raise CsaError(f"the export of {model} vanished from the artifact store", hint="check CSA_HOME")
+        out.info(f"{model}: exported {folder / info.file}")
+    artifact = folder / info.file
+    path = artifact
+    if output is not None:
+        path = Path(output)
+        if path.is_dir():
+            path = path / info.file
+        with atomic_path(path) as tmp_copy:
+            shutil.copyfile(artifact, tmp_copy)
+        out.info(f"{model}: copied to {path}")
+    return _record(info, path, artifact, cached)
