@@ -441,3 +441,19 @@ def test_tensorrt_engine_profile() -> None:
     record = _records(stdout)[-1]
     assert record["backend"] == "tensorrt" and [r["batch"] for r in record["results"]] == [1]
     assert 0 < record["results"][0]["median_ms"] <= record["results"][0]["p99_ms"]
+
+
+def test_latency_benchmark_reports_ratios_to_the_baseline() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("latency_benchmark", Path(__file__).parents[1] / "benchmarks" / "latency.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    results = [_fake_result("csa-tiny", [1.0, 3.0, 5.0]), _fake_result("convnext-tiny", [2.0, 6.0, 8.0])]
+    text = bench.markdown(results, [1, 4, 8], "convnext-tiny", 1.0)
+    latency_table = text.split("### Details")[0]
+    rows = {line.split("|")[1].strip(): line for line in latency_table.splitlines() if line.startswith(("| csa-tiny |", "| convnext-tiny |"))}
+    assert "1.00 (0.50×)" in rows["csa-tiny"] and "5.00 (0.62×)" in rows["csa-tiny"]
+    assert "2.00 (1.00×)" in rows["convnext-tiny"]
+    assert "estimate (static, from the ONNX graph)" in text and "Test CPU" in text
