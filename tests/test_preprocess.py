@@ -19,8 +19,12 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera")
 def photos() -> list[Image.Image]:
     import skimage.data
 
-    # full-size photos (no downscaling here): landscape, portrait-free square, and a grayscale one
-    return [Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS]
+    # full-size photos (no downscaling here): square, landscape, a grayscale one; plus a tiny
+    # portrait image (upscaled, odd sizes) and a palette image
+    images = [Image.fromarray(getattr(skimage.data, name)()) for name in PHOTOS]
+    images.append(Image.fromarray(skimage.data.chelsea()[40:113:, 100:151]))  # 73 x 51, portrait
+    images.append(Image.fromarray(skimage.data.coffee()).convert("P"))
+    return images
 
 
 def _timm_transform(pre: Preprocessing):

@@ -116,6 +116,37 @@ def calibration_files(record: Record | None, artifact_path: Path | None) -> list
     return []
 
 
+class _Sidecar(BaseModel):
+    """What csa's own artifact folders say about a graph (artifact.json, export.json, summary.json): only these fields matter here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    weights: str | None = None
+    weights_hash: str | None = None
+    precision: str | None = None
+
+
+def read_sidecar(path: Path) -> _Sidecar:
+    """Facts about an ONNX / engine file made by csa, from the JSON files of its artifact folder (empty when there are none)."""
+    merged: dict[str, Any] = {}
+    for name in ("artifact.json", "export.json", "summary.json"):
+        side = path.parent / name
+        if not side.is_file():
+            continue
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict):
+            inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+            for key in ("model", "weights", "weights_hash", "precision"):
+                value = data.get(key, inputs.get(key))
+                if isinstance(value, str) and key not in merged:
+                    merged[key] = value
+    return _Sidecar.model_validate(merged)
+
+
 def _entry(model: str, manifest: str | os.PathLike[str] | None) -> ModelEntry:
     from csa_cli.manifest import load_manifest
 
@@ -151,6 +182,8 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         raise UsageError("--backend tensorrt runs an engine, not an ONNX file", hint="build one with `csa engine` and evaluate the engine")
     if kind == "engine" and chosen != "tensorrt":
         raise UsageError(f"an engine runs on tensorrt, not {chosen}", hint="drop --backend, or evaluate the ONNX with --backend onnxruntime")
+    side = read_sidecar(path)
+    model = model or (record.model if record is not None else None) or side.model
     entry = _entry(model, manifest) if model else None
     if entry is not None:
         pre = entry.preprocessing
@@ -161,7 +194,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
             f"{path.name} names no zoo model: preprocessing falls back to timm's defaults at the graph's input size "
             f"({pre.input_size[0]}x{pre.input_size[1]}, crop_pct 0.875, bicubic, ImageNet mean/std); pass --model NAME for the model's own"
         )
-    precision = record.field("precision") if record is not None and record.kind in ("quantized", "engine") else None
+    precision = record.field("precision") if record is not None and record.kind in ("quantized", "engine") else side.precision
     return EvalTarget(
         kind=kind,
         model=entry.name if entry else (model or path.stem),
@@ -169,8 +202,8 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         backend=chosen,
         artifact=path,
         entry=entry,
-        weights=record.weights if record is not None else None,
-        weights_hash=record.field("weights_hash") if record is not None else None,
+        weights=(record.weights if record is not None else None) or side.weights,
+        weights_hash=(record.field("weights_hash") if record is not None else None) or side.weights_hash,
         precision=precision,
         source=str(path),
         calib_files=calibration_files(record, path),

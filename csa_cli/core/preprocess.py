@@ -26,46 +26,62 @@ def scale_size(input_size: tuple[int, int], crop_pct: float) -> tuple[int, int]:
     return (math.floor(input_size[0] / crop_pct), math.floor(input_size[1] / crop_pct))
 
 
-class _ResizeShortSideKeepRatio:
-    """Non-square targets: scale so the image covers the target, keeping the aspect ratio (timm ResizeKeepRatio, longest=0)."""
-
-    def __init__(self, size: tuple[int, int], interpolation: Any) -> None:
-        self.size = size
-        self.interpolation = interpolation
-
-    def __call__(self, img: Image.Image) -> Image.Image:
-        from torchvision.transforms import functional as F
-
-        img_h, img_w = F.get_dimensions(img)[1:]
-        ratio = min(img_h / self.size[0], img_w / self.size[1])
-        return F.resize(img, [round(img_h / ratio), round(img_w / ratio)], self.interpolation)
+def _resized_size(width: int, height: int, scale: tuple[int, int]) -> tuple[int, int]:
+    """(w, h) after the resize: torchvision's shortest-edge rule for a square target, timm's ResizeKeepRatio otherwise."""
+    if scale[0] == scale[1]:
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = scale[0], int(scale[0] * long / short)
+        return (new_short, new_long) if width <= height else (new_long, new_short)
+    ratio = min(height / scale[0], width / scale[1])  # cover the target, keep the aspect ratio
+    return round(width / ratio), round(height / ratio)
 
 
 class EvalTransform:
-    """PIL image (any mode) -> normalized CHW float32 tensor, per the entry's preprocessing."""
+    """PIL image (any mode) -> normalized CHW float32 tensor, per the entry's preprocessing.
+
+    The same operations as timm's eval transform (torchvision Resize on a PIL image = PIL's resize
+    with the named filter, CenterCrop, ToTensor, Normalize), written on PIL and torch directly so
+    that eval, calibration and predict do not import torchvision (seconds of start-up).
+    """
 
     def __init__(self, pre: Preprocessing) -> None:
-        from torchvision import transforms
-        from torchvision.transforms import InterpolationMode
+        from PIL import Image
 
         self.pre = pre
-        self.input_size = tuple(pre.input_size)
+        self.input_size: tuple[int, int] = (int(pre.input_size[0]), int(pre.input_size[1]))
         self.scale_size = scale_size(pre.input_size, pre.crop_pct)
-        interp = InterpolationMode(pre.interpolation)
-        resize: Any
-        if self.scale_size[0] == self.scale_size[1]:
-            # torchvision's shortest-edge Resize, exactly as timm builds it for a square target
-            resize = transforms.Resize(self.scale_size[0], interpolation=interp)
-        else:
-            resize = _ResizeShortSideKeepRatio(self.scale_size, interp)
-        self._ops = transforms.Compose(
-            [resize, transforms.CenterCrop(self.input_size), transforms.ToTensor(), transforms.Normalize(mean=list(pre.mean), std=list(pre.std))]
-        )
+        filters = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
+        self._filter = filters[pre.interpolation]
+
+    def _resize(self, img: Image.Image) -> Image.Image:
+        size = _resized_size(img.width, img.height, self.scale_size)
+        if size == img.size:  # torchvision returns the image untouched then
+            return img
+        return img.resize(size, self._filter)
+
+    def _centre_crop(self, img: Image.Image) -> Image.Image:
+        from PIL import Image
+
+        crop_h, crop_w = self.input_size
+        if crop_w > img.width or crop_h > img.height:  # torchvision pads with zeros first
+            padded = Image.new(img.mode, (max(crop_w, img.width), max(crop_h, img.height)))
+            padded.paste(img, ((crop_w - img.width) // 2 if crop_w > img.width else 0, (crop_h - img.height) // 2 if crop_h > img.height else 0))
+            img = padded
+        top = round((img.height - crop_h) / 2.0)
+        left = round((img.width - crop_w) / 2.0)
+        return img.crop((left, top, left + crop_w, top + crop_h))
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        import numpy as np
+        import torch
+
         if img.mode != "RGB":  # grayscale, CMYK, palette and RGBA photos exist in ImageNet val
             img = img.convert("RGB")
-        return self._ops(img)
+        img = self._centre_crop(self._resize(img))
+        x = torch.from_numpy(np.array(img, np.uint8, copy=True)).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+        mean = torch.as_tensor(self.pre.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.as_tensor(self.pre.std, dtype=torch.float32).view(-1, 1, 1)
+        return x.sub_(mean).div_(std)
 
     def __repr__(self) -> str:
         p = self.pre
