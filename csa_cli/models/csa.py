@@ -343,7 +343,9 @@ class CSANet(nn.Module):
         if bad:
             raise UsageError(f"out_indices {bad} out of range for {n} stages", hint=f"use indices in 0..{n - 1}")
         self.out_indices = tuple(i % n for i in indices)
-        rates = torch.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
+        total = sum(config.depths)
+        # stochastic depth grows linearly with block index (plain floats: works under torch.device("meta") too)
+        rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         stages: list[nn.Module] = []
         cin, start = in_chans, 0
         for i in range(n):

@@ -1,0 +1,409 @@
+"""The CSA architecture, the baseline builders, reference weights and the checkpoint format."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from csa_cli.errors import CsaError, UsageError
+from csa_cli.models import build_from_entry, create_model, from_reference_state_dict, inference_form
+from csa_cli.models.checkpoint import load_checkpoint, load_model_from_checkpoint, read_metadata, save_checkpoint
+from csa_cli.models.csa import CSABlock, CSAConfig, CSANet, exact_scale, feature_sizes, resize_to, rotate, variant_config
+from csa_cli.models.reference import our_key_to_reference, to_reference_state_dict
+from tests.fixtures.models import randomize_bn
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core runner more threads spin against each other (8x the CPU time)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def test_csa_tiny_has_the_reference_parameter_count(csa_tiny_model: CSANet) -> None:
+    assert abs(n_params(csa_tiny_model) / 27.64e6 - 1) < 1e-3
+
+
+@pytest.mark.parametrize(("name", "low", "high"), [("csa-nano", 3e6, 5e6), ("csa-small", 45e6, 55e6)])
+def test_variant_sizes(name: str, low: float, high: float) -> None:
+    with torch.device("meta"):  # parameter shapes only: no memory, no init time
+        model = create_model(name)
+    assert low <= n_params(model) <= high
+
+
+def test_num_classes_changes_only_the_head() -> None:
+    with torch.device("meta"):
+        a, b = create_model("csa_nano", num_classes=1000), create_model("csa_nano", num_classes=10)
+    dim = variant_config("csa_nano").dims[-1]
+    assert n_params(a) - n_params(b) == 990 * (dim + 1)
+
+
+# --------------------------------------------------------------------------- the block
+
+
+def test_rotate_transposes_channels_and_positions() -> None:
+    heads, s = 2, 3
+    n = s * s
+    q = torch.randn(2, heads * n, s, s)
+    k = rotate(q, heads, s)
+    qm = q.reshape(2, heads, n, n)  # [b, head, channel, position]
+    km = k.reshape(2, heads, n, n)
+    for c, p in [(0, 0), (1, 5), (8, 2)]:
+        assert torch.equal(km[:, :, c, p], qm[:, :, p, c])
+
+
+def _grad_at_far_corner(block: CSABlock) -> torch.Tensor:
+    x = torch.randn(1, block.dim, 56, 56, requires_grad=True)
+    block(x)[..., 0, 0].sum().backward()
+    assert x.grad is not None
+    return x.grad[..., 55, 55]
+
+
+def test_one_block_has_a_global_receptive_field() -> None:
+    torch.manual_seed(0)
+    block = CSABlock(16, heads=1, reduced=14).eval()
+    randomize_bn(block)
+    assert _grad_at_far_corner(block).abs().max() > 0
+    block.use_rotate = False  # without the rotate-multiply the block only sees a neighbourhood
+    assert _grad_at_far_corner(block).abs().max() == 0
+
+
+# --------------------------------------------------------------------------- resize
+
+
+def test_naive_scale_floors_below_the_target_and_exact_scale_does_not() -> None:
+    # the reference defect: the float32 scale 14/27 sits just below 14/27, so 27 * scale (exact) floors to 13
+    assert math.floor(27 * float(np.float32(14 / 27))) == 13
+    for n_in in range(1, 400):
+        for n_out in (1, 6, 7, 13, 14, 27, 56, 96, n_in, max(1, n_in // 4), 2 * n_in):
+            scale = exact_scale(n_in, n_out)
+            assert math.floor(float(np.float32(n_in) * np.float32(scale))) == n_out
+            assert math.floor(n_in * scale) == n_out
+            assert abs(scale * n_in / n_out - 1) < 1e-5  # a nudge, not a different resize
+
+
+@pytest.mark.parametrize(("size_in", "size_out"), [((27, 27), (14, 14)), ((14, 14), (27, 27)), ((13, 23), (14, 14)), ((6, 11), (7, 7))])
+def test_resize_to_gives_the_exact_size(size_in: tuple[int, int], size_out: tuple[int, int]) -> None:
+    x = torch.randn(1, 2, *size_in)
+    y = resize_to(x, size_out)
+    assert tuple(y.shape[-2:]) == size_out
+    ref = torch.nn.functional.interpolate(x, size=size_out, mode="bilinear", align_corners=False)
+    assert rel_err(y, ref) < 1e-4  # same sampling as a size-given resize, up to the nudge
+
+
+# --------------------------------------------------------------------------- the network
+
+
+@pytest.mark.parametrize("img_size", [(224, 224), (256, 256), (320, 320), (224, 384), (64, 64)])
+def test_input_sizes(csa_nano_model: CSANet, img_size: tuple[int, int]) -> None:
+    with torch.no_grad():
+        assert csa_nano_model(torch.randn(1, 3, *img_size)).shape == (1, 1000)
+        feats = csa_nano_model.forward_features(torch.randn(1, 3, *img_size))
+    assert [tuple(f.shape[-2:]) for f in feats] == feature_sizes(csa_nano_model.config, img_size)
+
+
+def test_feature_sizes_at_224() -> None:
+    assert feature_sizes(variant_config("csa_tiny"), (224, 224)) == [(56, 56), (27, 27), (13, 13), (6, 6)]
+
+
+@pytest.mark.parametrize("out_indices", [(0, 1, 2, 3), (1, 3), (2,)])
+def test_features_only(out_indices: tuple[int, ...]) -> None:
+    model = create_model("csa-nano", features_only=True, out_indices=out_indices).eval()
+    assert model.head is None
+    cfg = variant_config("csa_nano")
+    sizes = feature_sizes(cfg, (224, 320))
+    with torch.no_grad():
+        feats = model(torch.randn(2, 3, 224, 320))
+    assert isinstance(feats, list)
+    assert [tuple(f.shape) for f in feats] == [(2, cfg.dims[i], *sizes[i]) for i in out_indices]
+    assert [f["num_chs"] for f in model.feature_info] == [cfg.dims[i] for i in out_indices]
+
+
+def test_out_indices_out_of_range() -> None:
+    with pytest.raises(UsageError, match="out_indices"):
+        create_model("csa-nano", features_only=True, out_indices=(0, 4))
+
+
+def test_csa_tiny_forward_backward_batch_2(csa_tiny_model: CSANet) -> None:
+    model = csa_tiny_model.train()
+    logits = model(torch.randn(2, 3, 224, 224))
+    assert logits.shape == (2, 1000)
+    loss = nn.functional.cross_entropy(logits, torch.tensor([3, 7]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads if g is not None) > 0
+    model.zero_grad(set_to_none=True)
+
+
+def test_batch_1_keeps_its_axis(csa_tiny_model: CSANet) -> None:
+    model = csa_tiny_model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
+
+
+def test_a_few_optimizer_steps_lower_the_loss() -> None:
+    torch.manual_seed(0)
+    model = create_model("csa-nano", num_classes=4).train()
+    x, y = torch.randn(8, 3, 64, 64), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(3):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[2] < losses[1] < losses[0], losses
+
+
+# --------------------------------------------------------------------------- inference form
+
+
+@pytest.mark.parametrize("img_size", [(224, 224), (224, 384), (320, 320)])
+def test_inference_form_equals_training_form(csa_nano_model: CSANet, img_size: tuple[int, int]) -> None:
+    fused = inference_form(csa_nano_model)
+    assert fused is not csa_nano_model and fused.is_inference_form
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(2, 3, *img_size)
+    with torch.no_grad():
+        assert rel_err(fused(x), csa_nano_model(x)) < 1e-5
+
+
+def test_inference_form_of_csa_tiny(csa_tiny_model: CSANet) -> None:
+    model = csa_tiny_model.eval()
+    randomize_bn(model, seed=1)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert rel_err(inference_form(model)(x), model(x)) < 1e-5
+
+
+def test_inference_form_moves_the_gate_before_the_upsize_only_where_cheaper(csa_nano_model: CSANet) -> None:
+    fused = inference_form(csa_nano_model)
+    seen: list[tuple[int, int, int]] = []  # (stage channels, channels resized to H x W, map side)
+
+    def hook(block: CSABlock):
+        def record(_m: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+            (x,) = inputs
+            s2, hw = block.reduced**2, x.shape[-2] * x.shape[-1]
+            seen.append((block.dim, block.dim if s2 < hw else block.heads * s2, x.shape[-1]))
+
+        return record
+
+    handles = [b.register_forward_hook(hook(b)) for b in fused.stages[0].blocks] + [b.register_forward_hook(hook(b)) for b in fused.stages[3].blocks]
+    with torch.no_grad():
+        fused(torch.randn(1, 3, 224, 224))
+    for h in handles:
+        h.remove()
+    # stage 0 (56x56 > 14x14): C channels resized; stage 3 (6x6 < 7x7): hN channels, as in training
+    assert {(d, c) for d, c, _ in seen} == {(40, 40), (320, 4 * 49)}
+
+
+def test_inference_form_leaves_the_input_alone() -> None:
+    model = create_model("csa-nano", num_classes=10).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inference_form(model)
+    assert model.training and not model.is_inference_form
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_inference_form_of_a_baseline_is_an_eval_copy() -> None:
+    model = create_model("test-convnext", num_classes=10).train()
+    form = inference_form(model)
+    assert form is not model and not form.training and model.training
+
+
+# --------------------------------------------------------------------------- create_model
+
+
+def test_create_model_builds_every_family() -> None:
+    import timm.models
+
+    x = torch.randn(1, 3, 224, 224)
+    convnext = create_model("test-convnext", num_classes=7)
+    assert isinstance(convnext, timm.models.ConvNeXt)
+    cvt = create_model("test-cvt", num_classes=7).eval()
+    with torch.no_grad():
+        out = cvt(x)
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 7)
+    assert isinstance(create_model("csa_tiny", num_classes=3), CSANet)
+
+
+def test_build_from_entry_uses_the_entry_config() -> None:
+    from csa_cli.manifest import get_entry
+
+    swin = build_from_entry(get_entry("test-swin"), num_classes=5)
+    assert swin.embed_dim == 32 and swin.num_classes == 5
+
+
+def test_baseline_features_only() -> None:
+    cvt = create_model("test-cvt", features_only=True, out_indices=(0, 2)).eval()
+    with torch.no_grad():
+        feats = cvt(torch.randn(1, 3, 224, 224))
+    assert [f.shape[1] for f in feats] == [16, 64]
+
+
+def test_unknown_names_suggest() -> None:
+    with pytest.raises(CsaError, match="unknown model 'csa-tiyn'") as info:
+        create_model("csa-tiyn")
+    assert "csa-tiny" in (info.value.hint or "")
+
+
+def test_unknown_csa_option() -> None:
+    with pytest.raises(UsageError, match="depthz"):
+        create_model("csa_nano", depthz=(1, 1, 1, 1))
+
+
+def test_config_overrides_and_round_trip() -> None:
+    model = create_model("csa_nano", num_classes=10, layer_scale=1e-6, depths=[1, 1, 1, 1])
+    assert model.config.depths == (1, 1, 1, 1) and len(model.blocks()) == 4
+    assert CSAConfig.from_dict(model.config.to_dict()) == model.config
+
+
+def test_layer_scale_folds_exactly() -> None:
+    model = create_model("csa_nano", num_classes=10, layer_scale=0.5, depths=[1, 1, 1, 1]).eval()
+    randomize_bn(model)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert rel_err(inference_form(model)(x), model(x)) < 1e-5
+
+
+# --------------------------------------------------------------------------- reference weights
+
+
+def test_reference_state_dict_round_trip(csa_nano_model: CSANet) -> None:
+    ref = to_reference_state_dict(csa_nano_model)
+    assert "downsample_layers.0.0.weight" in ref and "stages.1.0.norm_q.running_var" in ref and "head.weight" in ref
+    assert not any(k.startswith("stages.0.blocks") for k in ref)
+    ddp = {f"module.{k}": v for k, v in ref.items()}  # a DDP-saved dict loads too
+    loaded = from_reference_state_dict("csa-nano", ddp).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), csa_nano_model(x))
+
+
+def test_reference_linear_head_and_class_count() -> None:
+    model = create_model("csa_nano", num_classes=10).eval()
+    ref = to_reference_state_dict(model)
+    ref["head.weight"] = ref["head.weight"][:, :, 0, 0]  # an nn.Linear head
+    loaded = from_reference_state_dict("csa_nano", ref).eval()
+    assert loaded.num_classes == 10
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_reference_errors_name_the_keys(csa_nano_model: CSANet) -> None:
+    ref = to_reference_state_dict(csa_nano_model)
+    del ref["stages.2.1.qk.0.weight"]
+    ref["stages.0.0.attn.weight"] = torch.zeros(1)
+    with pytest.raises(CsaError) as info:
+        from_reference_state_dict("csa-nano", ref)
+    assert "missing 1 key(s): stages.2.1.qk.0.weight" in info.value.message
+    assert "unexpected 1 key(s): stages.0.0.attn.weight" in info.value.message
+
+
+def test_reference_shape_mismatch_names_the_variant(csa_nano_model: CSANet) -> None:
+    ref = to_reference_state_dict(csa_nano_model)
+    ref["stages.1.0.q.weight"] = torch.zeros(5, 80, 1, 1)
+    with pytest.raises(CsaError, match=r"shape mismatch loading csa-nano: stages.1.0.q.weight \(5, 80, 1, 1\) vs \(196, 80, 1, 1\)"):
+        from_reference_state_dict("csa-nano", ref)
+
+
+def test_every_parameter_has_a_reference_name(csa_tiny_model: CSANet) -> None:
+    names = [our_key_to_reference(k) for k in csa_tiny_model.state_dict()]
+    assert None not in names and len(set(names)) == len(names)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip(csa_nano_model: CSANet, tmp_path: Path) -> None:
+    path = save_checkpoint(csa_nano_model, tmp_path / "nano.safetensors", "csa-nano")
+    assert [p.name for p in tmp_path.iterdir()] == ["nano.safetensors"]  # no temp file left
+    name, state_dict, meta = load_checkpoint(path)
+    assert name == "csa-nano" and meta["arch"]["name"] == "csa_nano" and meta["arch"]["config"]["dims"] == [40, 80, 160, 320]
+    assert set(state_dict) == set(csa_nano_model.state_dict())
+    _, model = load_model_from_checkpoint(path)
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), csa_nano_model(x))
+
+
+def test_checkpoint_refuses_foreign_files(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(CsaError, match="not a csa checkpoint"):
+        read_metadata(tmp_path / "plain.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(CsaError, match="not a readable safetensors"):
+        read_metadata(tmp_path / "junk.safetensors")
+
+
+def test_checkpoint_refuses_the_inference_form(csa_nano_model: CSANet, tmp_path: Path) -> None:
+    with pytest.raises(CsaError, match="inference-form"):
+        save_checkpoint(inference_form(csa_nano_model), tmp_path / "x.safetensors", "csa-nano")
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------- csa import-reference
+
+
+def test_import_reference_end_to_end(csa, csa_nano_model: CSANet, tmp_path: Path) -> None:
+    pth = tmp_path / "checkpoint-best.pth"
+    ref = to_reference_state_dict(csa_nano_model)
+    torch.save({"model": ref, "epoch": 299}, pth)  # as ConvNeXt's training script saves it
+    out = tmp_path / "out" / "nano.safetensors"
+    result = csa("import-reference", str(pth), "--model", "csa-nano", "--output", str(out))
+    assert result.exit_code == 0, result.stderr
+    rec = result.record
+    assert rec["kind"] == "checkpoint" and rec["model"] == "csa-nano" and Path(rec["path"]) == out.resolve()
+    assert rec["weights"] == rec["path"] and len(rec["weights_hash"]) == 64 and rec["license"].startswith("Apache-2.0")
+    name, model = load_model_from_checkpoint(out)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert name == "csa-nano" and torch.equal(model.eval()(x), csa_nano_model(x))
+    # default output: under CSA_HOME, keyed by the source's hash
+    again = csa("import-reference", str(pth), "--model", "csa-nano")
+    assert again.exit_code == 0 and "checkpoints" in again.record["path"] and Path(again.record["path"]).is_file()
+
+
+class PickledObject:
+    """Not a tensor: torch.load(weights_only=True) must refuse to unpickle it."""
+
+
+def test_import_reference_errors(csa, csa_nano_model: CSANet, tmp_path: Path) -> None:
+    pth = tmp_path / "nano.pth"
+    torch.save(to_reference_state_dict(csa_nano_model), pth)
+    wrong = csa("import-reference", str(pth), "--model", "csa-tiny", "--output", str(tmp_path / "t.safetensors"))
+    assert wrong.exit_code == 1 and "Error: the state dict does not match csa-tiny: missing" in wrong.stderr
+    assert not (tmp_path / "t.safetensors").exists()
+    assert wrong.record["kind"] == "error"
+    baseline = csa("import-reference", str(pth), "--model", "test-convnext")
+    assert baseline.exit_code == 1 and "not a CSA model" in baseline.stderr
+    missing = csa("import-reference", str(tmp_path / "nope.pth"), "--model", "csa-nano")
+    assert missing.exit_code == 1 and "checkpoint not found" in missing.stderr
+    torch.save({"model": PickledObject()}, tmp_path / "evil.pth")
+    evil = csa("import-reference", str(tmp_path / "evil.pth"), "--model", "csa-nano")
+    assert evil.exit_code == 1 and "weights-only" in evil.stderr
