@@ -30,6 +30,17 @@ ManifestOption = Annotated[
     Path | None,
     typer.Option("--manifest", help="A user manifest merged over the built-in zoo (also CSA_MANIFEST).", envvar="CSA_MANIFEST"),
 ]
+# Every stage that builds a model takes the same --weights; csa_cli.core.weights.load_model(model, weights) reads it.
+WeightsOption = Annotated[
+    str,
+    typer.Option(
+        "--weights",
+        help=(
+            "pretrained (pulled and verified), random (fixed seed, said on stderr), auto (pretrained if already cached, "
+            "else random: no download), or PATH to a checkpoint (.safetensors, or .pth/.bin read with weights_only=True)."
+        ),
+    ),
+]
 
 
 def stage_command(stage: str) -> Callable[[F], F]:

@@ -252,6 +252,11 @@ def _offline_missing(entry: ModelEntry, repo: str, what: str) -> CsaError:
     )
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no answer"
+
+
 def _hub_error(exc: BaseException, entry: ModelEntry, repo: str, revision: str, filename: str | None = None) -> CsaError:
     """One clear CsaError for whatever huggingface_hub or the network raised."""
     import httpx2
@@ -279,10 +284,15 @@ def _hub_error(exc: BaseException, entry: ModelEntry, repo: str, revision: str, 
         return CsaError(f"repo {repo} not found on {endpoint} (404)", hint=f"check source.repo of {entry.name} in the manifest, and HF_ENDPOINT")
     if isinstance(exc, hf.HfHubHTTPError) and status is not None:
         return CsaError(f"the Hub answered {status} for {repo}: {str(exc).strip().splitlines()[0]}", hint="try again later")
+    if filename and isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError | httpx2.ReadTimeout):
+        return CsaError(
+            f"the download of {filename} from {repo} was cut off ({type(exc).__name__}: {_first_line(exc)}); nothing partial was kept",
+            hint=f"run `csa pull {entry.name}` again",
+        )
     if isinstance(exc, httpx2.TransportError | hf.LocalEntryNotFoundError | ConnectionError):
         what = f"downloading {filename}" if filename else "resolving the revision"
         return CsaError(
-            f"cannot reach the Hub at {endpoint} while {what} of {repo} ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no answer'})",
+            f"cannot reach the Hub at {endpoint} while {what} of {repo} ({type(exc).__name__}: {_first_line(exc)})",
             hint=f"check the connection and HF_ENDPOINT, then run `csa pull {entry.name}` again (nothing partial was kept); a pulled model also works offline",
         )
     if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
@@ -567,6 +577,8 @@ def pull(
         for name in files:
             size = getattr(siblings[name], "size", None) or 0
             cached = (folder / name).is_file() and not force
+            if force:  # huggingface_hub keeps an existing snapshot entry even with force_download: drop it first
+                take_out_of_use(folder / name)
             if not cached:
                 out.info(f"Downloading {name} ({_human(size)}) from {repo}@{commit[:12]}")
             try:
@@ -589,7 +601,8 @@ def pull(
             if lfs and lfs["sha256"] != hashes[name]:
                 take_out_of_use(path)
                 raise HashMismatch(
-                    f"{name} downloaded from {repo}@{commit[:12]} has sha256 {hashes[name][:16]}…, the Hub lists {lfs['sha256'][:16]}…; the bad file was taken out of use",
+                    f"{name} downloaded from {repo}@{commit[:12]} has sha256 {hashes[name][:16]}…, the Hub lists {lfs['sha256'][:16]}…;"
+                    " the bad file was taken out of use",
                     hint=f"run `csa pull {entry.name} --force` to download it again",
                 )
         new_lock = ModelLock(
