@@ -16,9 +16,12 @@ whose content changes upstream under the same commit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -329,20 +332,14 @@ class HubServer:
                     self.send_header(key, value)
                 self.end_headers()
                 if hub.delay_s:
-                    import time
-
                     time.sleep(hub.delay_s)
                 if cut is not None:
                     # half the bytes, then drop the connection: the client sees a short body
                     self.wfile.write(body[: int(len(body) * cut.fraction)])
                     self.wfile.flush()
                     self.close_connection = True
-                    import socket
-
-                    try:
+                    with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
                     return
                 self.wfile.write(body)
 
