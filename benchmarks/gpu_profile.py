@@ -72,9 +72,7 @@ def build_trt(name: str, module: Any, batches: list[int], img: int, work: Path) 
     from csa_cli.core.onnx_export import export_onnx
 
     onnx_path = export_onnx(module, work / f"{name}.onnx", batch=max(batches), img_size=(img, img), dynamic_batch=True)
-    plan = make_plan(
-        name, [inspect_onnx(onnx_path)], precision="fp16", target="local", trt_version=str(tensorrt_version()), batches=batches, engine_dir=""
-    )
+    plan = make_plan(name, [inspect_onnx(onnx_path)], precision="fp16", target="local", trt_version=str(tensorrt_version()), batches=batches, engine_dir="")
     (engine,) = build_engines(plan, out_dir=work)
     return TensorRTBackend(engine, device="cuda:0", precision="fp16")
 

@@ -904,3 +904,23 @@ def test_engine_stage_local_with_fake_trt_dynamic_profile(with_fake_trt: Any, cs
     assert [e["batch"] for e in rec["engines"]] == [16] and Path(rec["path"]).is_file() and Path(rec["plan"]).is_file()
     assert ("profile", ("input", (1, 3, 16, 16), (4, 3, 16, 16), (16, 3, 16, 16))) in calls
     assert ("network_flags", 0) in calls and [v for k, v in calls if k == "flag"] == ["BuilderFlag.FP16"]
+
+
+def test_engine_model_name_exports_one_static_onnx_per_batch(csa: Any, exported: Any, tmp_path: Path) -> None:
+    for batch in (1, 4):
+        exported("csa-nano", batch=batch)  # shared session exports: the stage below finds them cached
+    dest = tmp_path / "nano"
+    args = ["--weights", "random", "--precision", "fp16", "--target", "orin", "--restricted", "--batch", "1,4", "--output", str(dest)]
+    result = csa("engine", "csa-nano", *args)
+    assert result.exit_code == 0, result.stderr
+    rec = result.record
+    assert (rec["model"], rec["batches"], rec["weights"], rec["restricted"]) == ("csa-nano", [1, 4], "random", True)
+    assert "(batch 1): compliant" in rec["check"] and "(batch 4): compliant" in rec["check"]
+    plan = BuildPlan.model_validate_json((dest / "plan.json").read_text())
+    assert [(s.batch, s.dynamic, s.onnx) for s in plan.engines] == [(1, False, "onnx/csa-nano_b1.onnx"), (4, False, "onnx/csa-nano_b4.onnx")]
+    assert [inspect_onnx(dest / s.onnx).batch for s in plan.engines] == [1, 4]
+
+
+def test_engine_model_name_int8_without_scales_is_refused_before_exporting(csa: Any) -> None:
+    result = csa("engine", "csa-nano", "--weights", "random", "--precision", "int8", "--target", "orin", "--batch", "2")
+    assert result.exit_code == 2 and "csa quantize" in result.stderr

@@ -550,7 +550,7 @@ def _gate_on_check(infos: list[OnnxInfo], carried: dict[str, Any], *, force: boo
     summaries = []
     for info in infos:
         report = check_onnx(info.path, "restricted")
-        summaries.append(f"{Path(info.path).name}: {report.summary()}")
+        summaries.append(f"{Path(info.path).name} (batch {info.batch or 'dynamic'}): {report.summary()}")
         if not report.compliant:
             ops = ", ".join(report.violated_ops)
             message = f"{Path(info.path).name} is not restricted-mode compliant: {len(report.violations)} violation(s) in {ops} ({report.summary()})"
