@@ -753,6 +753,7 @@ def fake_tensorrt(version: str, calls: list[tuple[str, Any]]) -> Any:
     class ILogger:
         class Severity:
             INFO = 3
+            VERBOSE = 4
 
         def __init__(self) -> None:
             pass

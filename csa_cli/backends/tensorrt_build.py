@@ -150,7 +150,8 @@ def _logger(trt: Any) -> Any:
             trt.ILogger.__init__(self)
 
         def log(self, severity: Any, msg: str) -> None:
-            if severity <= trt.ILogger.Severity.INFO:
+            # pybind enums compare by equality only: drop VERBOSE, keep INFO and above
+            if severity != trt.ILogger.Severity.VERBOSE:
                 print(f"[TensorRT {str(severity).split('.')[-1]}] {msg}", file=sys.stderr, flush=True)
 
     return StderrLogger()
