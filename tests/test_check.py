@@ -360,3 +360,9 @@ def test_cli_check_bad_inputs(csa: Callable[..., Any], tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown rule set 'safety'" in result.stderr
     result = csa("check", input='{"schema": 1, "kind": "error", "stage": "export", "message": "boom"}\n')
     assert result.exit_code == 1 and "upstream stage 'export' failed: boom" in result.stderr
+
+
+def test_docs_list_every_rule() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "check.md").read_text()
+    missing = [rule for rule in RULES if f"`{rule}`" not in text]
+    assert not missing, f"docs/check.md does not describe {missing}"
