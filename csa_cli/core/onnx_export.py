@@ -111,6 +111,8 @@ def export_onnx(
         graph = onnx.load(str(tmp))
         graph = clean_graph(graph)
         graph = onnx.shape_inference.infer_shapes(graph, strict_mode=True)
+        if dynamic_batch and is_csa(module):
+            name_batch_axis(graph)
         onnx.checker.check_model(graph, full_check=True)
         onnx.save(graph, str(tmp))
     return target
@@ -155,6 +157,17 @@ def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def name_batch_axis(model: onnx.ModelProto, name: str = "batch") -> None:
+    """Call every unnamed leading dim "batch" (shape inference loses the name through Resize's scale).
+
+    Only for CSA graphs: every tensor there is N x C x H x W or N x classes, so axis 0 is the batch.
+    """
+    for value in list(model.graph.value_info) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_param") and dims[0].dim_param.startswith("unk__"):
+            dims[0].dim_param = name
+
+
 def onnx_input_batch(onnx_path: str | Path) -> int | None:
     """The batch dim of the graph's input: an int when static, None when dynamic."""
     import onnx
@@ -181,10 +194,11 @@ def onnx_parity(
     batch_sizes: Sequence[int] = (1,),
     img_size: tuple[int, int] = (224, 224),
     seed: int = 0,
+    threads: int | None = None,
 ) -> float:
     """max|ort - torch| / max|torch| over seeded random batches (ONNX Runtime CPU vs the module in eval mode).
 
-    For a static-batch ONNX every batch size must equal its batch.
+    For a static-batch ONNX every batch size must equal its batch. `threads`: ONNX Runtime intra-op threads (default: its own).
     """
     import numpy as np
     import onnxruntime as ort
@@ -205,6 +219,8 @@ def onnx_parity(
     reference = copy.deepcopy(module).eval()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     in_name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(seed)
