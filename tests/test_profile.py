@@ -33,7 +33,7 @@ from csa_cli.core.profile import (
 )
 from csa_cli.core.roofline import MachinePeaks, machine_peaks, time_floor
 
-FAST = ("--iterations", "2", "--warmup", "1")
+FAST = ("--iterations", "2", "--warmup", "1", "--threads", "1")  # one thread: no OpenMP barrier stalls on a busy CI machine
 RECORD_FIELDS = {
     "schema",
     "kind",
@@ -217,7 +217,7 @@ def test_csa_nano_profile_record_is_complete(nano_profiles: dict[str, dict[str, 
     assert RECORD_FIELDS <= set(record), RECORD_FIELDS - set(record)
     assert record["kind"] == "profile" and record["model"] == "csa-nano" and record["backend"] == backend
     assert record["weights"] == "random"  # csa-nano has no published weights: downstream records say so
-    assert record["img_size"] == [224, 224]
+    assert record["img_size"] == [224, 224] and record["threads"] == 1
     assert record["traffic_label"] == TRAFFIC_LABEL
     assert [r["batch"] for r in record["results"]] == [1, 4]
     for row in record["results"]:
@@ -302,6 +302,30 @@ def test_several_models_give_one_record_each(tiny_onnx: Callable[[str, int], Pat
 
     with Image.open(plot) as image:
         assert image.width > 800 and image.height > 400
+
+
+def test_a_qdq_onnx_is_profiled_as_int8_without_a_floor(tiny_onnx: Callable[[str, int], Path], tmp_path: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.batches = iter([{"input": rng.standard_normal((1, 3, 32, 32), dtype=np.float32)} for _ in range(4)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    qdq = tmp_path / "tiny-qdq.onnx"
+    quantize_static(
+        str(tiny_onnx("qdq-src", 8)), str(qdq), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8
+    )
+    code, stdout, stderr = _invoke("profile", str(qdq), "--batch", "1", *FAST)
+    assert code == 0, stderr
+    record = _records(stdout)[-1]
+    assert record["backend"] == "onnxruntime" and record["precision"] == "int8"
+    row = record["results"][0]
+    assert 0 < row["min_ms"] <= row["median_ms"] <= row["p99_ms"]
+    assert row["macs_per_frame"] > 0 and row["floor_ms"] is None and "int8" in record["roofline_note"]
 
 
 def _fake_result(model: str, medians: list[float]) -> ProfileResult:
@@ -413,6 +437,54 @@ def test_a_bundle_points_to_validate_sh(tmp_path: Path, as_record: bool) -> None
     assert code == 1
     assert "deployment bundle" in stderr
     assert str(bundle / "validate.sh") in stderr and "csa import-timings" in stderr
+
+
+class _FakeEngine:
+    """Stands in for the TensorRT backend (same Backend protocol): a static engine of one batch."""
+
+    name = "tensorrt"
+    precision = "fp16"
+    device = "cuda:0"
+
+    def __init__(self, path: Path, batch: int) -> None:
+        self.path, self.batch, self._chw = path, batch, (3, 32, 32)
+        self.seen: list[float] = []
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        assert x.shape == (self.batch, *self._chw) and x.dtype == np.float32
+        self.seen.append(float(x.sum()))
+        return np.zeros((x.shape[0], 10), dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "tensorrt", "tensorrt": "10.0-standin", "engine_batch": self.batch, "dynamic_batch": False}
+
+
+def test_an_engine_record_profiles_each_engine_at_its_batch(tiny_onnx: Callable[[str, int], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import csa_cli.backends
+    import csa_cli.core.profile as core
+
+    opened: dict[int, _FakeEngine] = {}
+
+    def open_backend(name: str, artifact: Any, **kwargs: Any) -> _FakeEngine:
+        assert name == "tensorrt"
+        batch = int(Path(artifact).stem.split("-b")[-1])
+        opened[batch] = _FakeEngine(Path(artifact), batch)
+        return opened[batch]
+
+    monkeypatch.setattr(core, "_require_tensorrt", lambda: None)
+    monkeypatch.setattr(csa_cli.backends, "open_backend", open_backend)
+    engines = [{"batch": b, "path": str(tmp_path / f"m-b{b}.engine")} for b in (1, 4)]
+    record = {"schema": 1, "kind": "engine", "model": "tiny", "path": engines[0]["path"], "engines": engines, "precision": "fp16"}
+    record |= {"weights": "random", "source_onnx": str(tiny_onnx("engine-src", 8))}
+    code, stdout, stderr = _invoke("profile", *FAST, input=json.dumps(record) + "\n")
+    assert code == 0, stderr
+    out = _records(stdout)[-1]
+    assert out["backend"] == "tensorrt" and out["provider"] == "TensorRT 10.0-standin" and out["weights"] == "random"
+    assert [r["batch"] for r in out["results"]] == [1, 4] and out["img_size"] == [32, 32]
+    assert all(len(e.seen) == 3 for e in opened.values())  # 1 warm-up + 2 timed, each on its own engine
+    assert out["results"][0]["macs_per_frame"] > 0  # the estimate comes from the record's source ONNX
+    code, _, stderr = _invoke("profile", "--batch", "8", *FAST, input=json.dumps(record) + "\n")
+    assert code == 2 and "no engine for batch 8" in stderr
 
 
 # --- hardware-specific (skipped with the reason where absent) --------------------------------

@@ -67,7 +67,7 @@ def render(results: "list[ProfileResult]") -> "Table":
     from rich.table import Table
 
     first = results[0]
-    view = Table(title=f"csa profile — {first.machine.title()}", show_lines=False)
+    view = Table(title=f"csa profile — {first.machine.title(first.device)}", show_lines=False)
     headers = ["model", "backend", "batch", "median ms", "p90", "p99", "mean ± std", "min", "img/s", "ms/img", "GMAC/frame*", "MB/frame*", "floor ms", "×floor"]
     for i, name in enumerate(headers):
         view.add_column(name, justify="left" if i < 2 else "right", overflow="fold", no_wrap=i >= 2)

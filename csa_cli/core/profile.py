@@ -132,9 +132,10 @@ class MachineInfo(BaseModel):
     python: str
     libraries: dict[str, str]
 
-    def title(self) -> str:
-        where = self.gpu if self.gpu else f"{self.cpu}, {self.threads or self.cpu_count} threads"
-        return where
+    def title(self, device: str = "cpu") -> str:
+        if device.startswith("cuda") and self.gpu:
+            return self.gpu
+        return f"{self.cpu}, {self.threads or self.cpu_count} threads"
 
 
 class ProfileResult(BaseModel):
@@ -568,11 +569,11 @@ def machine_info(threads: int | None, device: str = "cpu") -> MachineInfo:
     """CPU model, core count, threads used, GPU (when the profile ran on one), library versions."""
     libraries = {d: v for d in ("csa", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "timm", "transformers", "tensorrt") if (v := _version(d))}
     gpu = cuda = None
-    if device.startswith("cuda") and "torch" in sys.modules:
+    if "torch" in sys.modules:  # never import torch just for this; every torch/export path has it loaded
         import torch
 
         if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(torch.device(device))
+            gpu = torch.cuda.get_device_name(torch.device(device) if device.startswith("cuda") else 0)
             cuda = torch.version.cuda
     return MachineInfo(
         cpu=cpu_model(),
@@ -607,6 +608,8 @@ def _peaks_for(probe: Probe, precision: str) -> tuple[MachinePeaks | None, str |
         return machine_peaks(probe.device, dtype=dtype, threads=probe.threads), None
     except ImportError:
         return None, "no roofline: torch is needed to measure the machine's peaks"
+    except (RuntimeError, AssertionError) as exc:  # torch without a usable device for this backend
+        return None, f"no roofline: the peaks of {probe.device} could not be measured ({type(exc).__name__}: {exc})"
 
 
 def apply_floors(rows: Sequence[BatchResult], costs: dict[int, FrameCost] | None, peaks: MachinePeaks | None) -> None:
@@ -729,7 +732,7 @@ def store_profile(result: ProfileResult) -> Path:
         batches=[r.batch for r in result.results],
         path=result.path,
         weights_hash=result.weights_hash,
-        machine=result.machine.title(),
+        machine=result.machine.title(result.device),
     )
     return store_result("profile", result.model, key, result.to_record().model_dump(mode="json", by_alias=True, exclude_none=True))
 
@@ -965,7 +968,7 @@ def plot_latency(results: Sequence[ProfileResult], path: Path) -> Path:
         ax.set_ylim(bottom=0)
         ax.legend(fontsize="small")
     machine = results[0].machine
-    fig.suptitle(f"csa profile on {machine.title()} ({results[0].settings})")
+    fig.suptitle(f"csa profile on {machine.title(results[0].device)} ({results[0].settings})")
     target = Path(path)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
