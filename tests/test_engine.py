@@ -925,3 +925,12 @@ def test_engine_model_name_exports_one_static_onnx_per_batch(csa: Any, exported:
 def test_engine_model_name_int8_without_scales_is_refused_before_exporting(csa: Any) -> None:
     result = csa("engine", "csa-nano", "--weights", "random", "--precision", "int8", "--target", "orin", "--batch", "2")
     assert result.exit_code == 2 and "csa quantize" in result.stderr
+
+
+def test_engine_onnx_record_of_a_zoo_model_is_reexported_per_batch(csa: Any, exported: Any) -> None:
+    upstream = {"schema": 1, "kind": "onnx", "model": "csa-nano", "path": str(exported("csa-nano")), "batch": 1, "weights": "random"}
+    exported("csa-nano", batch=4)
+    result = csa("engine", "--precision", "fp32", "--target", "orin", "--batch", "1,4", input=json.dumps(upstream) + "\n")
+    assert result.exit_code == 0, result.stderr
+    assert (result.record["batches"], result.record["weights"]) == ([1, 4], "random")
+    assert len(result.record["source_onnx"]) == 2 and result.record["source_onnx"][0] == upstream["path"]

@@ -510,13 +510,17 @@ def _onnx_inputs(
     if path is not None:
         info = inspect_onnx(path)
         name = model or path.stem
-        if not info.dynamic and batches and batches != [info.batch]:
+        rebatch = record is not None and record.kind == "onnx" and model is not None and not info.dynamic and batches and batches != [info.batch]
+        if rebatch:
+            path = None  # an FP32 export of a zoo model: export it again, once per asked batch
+        elif not info.dynamic and batches and batches != [info.batch]:
             raise UsageError(
                 f"{path.name} is a static batch-{info.batch} ONNX, so it builds one engine at batch {info.batch}, not --batch {','.join(map(str, batches))}",
                 hint="give the model (or its checkpoint record) to export one static ONNX per batch, or a dynamic-batch ONNX",
             )
-        carried["source_onnx"] = [str(path)]
-        return name, [info], carried
+        if path is not None:
+            carried["source_onnx"] = [str(path)]
+            return name, [info], carried
 
     assert model is not None
     if precision in ("int8", "mixed") and not carried["calib_cache"]:
