@@ -251,8 +251,8 @@ def test_profiles_are_stored_for_compare(nano_profiles: dict[str, dict[str, Any]
     stored = load_results("profile", "csa-nano")
     backends = {r["backend"] for r in stored}
     assert {"onnxruntime", "torch"} <= backends
-    latest_ort = [r for r in stored if r["backend"] == "onnxruntime"][-1]
-    assert latest_ort["results"][0]["median_ms"] == nano_profiles["onnxruntime"]["results"][0]["median_ms"]
+    ours = nano_profiles["onnxruntime"]["results"]
+    assert any(r["backend"] == "onnxruntime" and r["results"] == ours for r in stored)  # other tests may store csa-nano profiles too
 
 
 def test_an_onnx_record_on_stdin_keeps_model_and_weights(nano_profiles: dict[str, dict[str, Any]]) -> None:

@@ -348,9 +348,14 @@ class TorchProbe:
             finally:
                 torch.set_num_threads(saved)
             return
-        with torch.no_grad():
-            yield self._cuda_step([x.to(self.device, self.dtype) for x in pool])
-        torch.cuda.synchronize()
+        saved_benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True  # let cuDNN pick its fastest kernels, as TensorRT does
+        try:
+            with torch.no_grad():
+                yield self._cuda_step([x.to(self.device, self.dtype) for x in pool])
+            torch.cuda.synchronize()
+        finally:
+            torch.backends.cudnn.benchmark = saved_benchmark
 
     def _cuda_step(self, pool: list[Any]) -> Step:
         """CUDA events around each launch; with graphs, one captured graph per pool input."""
@@ -365,10 +370,10 @@ class TorchProbe:
                 for _ in range(3):
                     self.module(pool[0])
             torch.cuda.current_stream().wait_stream(side)
-            shared_pool = torch.cuda.graph_pool_handle()
+            # One graph per pool input, each with its own memory pool: replays never share buffers.
             for x in pool:
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=shared_pool):
+                with torch.cuda.graph(graph):
                     self.module(x)
                 replays.append(graph.replay)
         else:
