@@ -366,3 +366,26 @@ def test_docs_list_every_rule() -> None:
     text = (Path(__file__).parent.parent / "docs" / "check.md").read_text()
     missing = [rule for rule in RULES if f"`{rule}`" not in text]
     assert not missing, f"docs/check.md does not describe {missing}"
+
+
+def test_cli_check_a_checkpoint_record_exports_it_with_its_weights(csa: Callable[..., Any], exported: Callable[..., Path]) -> None:
+    path = exported("csa-nano")
+    checkpoint = '{"schema": 1, "kind": "checkpoint", "model": "csa-nano", "weights": "random", "weights_hash": "random-seed0"}\n'
+    result = csa("check", input=checkpoint)
+    assert result.exit_code == 0, result.stderr
+    assert result.record["path"] == str(path) and result.record["weights"] == "random"
+    assert result.record["check"]["compliant"] is True
+
+
+def test_terminal_view_groups_findings_with_their_sources() -> None:
+    from rich.console import Console
+
+    from csa_cli.cli.check import render_report
+
+    console = Console(record=True, width=400)
+    console.print(render_report(check_onnx(layernorm_expansion(), "all", name="ln"), "/tmp/r.md"))
+    text = console.export_text()
+    assert "csa check: ln (all)" in text
+    assert "normalization" in text and "Emulating the Attention" in text and "no normalization layers other than foldable BN" in text
+    assert "NOT compliant (restricted: NOT compliant, dla: NOT compliant)" in text
+    assert "not public" in text and "report: /tmp/r.md" in text

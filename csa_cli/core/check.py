@@ -835,10 +835,14 @@ def check_stage(
 
     if rules not in RULE_SELECTIONS:
         raise UsageError(f"unknown rule set {rules!r}", hint="use --rules restricted, dla or all")
-    if record is None and model is not None:
+    if (record is None and model is not None) or (record is not None and record.kind == "checkpoint"):
         from csa_cli.core.export import export_stage
 
-        record = export_stage(model, weights="auto", manifest=manifest)
+        # A MODEL, or `csa pull M | csa check`: export first, with the checkpoint's weights if piped.
+        name = record.model if record is not None else model
+        if not name:
+            raise UsageError("the checkpoint record names no model")
+        record = export_stage(name, weights=(record.weights if record is not None else None) or "auto", manifest=manifest)
     if record is not None:
         if record.kind in ("engine", "bundle"):
             raise UsageError(f"csa check reads ONNX graphs, not a {record.kind!r}", hint="check the ONNX or quantized record the engine was built from")
