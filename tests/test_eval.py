@@ -330,3 +330,43 @@ def test_predict_bad_inputs(csa, tmp_path: Path, oracle_onnx) -> None:
     bad.write_text("no")
     res = csa("predict", str(oracle_onnx()), str(bad), "--model", "test-convnext")
     assert res.exit_code == 1 and "cannot read" in res.stderr
+
+
+def test_fp16_on_the_cpu_is_a_missing_device(csa, imagenet_photos: ImageSet) -> None:
+    res = csa("eval", "test-convnext", "--weights", "random", "--precision", "fp16", "--device", "cpu", "--dataset", str(imagenet_photos.val_dir))
+    assert res.exit_code == 4 and "needs a CUDA GPU" in res.stderr
+
+
+# --- CUDA (run by benchmarks/gpu.sh on a GPU machine) -------------------------------------------
+
+
+@pytest.mark.gpu
+def test_torch_cuda_fp16_with_pinned_workers_is_exact(oracle_sets: dict[str, ImageSet]) -> None:
+    from csa_cli.backends import open_backend
+    from csa_cli.core.datasets import resolve_dataset
+    from csa_cli.core.evaluate import run_eval
+    from csa_cli.core.preprocess import build_transform
+    from csa_cli.manifest import load_manifest
+
+    index = imagenet.synset_index()
+    backend = open_backend("torch", ColourOracle([index[s] for s in CLASSES]), device="cuda", precision="fp16")
+    assert backend.device.startswith("cuda") and backend.precision == "fp16"
+    ds = resolve_dataset(str(oracle_sets["folders"].val_dir))
+    metrics = run_eval(backend, ds, build_transform(load_manifest().get("test-convnext").preprocessing), model="oracle", batch_size=8, workers=2)
+    assert (metrics.top1_correct, metrics.top5_correct, metrics.images) == (*_expected(oracle_sets["folders"].items), 30)
+
+
+@pytest.mark.gpu
+def test_eval_on_cuda_defaults_to_fp16_and_agrees_with_cpu(csa, imagenet_photos: ImageSet) -> None:
+    args = ("eval", "test-convnext", "--weights", "random", "--dataset", str(imagenet_photos.val_dir), "--limit", "8", "--workers", "2")
+    gpu = csa(*args)
+    cpu = csa(*args, "--device", "cpu")
+    assert gpu.exit_code == 0 and cpu.exit_code == 0, gpu.stderr + cpu.stderr
+    assert gpu.record["precision"] == "fp16" and gpu.record["device"].startswith("cuda") and gpu.record["backend_info"]["gpu"]
+    assert cpu.record["precision"] == "fp32" and cpu.record["device"] == "cpu"
+    assert gpu.record["dataset_fingerprint"] == cpu.record["dataset_fingerprint"] and gpu.record["images"] == cpu.record["images"] == 8
+    images = [str(p) for p in imagenet_photos.files[:4]]
+    g = json.loads(csa("predict", "test-convnext", *images, "--weights", "random").stdout.splitlines()[-1])
+    c = json.loads(csa("predict", "test-convnext", *images, "--weights", "random", "--device", "cpu").stdout.splitlines()[-1])
+    for a, b in zip(g["predictions"], c["predictions"], strict=True):
+        assert a["top"][0]["probability"] == pytest.approx(b["top"][0]["probability"], rel=2e-2)
