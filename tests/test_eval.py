@@ -23,6 +23,9 @@ from csa_cli.core import imagenet
 from csa_cli.core.artifacts import load_results
 from tests.fixtures.images import PHOTO_SYNSETS, ImageItem, ImageSet, load_photo, make_image_set, tint, variants
 
+# the oracle is exported with the TorchScript exporter: small, fast, and it handles ArgMin/Gather plainly
+pytestmark = pytest.mark.filterwarnings("ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning")
+
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
 COLOURS = [(225, 30, 30), (30, 225, 30), (30, 30, 225), (225, 225, 30), (225, 30, 225), (30, 225, 225)]
@@ -311,6 +314,15 @@ def test_head_smaller_than_imagenet(csa, tmp_path: Path, imagenet_photos: ImageS
     ten = _export(ColourOracle(list(range(6)), num_outputs=10).eval(), tmp_path / "ten.onnx", None)
     res = csa("eval", str(ten), "--dataset", str(imagenet_photos.val_dir), "--workers", "0")
     assert res.exit_code == 1 and "has 10 outputs, but" in res.stderr and "1000 ImageNet classes" in res.stderr
+    # a 3-output graph (say, fine-tuned from a zoo model) on a 3-folder ImageFolder: the graph's head counts, not the entry's
+    three = tmp_path / "three"
+    for k, name in enumerate(["apple", "mango", "zebra"]):
+        (three / name).mkdir(parents=True)
+        shutil.copy(imagenet_photos.files[k], three / name / "x.JPEG")
+    small = _export(ColourOracle([0, 1, 2, 0, 1, 2], num_outputs=3).eval(), tmp_path / "three.onnx", None)
+    res = csa("eval", str(small), "--model", "test-convnext", "--dataset", str(three), "--workers", "0")
+    assert res.exit_code == 0, res.stderr
+    assert res.record["images"] == 3 and res.record["num_classes"] == 3 and res.record["top5"] == 100.0  # top-5 of 3 classes: all
 
 
 def test_engine_without_tensorrt_is_exit_4(csa, tmp_path: Path, imagenet_photos: ImageSet) -> None:

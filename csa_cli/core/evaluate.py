@@ -166,6 +166,12 @@ def _onnx_input_hw(path: Path) -> tuple[int, int] | None:
     return None
 
 
+def _graph_classes(path: Path) -> int | None:
+    from csa_cli.backends.onnxruntime_backend import graph_facts
+
+    return graph_facts(path)[1]
+
+
 def _file_target(path: Path, kind: str, model: str | None, backend: str | None, manifest: Any, record: Record | None = None) -> EvalTarget:
     """An ONNX or engine file: the zoo entry named by --model / the record gives the preprocessing."""
     from csa_cli.core.preprocess import default_preprocessing
@@ -207,7 +213,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         precision=precision,
         source=str(path),
         calib_files=calibration_files(record, path),
-        num_classes=entry.num_classes if entry else None,
+        num_classes=_graph_classes(path) if kind == "onnx" else None,  # the graph's head, not the entry's: a fine-tuned export may differ
     )
 
 
