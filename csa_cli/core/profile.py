@@ -135,7 +135,8 @@ class MachineInfo(BaseModel):
     def title(self, device: str = "cpu") -> str:
         if device.startswith("cuda") and self.gpu:
             return self.gpu
-        return f"{self.cpu}, {self.threads or self.cpu_count} threads"
+        threads = self.threads or self.cpu_count
+        return f"{self.cpu}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 class ProfileResult(BaseModel):
@@ -940,7 +941,7 @@ def profile_target(*, model: str | None, path: Path | None, record: Record | Non
 
 
 def plot_latency(results: Sequence[ProfileResult], path: Path) -> Path:
-    """Median latency vs batch (p90-p99 band) and per-image latency, one line per model."""
+    """Median latency vs batch (a min-p99 band) and per-image latency, one line per model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -957,11 +958,11 @@ def plot_latency(results: Sequence[ProfileResult], path: Path) -> Path:
         batches.update(xs)
         label = f"{res.model} ({res.backend}, {res.precision})"
         (line,) = ax_lat.plot(xs, [r.median_ms for r in res.results], marker="o", label=label)
-        ax_lat.fill_between(xs, [r.p90_ms for r in res.results], [r.p99_ms for r in res.results], color=line.get_color(), alpha=0.15)
+        ax_lat.fill_between(xs, [r.min_ms for r in res.results], [r.p99_ms for r in res.results], color=line.get_color(), alpha=0.15)
         ax_img.plot(xs, [r.per_image_ms for r in res.results], marker="o", color=line.get_color(), label=label)
     ticks = sorted(batches)
     for ax, ylabel, title in (
-        (ax_lat, "latency per batch, ms (median; band p90-p99)", "Latency vs batch"),
+        (ax_lat, "latency per batch, ms (median; band min-p99)", "Latency vs batch"),
         (ax_img, "latency per image, ms (median / batch)", "Per-image latency vs batch"),
     ):
         ax.set_xscale("log", base=2)
