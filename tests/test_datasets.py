@@ -192,3 +192,19 @@ def test_custom_design_set_round_trips(tmp_path: Path) -> None:
     sets = make_image_set(tmp_path, items, layouts=("folders",))
     ds = resolve_dataset("imagenet-val", sets["folders"].root)
     assert sorted(label for _, label in ds.samples) == [0, 0, 999]
+
+
+def test_kaggle_and_devkit_folder_layouts(tmp_path: Path, imagenet_layouts: dict[str, ImageSet]) -> None:
+    expected = _names_and_labels(resolve_dataset("imagenet-val", imagenet_layouts["folders"].root))
+    kaggle = tmp_path / "kaggle"
+    shutil.copytree(imagenet_layouts["flat-csv"].val_dir, kaggle / "ILSVRC" / "Data" / "CLS-LOC" / "val")
+    shutil.copy(imagenet_layouts["flat-csv"].root / "LOC_val_solution.csv", kaggle / "LOC_val_solution.csv")
+    assert _names_and_labels(resolve_dataset("imagenet-val", kaggle)) == expected
+    devkit = tmp_path / "devkit"
+    shutil.copytree(imagenet_layouts["flat-txt"].val_dir, devkit / "val")
+    (devkit / "ILSVRC2012_devkit_t12" / "data").mkdir(parents=True)
+    for name in ("ILSVRC2012_validation_ground_truth.txt", "map_clsloc.txt"):
+        shutil.copy(imagenet_layouts["flat-txt"].root / name, devkit / "ILSVRC2012_devkit_t12" / "data" / name)
+    ds = resolve_dataset("imagenet-val", devkit)
+    assert _names_and_labels(ds) == expected
+    assert ds.info.ground_truth is not None and ds.info.ground_truth.endswith("ILSVRC2012_validation_ground_truth.txt")
