@@ -382,3 +382,19 @@ def test_eval_on_cuda_defaults_to_fp16_and_agrees_with_cpu(csa, imagenet_photos:
     c = json.loads(csa("predict", "test-convnext", *images, "--weights", "random", "--device", "cpu").stdout.splitlines()[-1])
     for a, b in zip(g["predictions"], c["predictions"], strict=True):
         assert a["top"][0]["probability"] == pytest.approx(b["top"][0]["probability"], rel=2e-2)
+
+
+def test_terminal_views_render(oracle_sets: dict[str, ImageSet], oracle_onnx, csa) -> None:
+    """What a terminal shows instead of the record: the eval table and the predict table."""
+    from rich.console import Console
+
+    from csa_cli.cli.eval import _render
+    from csa_cli.records import parse_record
+
+    res = csa("eval", str(oracle_onnx()), "--model", "test-convnext", "--dataset", str(oracle_sets["folders"].val_dir), "--workers", "0", "--limit", "6")
+    assert res.exit_code == 0, res.stderr
+    console = Console(record=True, width=160)
+    console.print(_render(parse_record(res.stdout.splitlines()[-1])))
+    text = console.export_text()
+    rec = res.record
+    assert f"{rec['top1']:.2f} %" in text and f"({rec['top5_correct']}/6)" in text and "onnxruntime (fp32, cpu)" in text

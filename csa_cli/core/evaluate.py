@@ -226,6 +226,21 @@ def resolve_target(
     manifest: str | os.PathLike[str] | None = None,
 ) -> EvalTarget:
     """MODEL | weights file (+ --model) | ONNX | engine | record -> what to evaluate (models not loaded yet)."""
+    target = _resolve(source, model=model, backend=backend, weights=weights, manifest=manifest)
+    if weights is not None and target.kind != "torch" and weights != target.weights:
+        current_output().warn(f"--weights {weights} is ignored: {Path(str(target.artifact)).name} carries its own weights")
+    return target
+
+
+def _resolve(
+    source: str | Record | None,
+    *,
+    model: str | None = None,
+    backend: str | None = None,
+    weights: str | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+) -> EvalTarget:
+    """resolve_target without the --weights check (records given as .json files recurse here)."""
     if backend is not None and backend not in ("torch", "onnxruntime", "tensorrt"):
         raise UsageError(f"unknown backend '{backend}'", hint="use torch, onnxruntime or tensorrt")
     if isinstance(source, Record):
@@ -258,7 +273,7 @@ def resolve_target(
 
             if not path.is_file():
                 raise CsaError(f"file not found: {path}")
-            return resolve_target(load_record_file(path), model=model, backend=backend, weights=weights, manifest=manifest)
+            return _resolve(load_record_file(path), model=model, backend=backend, weights=weights, manifest=manifest)
         if suffix in ONNX_SUFFIXES:
             return _file_target(path, "onnx", model, backend, manifest)
         if suffix in ENGINE_SUFFIXES:
