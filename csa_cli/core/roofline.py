@@ -105,7 +105,7 @@ def measure_peaks(
         raise ValueError("fp16 peaks are measured on CUDA only")
     # Sizes: big enough to reach the steady state (and, for the copy, to leave every cache).
     n = matmul_n or (8192 if on_cuda else 1024)
-    copy_bytes = (copy_mib or (1024 if on_cuda else 128)) * 1024 * 1024
+    copy_bytes = (copy_mib or (1024 if on_cuda else 64)) * 1024 * 1024
     saved_threads = torch.get_num_threads()
     saved_tf32 = torch.backends.cuda.matmul.allow_tf32
     if on_cuda and dtype == "float32":
