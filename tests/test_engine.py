@@ -485,6 +485,17 @@ def test_build_and_validate_scripts_pass_equal_outputs_and_fail_perturbed(nano_b
     assert nan.returncode == 1 and "non-finite" in nan.stdout
 
 
+def test_compare_script_is_python36_stdlib_only(nano_bundle: Path) -> None:
+    """DRIVE OS ships an old python3 without numpy: the device-side script must parse as 3.6 and import only the stdlib."""
+    import ast
+
+    tree = ast.parse((nano_bundle / "compare_outputs.py").read_text(), feature_version=(3, 6))
+    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported <= {"argparse", "json", "math", "os", "re", "struct", "sys"}, imported
+    assert not any(isinstance(node, ast.JoinedStr | ast.NamedExpr) for node in ast.walk(tree))  # no f-strings (3.6 has them, 3.5 not), no walrus
+
+
 def test_compare_outputs_on_fabricated_outputs(nano_bundle: Path, tmp_path: Path) -> None:
     """The python part of validate.sh alone: equal -> pass, small noise within tolerance -> pass, perturbed -> fail."""
     from csa_cli.core.bundle import BundleIO
