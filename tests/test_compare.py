@@ -208,3 +208,39 @@ def test_compare_bad_input(csa: Callable[..., CliResult]) -> None:
     assert result.exit_code == 2 and "--batch" in result.stderr
     result = csa("compare", "csa-nano", "--limit", "0", "--no-run")
     assert result.exit_code == 2
+
+
+# ------------------------------------------------------------------ end to end: the walkthrough's compare line
+
+
+def test_compare_runs_the_pipeline_and_writes_the_report(
+    csa: Callable[..., CliResult], imagenet_photos: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    from tests.test_pipeline import CSA_EXE, substitute, walkthrough_line
+
+    monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))  # only this run's results in the store
+    line = substitute(walkthrough_line("csa compare"), "test-convnext", imagenet_photos.val_dir)
+    line = line.replace("--report study", f"--report {tmp_path / 'study'}") + " --baseline test-convnext"
+    result = csa(*shlex.split(line.removeprefix(CSA_EXE)))
+    assert result.exit_code == 0, result.stderr
+    models, batches = ["csa-nano", "test-convnext"], [1, 4]
+    assert result.record["kind"] == "compare" and result.record["models"] == models
+    report = (tmp_path / "study" / REPORT_FILE).read_text()
+    check_report_against_store(report, models, batches, "test-convnext")
+    tables = {k: _table_by_model(v) for k, v in parse_markdown_tables(report).items()}
+    # what this machine can measure is there; nothing is missing but FP16 and the measured traffic
+    assert tables["Table 1"]["csa-nano"]["restricted mode"] == "yes"
+    assert tables["Table 1"]["test-convnext"]["restricted mode"].startswith("no (")
+    for m in models:
+        assert tables["Fig. 5"][m]["FP32 top-1 (%)"] != MISSING and tables["Fig. 5"][m]["mixed top-1 (%)"] != MISSING
+        assert tables["Fig. 5"][m]["FP16 top-1 (%)"] == MISSING
+        assert all(tables["Fig. 6"][m][f"b{b} latency (ms)"] != MISSING for b in batches)
+        assert all(tables["Fig. 7"][m][f"b{b} measured (MB/frame)"] == MISSING for b in batches)
+        evals = load_results("eval", m)
+        assert {e["precision"] for e in evals} == {"fp32", "mixed"} and all(e["limit"] == 16 for e in evals)
+    assert tables["Fig. 6"]["test-convnext"]["b4 / test-convnext"] == "1.000"
+    assert "Random weights" in report and "csa-nano, test-convnext" in report
+    for name in PLOTS.values():
+        check_png(tmp_path / "study" / name)

@@ -69,13 +69,14 @@ def test_second_run_is_cached_and_redo_redoes_from_a_stage(fake_stages: dict[str
     assert _statuses(second) == {"fetch": "skipped", **{s: "cached" for s in STAGES[1:]}}
     assert all(n == 1 for s, n in fake_stages["calls"].items() if s != "fetch")
     assert [s.path for s in second.stages] == [s.path for s in first.stages]
-    # --redo check: export stays cached, check and everything after it runs again (new artifacts)
-    third = run_pipeline(options.model_copy(update={"redo": "check"}))
-    assert _statuses(third)["export"] == "cached"
-    assert all(_statuses(third)[s] == "done" for s in STAGES[STAGES.index("check") :])
-    assert fake_stages["calls"]["export"] == 1 and fake_stages["calls"]["check"] == 2
-    assert third.stage("check").path != first.stage("check").path
-    assert not Path(first.stage("check").path).exists()  # the redone stage's old artifact is gone, not shadowed
+    # --redo quantize: the stages before it stay cached, it and everything after it run again
+    third = run_pipeline(options.model_copy(update={"redo": "quantize"}))
+    assert all(_statuses(third)[s] == "cached" for s in ("evaluate", "export", "check"))
+    assert all(_statuses(third)[s] == "done" for s in STAGES[STAGES.index("quantize") :])
+    assert fake_stages["calls"]["export"] == 1 and fake_stages["calls"]["quantize"] == 2
+    assert third.stage("quantize").path != first.stage("quantize").path
+    assert not Path(first.stage("quantize").path).exists()  # the redone stage's old artifact is gone, not shadowed
+    assert Path(first.stage("export").path).exists() and Path(first.stage("check").path).exists()
 
 
 def test_changed_option_reruns_only_the_stages_it_feeds(fake_stages: dict[str, Any]) -> None:
@@ -185,7 +186,7 @@ def test_walkthrough_is_the_pipeline() -> None:
 
 
 def test_shell_pipeline_through_the_loopback_hub(hub_env: Any, imagenet_photos: Any, tmp_path: Path) -> None:
-    segments = [substitute(seg, "test-csa", imagenet_photos.root) for seg in walkthrough_line("csa pull").split(" | ")]
+    segments = [substitute(seg, "test-csa", imagenet_photos.val_dir) for seg in walkthrough_line("csa pull").split(" | ")]
     rc, records, errors = shell_pipeline(segments, tmp_path)
     assert rc == 0, "\n".join(errors)
     pulled, exported, checked, quantized, bundle = records
@@ -199,7 +200,7 @@ def test_shell_pipeline_through_the_loopback_hub(hub_env: Any, imagenet_photos: 
 
 
 def test_broken_stage_fails_the_shell_pipeline_with_its_message(hub_env: Any, imagenet_photos: Any, tmp_path: Path) -> None:
-    segments = [substitute(seg, "test-csa", imagenet_photos.root) for seg in walkthrough_line("csa pull").split(" | ")]
+    segments = [substitute(seg, "test-csa", imagenet_photos.val_dir) for seg in walkthrough_line("csa pull").split(" | ")]
     segments[1] += " --batch 0"  # export breaks in the middle
     rc, records, errors = shell_pipeline(segments, tmp_path)
     assert rc == 1
@@ -217,7 +218,7 @@ def _statuses_of(record: dict[str, Any]) -> dict[str, str]:
 def test_run_twice_second_is_cached_and_fast(hub_env: Any, imagenet_photos: Any, csa: Callable[..., CliResult]) -> None:
     import shlex
 
-    line = substitute(walkthrough_line("csa run MODEL --dataset DATA --target orin"), "test-csa", imagenet_photos.root)
+    line = substitute(walkthrough_line("csa run MODEL --dataset DATA --target orin"), "test-csa", imagenet_photos.val_dir)
     args = shlex.split(line.removeprefix(CSA_EXE))
     first = csa(*args)
     assert first.exit_code == 0, first.stderr
@@ -226,12 +227,14 @@ def test_run_twice_second_is_cached_and_fast(hub_env: Any, imagenet_photos: Any,
     second = csa(*args)
     assert second.exit_code == 0, second.stderr
     assert _statuses_of(second.record) == {s: "cached" for s in STAGES}
-    assert second.record["records"] == first.record["records"]
+    # the same artifacts and results, found again (fetch verified the cache: nothing downloaded)
+    assert {k: v for k, v in second.record["records"].items() if k != "fetch"} == {k: v for k, v in first.record["records"].items() if k != "fetch"}
+    assert second.record["records"]["fetch"]["downloaded_bytes"] == 0 < first.record["records"]["fetch"]["downloaded_bytes"]
     assert second.record["seconds"] < 0.25 * first.record["seconds"], (first.record["seconds"], second.record["seconds"])
     evals = [r for k, r in first.record["records"].items() if k in ("evaluate", "eval-mixed")]
     assert [e["precision"] for e in evals] == ["fp32", "mixed"] and all(e["images"] > 0 for e in evals)
     # --redo quantize: the stages before it stay cached, it and the later ones run again
-    redo_line = substitute(walkthrough_line("csa run MODEL --dataset DATA --target orin --redo"), "test-csa", imagenet_photos.root)
+    redo_line = substitute(walkthrough_line("csa run MODEL --dataset DATA --target orin --redo"), "test-csa", imagenet_photos.val_dir)
     third = csa(*shlex.split(redo_line.removeprefix(CSA_EXE)))
     assert third.exit_code == 0, third.stderr
     statuses = _statuses_of(third.record)

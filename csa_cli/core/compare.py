@@ -123,7 +123,7 @@ def table1_row(model: str) -> Table1Row:
 def _eval_matches(dataset: str | None, limit: int | None) -> Callable[[dict[str, Any]], bool]:
     def ok(row: dict[str, Any]) -> bool:
         if dataset is not None:
-            names = {str(row.get(k)) for k in ("dataset", "dataset_name", "dataset_path", "data_dir") if row.get(k) is not None}
+            names = {str(row.get(k)) for k in ("dataset", "dataset_root", "dataset_name", "dataset_path", "data_dir") if row.get(k) is not None}
             if dataset not in names and not any(n.rstrip("/").endswith(dataset.rstrip("/")) for n in names):
                 return False
         return not (limit is not None and row.get("limit") not in (None, limit))

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from csa_cli.core.artifacts import artifact_key, build_artifact, find_artifact, store_result
-from csa_cli.errors import CsaError, UsageError
+from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.paths import csa_home
 from csa_cli.records import Record, make_record
 
@@ -64,7 +64,8 @@ class RunOptions(BaseModel):
     target: Literal["local", "orin"] = "local"
     batch: list[int] = Field(default_factory=lambda: [1])
     backend: Literal["torch", "onnxruntime", "tensorrt"] = "onnxruntime"
-    eval_backend: Literal["torch", "onnxruntime"] = "torch"
+    # ONNX Runtime for FP32 too, so that the drop to mixed precision compares one runtime with itself
+    eval_backend: Literal["torch", "onnxruntime"] = "onnxruntime"
     iterations: int = 20
     warmup: int = 3
     threads: int | None = None
@@ -194,8 +195,12 @@ def _evaluate(ctx: Context) -> Record:
     dataset = _dataset(ctx, "evaluate")
     from csa_cli.core import evaluate
 
+    source: str | Record = ctx.model
+    if ctx.options.eval_backend == "onnxruntime":
+        # the very ONNX the export stage keeps (the core caches it): one export serves eval, check, quantize and profile
+        source = _export(ctx)
     return evaluate.evaluate_stage(
-        ctx.model,
+        source,
         dataset=dataset,
         data_dir=ctx.options.data_dir,
         backend=ctx.options.eval_backend,
@@ -203,6 +208,7 @@ def _evaluate(ctx: Context) -> Record:
         limit=ctx.options.limit,
         weights=ctx.weights,
         manifest=ctx.options.manifest,
+        threads=ctx.options.threads,
     )
 
 
@@ -271,6 +277,7 @@ def _quantize(ctx: Context) -> Record:
         calib_images=ctx.options.calib_images,
         method=ctx.options.method,
         precision=ctx.options.precision,
+        weights=ctx.weights,
         manifest=ctx.options.manifest,
     )
 
@@ -281,15 +288,16 @@ def _eval_mixed(ctx: Context) -> Record:
     dataset = _dataset(ctx, "evaluate")
     from csa_cli.core import evaluate
 
+    # the QDQ ONNX runs on ONNX Runtime; its calibration images are left out by the eval core
     return evaluate.evaluate_stage(
         ctx.records["quantize"],
         dataset=dataset,
         data_dir=ctx.options.data_dir,
         backend="onnxruntime",
-        precision=ctx.options.precision,
         limit=ctx.options.limit,
         weights=ctx.weights,
         manifest=ctx.options.manifest,
+        threads=ctx.options.threads,
     )
 
 
@@ -393,8 +401,14 @@ def _artifact_folder(path: str | None) -> Path | None:
     return root / Path(*rel.parts[:2]) if len(rel.parts) >= 2 else None
 
 
+# Stages whose record's path is an artifact they made (others point at their input: eval, check).
+_MAKES_ARTIFACT: frozenset[str] = frozenset({"export", "quantize", "engine"})
+
+
 def _forget(step: StepFile) -> None:
     """--redo: remove what a stage made so that its core rebuilds it instead of finding it cached."""
+    if step.stage not in _MAKES_ARTIFACT:
+        return
     record = step.record or {}
     for value in (record.get("path"), record.get("calib_cache")):
         folder = _artifact_folder(value)
@@ -474,6 +488,8 @@ def run_pipeline(options: RunOptions, on_update: Callable[[RunSummary], None] | 
             reason = None
         except Skip as skip:
             record, status, reason = skip.record, "skipped", skip.reason
+        except MissingBackend as exc:  # cannot run here (no TensorRT, no GPU): skipped, with what is missing
+            record, status, reason = None, "skipped", exc.message
         except CsaError as exc:
             _fail(summary, result, t0, exc.message if not exc.hint else f"{exc.message} ({exc.hint})", int(exc.exit_code))
             update()
