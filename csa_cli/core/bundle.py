@@ -220,7 +220,7 @@ calibration cache {f"`{plan.calib_cache}`" if plan.calib_cache else "none"}. Ful
 3. `./validate.sh` runs each engine on the saved inputs (`data/input_b*.bin`), times it with
    `trtexec --exportTimes`, and compares its outputs with the ONNX Runtime outputs saved in
    `data/reference_*.bin` (pass: {tol}; edit `data/io.json` to change). Exit 0 = all pass.
-4. Bring `results/times_b*.json` back and run `csa import-timings results/times_b1.json --device "Orin AGX"`
+4. Bring `results/times_b*.json` back and run `csa import-timings results/times_b{plan.engines[0].batch}.json --device "Orin AGX"`
    (model, batch and precision are read from this bundle's plan.json) so `csa compare` shows them.
 
 Set `TRTEXEC=/path/to/trtexec` if it is not on PATH or in /usr/src/tensorrt/bin.
