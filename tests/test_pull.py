@@ -453,3 +453,30 @@ def test_cache_ls_rm_prune(hub_env: HubEnv, csa: Any) -> None:
     assert [i["what"] for i in left] == ["lock"], "rm keeps only the lock"
     again = csa("pull", "test-swin", "--locked")
     assert again.exit_code == 0 and again.record["downloaded_bytes"] > 0
+
+
+# ----------------------------------------------------------------------------- the real zoo entry, full size
+
+
+@pytest.mark.slow
+def test_full_size_convnext_tiny_zoo_entry(hub_env: HubEnv, csa: Any, tmp_path: Path) -> None:
+    """The built-in convnext-tiny entry (repo, files, timm config) end to end, lock under CSA_HOME."""
+    import torch
+    from timm.models import save_for_hf
+
+    from csa_cli.core.weights import load_model
+    from csa_cli.models import create_model
+
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        source = create_model("convnext-tiny").eval()
+    save_for_hf(source, str(tmp_path / "repo"), safe_serialization=True)
+    hub_env.server.add_folder("timm/convnext_tiny.fb_in1k", tmp_path / "repo")
+
+    result = csa("pull", "convnext-tiny")
+    assert result.exit_code == 0, result.stderr
+    assert result.record["repo"] == "timm/convnext_tiny.fb_in1k" and result.record["downloaded_bytes"] > 100_000_000
+    assert (hub_env.csa_home / "locks" / "convnext-tiny.lock.json").is_file()
+    loaded = load_model("convnext-tiny", "pretrained")
+    assert sum(p.numel() for p in loaded.module.parameters()) == pytest.approx(28.6e6, rel=0.01)
+    torch.testing.assert_close(_logits(loaded.module), _logits(source), rtol=0, atol=0)
