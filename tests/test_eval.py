@@ -398,3 +398,17 @@ def test_terminal_views_render(oracle_sets: dict[str, ImageSet], oracle_onnx, cs
     text = console.export_text()
     rec = res.record
     assert f"{rec['top1']:.2f} %" in text and f"({rec['top5_correct']}/6)" in text and "onnxruntime (fp32, cpu)" in text
+
+
+def test_predict_reads_a_piped_record(oracle_sets: dict[str, ImageSet], oracle_onnx, csa) -> None:
+    items = [it for it in oracle_sets["folders"].items if it.tag in ("0", "4")][:2]
+    images = [str(oracle_sets["folders"].val_dir / it.synset / it.name) for it in items]
+    record = {"schema": 1, "kind": "onnx", "model": "test-convnext", "path": str(oracle_onnx()), "weights": "random", "weights_hash": "random-seed0"}
+    res = csa("predict", *images, input=json.dumps(record) + "\n")
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout.splitlines()[-1])
+    assert data["weights"] == "random" and data["model"] == "test-convnext"
+    assert [p["top"][0]["synset"] for p in data["predictions"]] == [CLASSES[int(it.tag)] for it in items]
+    error = {"schema": 1, "kind": "error", "stage": "export", "message": "boom"}
+    res = csa("predict", *images, input=json.dumps(error) + "\n")
+    assert res.exit_code == 1 and "upstream stage 'export' failed: boom" in res.stderr
