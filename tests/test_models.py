@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -190,7 +191,7 @@ def test_inference_form_equals_training_form(csa_nano_model: CSANet, img_size: t
 
 
 def test_inference_form_of_csa_tiny(csa_tiny_model: CSANet) -> None:
-    model = csa_tiny_model.eval()
+    model = copy.deepcopy(csa_tiny_model).eval()  # the session fixture stays as built
     randomize_bn(model, seed=1)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
@@ -348,6 +349,28 @@ def test_checkpoint_round_trip(csa_nano_model: CSANet, tmp_path: Path) -> None:
     x = torch.randn(1, 3, 96, 64)
     with torch.no_grad():
         assert torch.equal(model.eval()(x), csa_nano_model(x))
+
+
+def test_baseline_checkpoint_rebuilds_from_the_manifest(tmp_path: Path) -> None:
+    model = create_model("test-convnext", num_classes=10).eval()
+    path = save_checkpoint(model, tmp_path / "convnext.safetensors", "test-convnext")
+    name, loaded = load_model_from_checkpoint(path)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert name == "test-convnext" and torch.equal(loaded.eval()(x), model(x))
+
+
+@pytest.mark.gpu
+def test_csa_on_cuda_matches_cpu(csa_nano_model: CSANet) -> None:
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    x = torch.randn(4, 3, 224, 224)
+    gpu = copy.deepcopy(csa_nano_model).cuda()
+    with torch.no_grad():
+        cpu_out = csa_nano_model(x)
+        assert rel_err(gpu(x.cuda()).cpu(), cpu_out) < 1e-4
+        half = inference_form(gpu).half()(x.cuda().half()).float().cpu()
+    assert torch.isfinite(half).all() and rel_err(half, cpu_out) < 5e-2
 
 
 def test_checkpoint_refuses_foreign_files(tmp_path: Path) -> None:

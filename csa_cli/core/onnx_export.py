@@ -41,6 +41,12 @@ def _output_names(module: nn.Module, probe_outputs: Any) -> list[str]:
     return [OUTPUT_NAME]
 
 
+def _on_gpu_or_half(module: nn.Module) -> bool:
+    import torch
+
+    return any(p.device.type != "cpu" or p.dtype != torch.float32 for p in module.parameters())
+
+
 def export_onnx(
     module: nn.Module,
     path: str | Path,
@@ -72,7 +78,8 @@ def export_onnx(
     if opset < 13:
         raise UsageError(f"opset {opset} is too old", hint="use opset 17 (the default); Resize with scales needs opset >= 13")
 
-    form = inference_form(module)
+    # export from a CPU float32 copy: the graph is the same, and a GPU/half module would bake its device/dtype in
+    form = inference_form(copy.deepcopy(module).cpu().float()) if _on_gpu_or_half(module) else inference_form(module)
     dummy = torch.randn(batch, in_chans, h, w, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         try:
@@ -216,7 +223,7 @@ def onnx_parity(
     hw = _input_hw(path)
     if hw is not None and hw != tuple(img_size):
         raise UsageError(f"{path.name} takes {hw[0]}x{hw[1]} inputs, parity asked for {img_size[0]}x{img_size[1]}")
-    reference = copy.deepcopy(module).eval()
+    reference = copy.deepcopy(module).cpu().float().eval()
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads is not None:

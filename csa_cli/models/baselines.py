@@ -56,6 +56,10 @@ class CvtLogits(nn.Module):
     def config(self) -> Any:
         return self.model.config
 
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.config.num_labels)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
             out = self.model.cvt(x, output_hidden_states=True, return_dict=True)
