@@ -25,7 +25,12 @@ ITERATIONS="${ITERATIONS:-100}"
 OUT="${OUT:-benchmarks/results/gpu-$(date -u +%Y%m%dT%H%M%SZ).md}"
 
 run() {
-  echo "+ $*"
+  # print the command as it could be pasted (arguments with spaces quoted), then run it
+  local shown=() arg
+  for arg in "$@"; do
+    if [[ "$arg" =~ [[:space:]] ]]; then shown+=("\"$arg\""); else shown+=("$arg"); fi
+  done
+  echo "+ ${shown[*]}"
   if [ "$DRY_RUN" -eq 0 ]; then "$@"; fi
 }
 

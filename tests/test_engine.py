@@ -693,7 +693,7 @@ def test_gpu_sh_dry_run_prints_the_plan() -> None:
     result = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "pytest" in out and "gpu or tensorrt" in out
+    assert "pytest" in out and '-m "gpu or tensorrt"' in out
     for model in ("csa-tiny", "convnext-tiny", "swin-tiny", "cvt-13"):
         assert model in out
     assert "1,4,8,16" in out and "gpu_profile.py" in out
