@@ -28,7 +28,7 @@ def _render(record: Record) -> object:
         ["images", f("images")],
         ["backend", f"{f('backend')} ({f('precision')}, {f('device')})"],
         ["throughput", f"{f('throughput')} images/s end to end, {f('model_throughput')} in the model"],
-        ["weights", f"{record.weights} ({f('weights_hash')})"],
+        ["weights", f"{record.weights} ({f('weights_hash')})" if record.weights else "unknown (not named by the input)"],
         ["dataset", f"{f('dataset')} ({f('dataset_layout')}, fingerprint {f('dataset_fingerprint')})"],
     ]
     if f("unreadable"):
