@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
                 for rank, p in enumerate(r.top, start=1):
                     rows.append([Path(r.image).name if rank == 1 else "", rank, p.name, p.synset or p.index, f"{100 * p.probability:.2f} %"])
             return table(
-                f"{target.model} ({backend_info.get('backend')}, {target.precision}, weights {target.weights})",
+                f"{target.model} ({backend_info.get('backend')}, {target.precision}, weights {target.weights or 'unknown'})",
                 ["image", "#", "class", "id", "probability"],
                 rows,
             )
