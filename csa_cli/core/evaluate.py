@@ -310,6 +310,7 @@ def load_torch_model(target: EvalTarget, manifest: Any) -> None:
     target.artifact = loaded.module
     target.weights = loaded.weights
     target.weights_hash = loaded.weights_hash
+    target.source = getattr(loaded, "source_path", None)  # the weights file (None for random weights)
 
 
 def export_for_onnxruntime(target: EvalTarget, manifest: Any) -> None:
