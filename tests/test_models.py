@@ -264,6 +264,15 @@ def test_baseline_features_only() -> None:
     assert [f.shape[1] for f in feats] == [16, 64]
 
 
+@pytest.mark.parametrize("name", ["csa-nano", "test-cvt"])
+def test_reset_classifier(name: str) -> None:
+    model = create_model(name)
+    model.reset_classifier(5)
+    assert model.num_classes == 5
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+
+
 def test_unknown_names_suggest() -> None:
     with pytest.raises(CsaError, match="unknown model 'csa-tiyn'") as info:
         create_model("csa-tiyn")

@@ -60,6 +60,17 @@ class CvtLogits(nn.Module):
     def num_classes(self) -> int:
         return int(self.model.config.num_labels)
 
+    def get_classifier(self) -> nn.Module:
+        return self.model.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new random linear head (timm's API), keeping the config's label count in step."""
+        old = self.model.classifier
+        in_features = old.in_features if isinstance(old, nn.Linear) else int(self.model.config.embed_dim[-1])
+        self.model.classifier = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.model.num_labels = num_classes
+        self.model.config.num_labels = num_classes
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
             out = self.model.cvt(x, output_hidden_states=True, return_dict=True)

@@ -403,6 +403,18 @@ class CSANet(nn.Module):
         assert self.head is not None
         return self.head(x)
 
+    def get_classifier(self) -> nn.Module | None:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new random head for `num_classes` (timm's API: fine-tuning to another label set)."""
+        if self.features_only or self.is_inference_form:
+            raise CsaError("this CSA model has no trainable classifier to reset (features_only or inference form)")
+        device = next(self.parameters()).device
+        self.head = CSAHead(self.config.dims[-1], num_classes, eps=self.config.bn_eps).to(device)
+        self.head.apply(self._init_weights)
+        self.num_classes = num_classes
+
     def for_inference(self) -> CSANet:
         """A copy in eval mode with BN folded and step 7 reordered; `self` is left untouched."""
         model = copy.deepcopy(self).eval()
