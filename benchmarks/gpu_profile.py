@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--no-tensorrt", action="store_true", help="torch only, even where TensorRT is installed")
-    parser.add_argument("--output", type=Path, help="also write the markdown table here")
+    parser.add_argument("--output", type=Path, help="also write the markdown table here (rewritten after every model)")
+    parser.add_argument("--trt-budget-s", type=float, default=240.0, help="build no more TensorRT engines after this many seconds")
     args = parser.parse_args(argv)
 
     import torch
@@ -102,6 +103,32 @@ def main(argv: list[str] | None = None) -> int:
     card = torch.cuda.get_device_name(0)
     rows: list[list[str]] = []
     work = Path(tempfile.mkdtemp(prefix="csa-gpu-profile-"))
+    header = ["model", "batch", "torch fp16 graph median ms", "p99 ms"]
+    if trt is not None:
+        header += [f"TensorRT {trt} fp16 median ms", "p99 ms"]
+    header += ["torch images/s", "note"]
+    stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+    def render(table_rows: list[list[str]]) -> str:
+        """The markdown table so far; also written to --output after every model, so a timeout keeps what was measured."""
+        lines = [
+            f"# GPU latency on {card}",
+            "",
+            f"{stamp}; torch {torch.__version__}, CUDA {torch.version.cuda}, TensorRT {trt or 'not installed'};"
+            f" {args.img_size}x{args.img_size}, random weights, {args.iterations} timed iterations after {args.warmup} warm-up, CUDA events.",
+            "",
+            "| " + " | ".join(header) + " |",
+            "| " + " | ".join("---" for _ in header) + " |",
+            *("| " + " | ".join(r) + " |" for r in table_rows),
+            "",
+        ]
+        text = "\n".join(lines)
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(text)
+        return text
+
+    started_all = time.perf_counter()
     for name in models:
         started = time.perf_counter()
         torch.manual_seed(0)
@@ -110,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         torch_ms = {b: time_cuda(torch_graph_step(half, b, args.img_size), args.iterations, args.warmup) for b in batches}
         trt_ms: dict[int, tuple[float, float]] = {}
         note = ""
-        if trt is not None:
+        if trt is not None and time.perf_counter() - started_all > args.trt_budget_s:
+            note = f"TensorRT skipped: past the {args.trt_budget_s:.0f} s budget"
+        elif trt is not None:
             try:
                 backend = build_trt(name, inference_form(create_model(name)).eval(), batches, args.img_size, work)
                 trt_ms = {b: time_cuda(backend.bind(b), args.iterations, args.warmup) for b in batches}
@@ -122,28 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                 base += [f"{trt_ms[b][0]:.3f}", f"{trt_ms[b][1]:.3f}"] if b in trt_ms else ["-", "-"]
             rows.append([*base, f"{b * 1000 / torch_ms[b][0]:.0f}", note])
         print(f"{name}: done in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        render(rows)
         del module, half
         torch.cuda.empty_cache()
-    header = ["model", "batch", "torch fp16 graph median ms", "p99 ms"]
-    if trt is not None:
-        header += [f"TensorRT {trt} fp16 median ms", "p99 ms"]
-    header += ["torch images/s", "note"]
-    lines = [
-        f"# GPU latency on {card}",
-        "",
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; torch {torch.__version__}, CUDA {torch.version.cuda}, TensorRT {trt or 'not installed'};"
-        f" {args.img_size}x{args.img_size}, random weights, {args.iterations} timed iterations after {args.warmup} warm-up, CUDA events.",
-        "",
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join("---" for _ in header) + " |",
-        *("| " + " | ".join(r) + " |" for r in rows),
-        "",
-    ]
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+    print(render(rows), end="")
     return 0
 
 
