@@ -26,10 +26,10 @@ def stages_table(summary: RunSummary, title: str | None = None) -> Table:
     view.add_column("stage")
     view.add_column("status")
     view.add_column("time", justify="right")
-    view.add_column("artifact / reason", overflow="fold")
+    view.add_column("result / reason", overflow="fold")
     for s in summary.stages:
         secs = "" if s.seconds is None else f"{s.seconds:.1f}s"
-        view.add_row(s.name, f"[{_STYLE[s.status]}]{s.status}[/]", secs, s.reason or s.path or "")
+        view.add_row(s.name, f"[{_STYLE[s.status]}]{s.status}[/]", secs, s.reason or s.note or "")
     view.caption = f"total {summary.seconds:.1f}s"
     return view
 

@@ -83,6 +83,7 @@ class StageResult(BaseModel):
     reason: str | None = None
     path: str | None = None
     key: str | None = None
+    note: str | None = Field(default=None, description="what the stage found, in one line")
     record: dict[str, Any] | None = None
     exit_code: int | None = None
 
@@ -475,6 +476,7 @@ def run_pipeline(options: RunOptions, on_update: Callable[[RunSummary], None] | 
             result.seconds = 0.0
             result.record = step.record
             result.path = (step.record or {}).get("path")
+            result.note = stage_note(name, step.record)
             update()
             continue
         if step is not None and redo:
@@ -515,6 +517,7 @@ def run_pipeline(options: RunOptions, on_update: Callable[[RunSummary], None] | 
         result.status, result.reason, result.seconds = status, reason, seconds
         result.record = step.record
         result.path = (step.record or {}).get("path")
+        result.note = stage_note(name, step.record)
         update()
     update()
     return summary
@@ -548,10 +551,33 @@ def _fail(summary: RunSummary, result: StageResult, t0: float, message: str, exi
     summary.message = message
 
 
+def stage_note(name: str, record: dict[str, Any] | None) -> str | None:
+    """One line saying what a stage found, for the live view and the plain lines."""
+    if not record:
+        return None
+    if record.get("kind") == "eval":
+        top1 = record.get("top1")
+        shown = f"{top1 * 100:.2f}%" if isinstance(top1, int | float) else "?"
+        return f"top-1 {shown} on {record.get('images')} images ({record.get('backend')}, {record.get('precision')})"
+    if name == "check" and isinstance(record.get("check"), dict):
+        check = record["check"]
+        dla = check.get("dla") or {}
+
+        def verdict(data: dict[str, Any]) -> str:
+            return "yes" if data.get("compliant") else f"no ({data.get('violations')} violations)"
+
+        return f"restricted mode: {verdict(check)}; DLA: {verdict(dla)}"
+    if record.get("kind") == "profile":
+        rows = record.get("results") or []
+        return ", ".join(f"b{r.get('batch')} {r.get('median_ms', 0):.2f} ms" for r in rows) or None
+    return record.get("path")
+
+
 def format_stage_line(result: StageResult) -> str:
     """A plain line for a stage (stderr when it is not a terminal)."""
     secs = "" if result.seconds is None else f" ({result.seconds:.1f}s)"
-    reason = f": {result.reason}" if result.reason else ""
+    said = result.reason or result.note
+    reason = f": {said}" if said else ""
     return f"[{result.name}] {result.status}{secs}{reason}"
 
 
