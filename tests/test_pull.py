@@ -282,6 +282,13 @@ def test_offline_with_and_without_cache(hub_env: HubEnv, csa: Any, monkeypatch: 
     torch.testing.assert_close(_logits(loaded.module), _logits(hub_env.modules["test-convnext"]), rtol=0, atol=0)
     still_missing = csa("pull", "test-swin")
     assert still_missing.exit_code == 1 and "offline" in still_missing.stderr
+
+    # no lock (e.g. a cache copied from elsewhere): the cache's refs/main names the commit, and it gets pinned
+    lock_file = hub_env.manifest.with_name("zoo.lock.json")
+    lock_file.unlink()
+    repinned = csa("pull", "test-convnext")
+    assert repinned.exit_code == 0, repinned.stderr
+    assert repinned.record["commit"] == cached.record["commit"] and lock_file.is_file()
     assert len(server.requests) == before, "offline mode touched the network"
 
 

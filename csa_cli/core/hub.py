@@ -615,7 +615,8 @@ def pull(
         if lock is not None and (lock.commit != commit or {k: v.sha256 for k, v in lock.files.items()} != hashes):
             out.info(f"Re-pinned {entry.name}: {lock.repo}@{lock.revision} commit {lock.commit[:12]} -> {repo}@{rev} commit {commit[:12]}")
         write_lock(new_lock, entry, manifest_path)
-    _write_ref(repo, rev, commit)
+    if repin:  # only a freshly resolved revision says where the branch points now
+        _write_ref(repo, rev, commit)
     verb = f"downloaded {_human(downloaded)}" if downloaded else "already cached, nothing downloaded"
     out.info(f"{entry.name}: {len(files)} file(s) at commit {commit[:12]} verified ({verb}); lock: {lock_path}")
     return _result(entry, new_lock, files, hashes, downloaded, lock_path, hub_license)

@@ -157,10 +157,10 @@ def _is_csa_checkpoint(meta: dict[str, str]) -> bool:
 def _load_file(entry: ModelEntry, module: nn.Module, path: Path, fmt: str | None) -> None:
     state, meta = read_state_dict(path)
     if path.suffix == ".safetensors" and (fmt == "csa" or _is_csa_checkpoint(meta)):
-        from csa_cli.models.checkpoint import load_checkpoint
+        from csa_cli.models.checkpoint import read_metadata
 
-        name, state, _meta = load_checkpoint(path)
-        if name and name not in (entry.name, entry.architecture.name):
+        name = read_metadata(path).model  # validates our metadata; the tensors are the state dict read above
+        if name not in (entry.name, entry.architecture.name):
             current_output().warn(f"{path.name} was saved for {name}, loading it into {entry.name}")
     _load_into(module, state, entry, f"weights {path.name}", fmt)
 
