@@ -439,3 +439,30 @@ def test_import_reference_errors(csa, csa_nano_model: CSANet, tmp_path: Path) ->
     torch.save({"model": PickledObject()}, tmp_path / "evil.pth")
     evil = csa("import-reference", str(tmp_path / "evil.pth"), "--model", "csa-nano")
     assert evil.exit_code == 1 and "weights-only" in evil.stderr
+
+
+def _conv_gmacs(model: nn.Module, img_size: tuple[int, int]) -> float:
+    macs = 0
+
+    def hook(mod: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal macs
+        assert isinstance(mod, nn.Conv2d)
+        macs += out[0].numel() * mod.weight[0].numel()  # per output element: C_in/groups * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, *img_size, device=next(model.parameters()).device))
+    for h in handles:
+        h.remove()
+    return macs / 1e9
+
+
+def test_csa_tiny_compute_matches_the_zoo_figure() -> None:
+    with torch.device("meta"):  # shapes only: counting needs no arithmetic
+        model = create_model("csa-tiny").eval()
+    gmacs = _conv_gmacs(model, (224, 224))
+    assert 4.0 < gmacs < 4.2  # zoo: ~4.1 GMACs at 224
+
+
+def test_inference_form_does_less_work(csa_nano_model: CSANet) -> None:
+    assert _conv_gmacs(inference_form(csa_nano_model), (224, 224)) < 0.95 * _conv_gmacs(csa_nano_model, (224, 224))
