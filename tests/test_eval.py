@@ -412,3 +412,43 @@ def test_predict_reads_a_piped_record(oracle_sets: dict[str, ImageSet], oracle_o
     error = {"schema": 1, "kind": "error", "stage": "export", "message": "boom"}
     res = csa("predict", *images, input=json.dumps(error) + "\n")
     assert res.exit_code == 1 and "upstream stage 'export' failed: boom" in res.stderr
+
+
+def test_checkpoint_record_from_pull_is_evaluated_with_its_weights(hub_env, csa, imagenet_photos: ImageSet, tmp_path: Path) -> None:
+    """`csa pull M | csa eval`: the pulled (pretrained) weights are the ones scored."""
+    from csa_cli.core.datasets import resolve_dataset
+    from csa_cli.core.preprocess import build_transform
+    from csa_cli.manifest import load_manifest
+
+    pulled = csa("pull", "test-convnext")
+    assert pulled.exit_code == 0, pulled.stderr
+    per_image = tmp_path / "predictions.jsonl"
+    res = csa(
+        "eval",
+        "--dataset",
+        str(imagenet_photos.val_dir),
+        "--limit",
+        "8",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--predictions",
+        str(per_image),
+        input=pulled.stdout,
+    )
+    assert res.exit_code == 0, res.stderr
+    rec = res.record
+    assert rec["weights"] == "pretrained" and rec["weights_hash"] == pulled.record["weights_hash"] and rec["backend"] == "torch"
+    # the same top-5, image by image, from the module the loopback Hub was built from
+    ds = resolve_dataset(str(imagenet_photos.val_dir), limit=8)
+    transform = build_transform(load_manifest().get("test-convnext").preprocessing)
+    from PIL import Image
+
+    batch = torch.stack([transform(Image.open(p)) for p, _ in ds.samples])
+    with torch.inference_mode():
+        expected = hub_env.modules["test-convnext"].eval()(batch).topk(5, dim=1).indices.tolist()
+    lines = [json.loads(line) for line in per_image.read_text().splitlines()]
+    assert [(line["image"], line["label"]) for line in lines] == [(p, label) for p, label in ds.samples]
+    assert [line["top"] for line in lines] == expected
+    assert rec["top5_correct"] == sum(line["label"] in line["top"] for line in lines) and rec["predictions"] == str(per_image)

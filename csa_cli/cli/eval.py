@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[
             str | None, typer.Option("--weights", help="pretrained (default) | random | auto | PATH, for a MODEL input.", show_default=False)
         ] = None,
+        predictions: Annotated[
+            Path | None, typer.Option("--predictions", help="Also write each image's label and top-5 class indices here (JSON lines).")
+        ] = None,
         manifest: ManifestOption = None,
         *,
         out: Output,
@@ -82,6 +85,7 @@ def register(app: typer.Typer) -> None:
             workers=workers,
             device=device,
             threads=threads,
+            predictions_file=predictions,
         )
         out.emit(record_out, lambda: _render(record_out))
         enforce_min_top1(record_out, min_top1)  # after the record: a pipeline still sees the numbers

@@ -432,6 +432,14 @@ class _Progress:
             self._bar.stop()
 
 
+class ImageResult(BaseModel):
+    """One line of --predictions: an evaluated image, its label and its top-5 class indices."""
+
+    image: str
+    label: int
+    top: list[int]
+
+
 class EvalMetrics(BaseModel):
     """What the loop measured."""
 
@@ -478,8 +486,12 @@ def run_eval(
     workers: int | None = None,
     exclude: Sequence[str] = (),
     progress: bool = True,
+    predictions: list[ImageResult] | None = None,
 ) -> EvalMetrics:
-    """Top-1/top-5 of `backend` on `ds` (its samples as selected), leaving out the files in `exclude`."""
+    """Top-1/top-5 of `backend` on `ds` (its samples as selected), leaving out the files in `exclude`.
+
+    `predictions`, when given, is filled with each evaluated image's label and top-5 classes.
+    """
     import numpy as np
     import torch
     from torch.utils.data import DataLoader
@@ -537,10 +549,16 @@ def run_eval(
                 if len(unreadable_files) < 10:
                     unreadable_files.append(samples[seen + i][0])
             seen += len(labels)
+            batch_paths = [samples[seen - len(ok) + i][0] for i in range(len(ok)) if bool(ok[i])]
             logits, labels = logits[ok], labels[ok]
             if len(labels):
                 k = min(TOPK, num_outputs)
                 pred = logits.float().topk(k, dim=1).indices
+                if predictions is not None:
+                    predictions.extend(
+                        ImageResult(image=path, label=int(label), top=[int(c) for c in row])
+                        for path, label, row in zip(batch_paths, labels.tolist(), pred.tolist(), strict=True)
+                    )
                 hits = pred == labels.view(-1, 1)
                 top1 += int(hits[:, 0].sum())
                 top5 += int(hits.any(dim=1).sum())
@@ -592,6 +610,7 @@ def evaluate_stage(
     threads: int | None = None,
     progress: bool = True,
     store: bool = True,
+    predictions_file: str | os.PathLike[str] | None = None,
 ) -> Record:
     """Evaluate and return the "eval" record (also stored under CSA_HOME/results/eval for `csa compare`)."""
     from csa_cli.core.artifacts import artifact_key, store_result
@@ -612,7 +631,14 @@ def evaluate_stage(
     engine, target = open_target(target, device=device, precision=precision, threads=threads, manifest=manifest)
     transform = build_transform(target.preprocessing)
     out.info(f"eval {target.model} on {ds.info.name}: {len(ds)} images, {engine.name} {engine.precision}, {transform!r}")
-    metrics = run_eval(engine, ds, transform, model=target.model, batch_size=batch_size, workers=workers, exclude=target.calib_files, progress=progress)
+    per_image: list[ImageResult] | None = [] if predictions_file is not None else None
+    metrics = run_eval(
+        engine, ds, transform, model=target.model, batch_size=batch_size, workers=workers, exclude=target.calib_files, progress=progress, predictions=per_image
+    )
+    if predictions_file is not None and per_image is not None:
+        from csa_cli.paths import atomic_write_text
+
+        atomic_write_text(predictions_file, "".join(r.model_dump_json() + "\n" for r in per_image))
     if metrics.excluded_calibration:
         out.info(f"{metrics.excluded_calibration} calibration image(s) of this model left out")
     backend_info = engine.describe()
@@ -657,6 +683,8 @@ def evaluate_stage(
         excluded=metrics.excluded_calibration,
     )
     fields["result_key"] = key
+    if predictions_file is not None:
+        fields["predictions"] = str(Path(predictions_file))
     record = make_record("eval", **fields)
     if store:
         stored = store_result("eval", target.model, key, record.model_dump(mode="json", by_alias=True, exclude_none=True))
