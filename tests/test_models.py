@@ -430,6 +430,7 @@ def test_import_reference_errors(csa, csa_nano_model: CSANet, tmp_path: Path) ->
     torch.save(to_reference_state_dict(csa_nano_model), pth)
     wrong = csa("import-reference", str(pth), "--model", "csa-tiny", "--output", str(tmp_path / "t.safetensors"))
     assert wrong.exit_code == 1 and "Error: the state dict does not match csa-tiny: missing" in wrong.stderr
+    assert "Hint: these weights fit csa-nano: use --model csa-nano" in wrong.stderr
     assert not (tmp_path / "t.safetensors").exists()
     assert wrong.record["kind"] == "error"
     baseline = csa("import-reference", str(pth), "--model", "test-convnext")

@@ -124,6 +124,24 @@ def _name_list(keys: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
+def guess_variant(translated: dict[str, Any]) -> str | None:
+    """The registered CSA variant whose parameter names and shapes match `translated` (our names), if one does."""
+    import torch
+
+    from csa_cli.models.csa import build_csa, list_variants
+
+    head = translated.get("head.fc.weight")
+    classes = int(head.shape[0]) if head is not None else 1000
+    shapes = {k: tuple(v.shape) for k, v in translated.items() if not k.endswith("num_batches_tracked")}
+    for variant in list_variants():
+        with torch.device("meta"):  # shapes only: no memory, no init
+            candidate = build_csa(variant, classes)
+        expected = {k: tuple(v.shape) for k, v in candidate.state_dict().items() if not k.endswith("num_batches_tracked")}
+        if expected == shapes:
+            return variant
+    return None
+
+
 def from_reference_state_dict(name: str, state_dict: dict[str, Any], *, manifest: Manifest | None = None) -> CSANet:
     """A CSA model (zoo name or variant) with weights from a reference-named state dict.
 
@@ -155,21 +173,24 @@ def from_reference_state_dict(name: str, state_dict: dict[str, Any], *, manifest
     unexpected = sorted(unmapped + [k for k in translated if k not in expected])
     # an older BN without num_batches_tracked loads fine; any real parameter missing is an error
     missing = sorted(our_key_to_reference(k) or k for k in expected if k not in translated and not k.endswith("num_batches_tracked"))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {_name_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {_name_list(unexpected)}")
-        raise CsaError(
-            f"the state dict does not match {name}: " + "; ".join(parts),
-            hint="check --model (the variant the checkpoint was trained as); names follow NVIDIA's reference code",
-        )
     mismatched = [
-        f"{our_key_to_reference(k)} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in translated.items() if tuple(v.shape) != tuple(expected[k].shape)
+        f"{our_key_to_reference(k)} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in translated.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
     ]
-    if mismatched:
-        raise CsaError(f"shape mismatch loading {name}: {_name_list(mismatched, 4)}", hint="check --model: the checkpoint was trained as another variant")
+    if missing or unexpected or mismatched:
+        guess = guess_variant(translated)
+        fits = guess.replace("_", "-") if guess else None
+        hint = f"these weights fit {fits}: use --model {fits}" if fits else "check --model (the variant the checkpoint was trained as)"
+        hint += "; names follow NVIDIA's reference code"
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing {len(missing)} key(s): {_name_list(missing)}")
+            if unexpected:
+                parts.append(f"unexpected {len(unexpected)} key(s): {_name_list(unexpected)}")
+            raise CsaError(f"the state dict does not match {name}: " + "; ".join(parts), hint=hint)
+        raise CsaError(f"shape mismatch loading {name}: {_name_list(mismatched, 4)}", hint=hint)
     model.load_state_dict(translated, strict=False)
     return model
 
