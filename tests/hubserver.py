@@ -128,6 +128,14 @@ class HubServer:
             repo.commits[sha][name] = data
             self.blobs[hashlib.sha256(data).hexdigest()] = data
 
+    def remove_repo(self, repo_id: str) -> None:
+        """Forget a repo, and the blobs no other repo uses."""
+        with self._lock:
+            self.repos.pop(repo_id, None)
+            used = {hashlib.sha256(data).hexdigest() for repo in self.repos.values() for files in repo.commits.values() for data in files.values()}
+            for digest in [d for d in self.blobs if d not in used]:
+                del self.blobs[digest]
+
     def file(self, repo_id: str, name: str, revision: str = "main") -> bytes:
         repo = self.repos[repo_id]
         return repo.commits[repo.refs.get(revision, revision)][name]

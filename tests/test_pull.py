@@ -479,8 +479,10 @@ def test_full_size_convnext_tiny_zoo_entry(hub_env: HubEnv, csa: Any, tmp_path: 
         source = create_model("convnext-tiny").eval()
     save_for_hf(source, str(tmp_path / "repo"), safe_serialization=True)
     hub_env.server.add_folder("timm/convnext_tiny.fb_in1k", tmp_path / "repo")
-
-    result = csa("pull", "convnext-tiny")
+    try:
+        result = csa("pull", "convnext-tiny")
+    finally:
+        hub_env.server.remove_repo("timm/convnext_tiny.fb_in1k")  # 114 MB: not kept for the rest of the session
     assert result.exit_code == 0, result.stderr
     assert result.record["repo"] == "timm/convnext_tiny.fb_in1k" and result.record["downloaded_bytes"] > 100_000_000
     assert (hub_env.csa_home / "locks" / "convnext-tiny.lock.json").is_file()
