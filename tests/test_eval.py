@@ -305,6 +305,11 @@ def test_bad_inputs(csa, oracle_onnx, tmp_path: Path, imagenet_photos: ImageSet)
     res = csa("eval", "no-such-model", "--dataset", str(imagenet_photos.val_dir))
     assert res.exit_code == 1 and "unknown model" in res.stderr
 
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not a protobuf")
+    res = csa("eval", str(garbage), "--model", "test-convnext", "--dataset", str(imagenet_photos.val_dir))
+    assert res.exit_code == 1 and "is not an ONNX model" in res.stderr
+
     res = csa("eval", str(oracle_onnx()), "--data-dir", str(tmp_path / "nowhere"), "--workers", "0")
     assert res.exit_code == 1 and "ImageNet folder not found" in res.stderr
     assert "names no zoo model" in res.stderr  # the bare ONNX fell back to the graph's size, with a warning

@@ -154,22 +154,15 @@ def _entry(model: str, manifest: str | os.PathLike[str] | None) -> ModelEntry:
 
 
 def _onnx_input_hw(path: Path) -> tuple[int, int] | None:
-    import onnx
+    from csa_cli.backends.onnxruntime_backend import graph_facts
 
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # onnx's DecodeError and friends
-        raise CsaError(f"{path} is not an ONNX model ({type(exc).__name__})", hint="give a .onnx file made by `csa export` or `csa quantize`") from None
-    dims = graph.input[0].type.tensor_type.shape.dim
-    if len(dims) == 4 and dims[2].HasField("dim_value") and dims[3].HasField("dim_value"):
-        return int(dims[2].dim_value), int(dims[3].dim_value)
-    return None
+    return graph_facts(path).input_hw
 
 
 def _graph_classes(path: Path) -> int | None:
     from csa_cli.backends.onnxruntime_backend import graph_facts
 
-    return graph_facts(path)[1]
+    return graph_facts(path).num_classes
 
 
 def _file_target(path: Path, kind: str, model: str | None, backend: str | None, manifest: Any, record: Record | None = None) -> EvalTarget:
