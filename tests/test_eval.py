@@ -330,6 +330,19 @@ def test_head_smaller_than_imagenet(csa, tmp_path: Path, imagenet_photos: ImageS
     assert res.record["images"] == 3 and res.record["num_classes"] == 3 and res.record["top5"] == 100.0  # top-5 of 3 classes: all
 
 
+def test_onnx_at_another_size_keeps_the_entry_preprocessing_at_that_size(csa, tmp_path: Path, oracle_sets: dict[str, ImageSet]) -> None:
+    index = imagenet.synset_index()
+    module = ColourOracle([index[s] for s in CLASSES]).eval()
+    path = tmp_path / "oracle-160.onnx"
+    torch.onnx.export(
+        module, (torch.zeros(2, 3, 160, 128),), str(path), input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "b"}}, dynamo=False
+    )
+    res = csa("eval", str(path), "--model", "test-convnext", "--dataset", str(oracle_sets["folders"].val_dir), "--workers", "0")
+    assert res.exit_code == 0, res.stderr
+    assert res.record["preprocessing"]["input_size"] == [160, 128] and res.record["preprocessing"]["resize"] == [182, 146]
+    assert (res.record["top1_correct"], res.record["top5_correct"]) == _expected(oracle_sets["folders"].items)
+
+
 def test_engine_without_tensorrt_is_exit_4(csa, tmp_path: Path, imagenet_photos: ImageSet) -> None:
     import importlib.util
 

@@ -184,10 +184,14 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
     side = read_sidecar(path)
     model = model or (record.model if record is not None else None) or side.model
     entry = _entry(model, manifest) if model else None
+    hw = _onnx_input_hw(path) if kind == "onnx" else None
     if entry is not None:
         pre = entry.preprocessing
+        if hw is not None and tuple(pre.input_size) != hw:
+            # exported at another size (as calibration does, keep the entry's crop_pct / filter / mean / std at the graph's size)
+            pre = pre.model_copy(update={"input_size": hw})
+            current_output().info(f"{path.name} takes {hw[0]}x{hw[1]} images: {entry.name}'s preprocessing at that size")
     else:
-        hw = _onnx_input_hw(path) if kind == "onnx" else None
         pre = default_preprocessing(hw or (224, 224))
         current_output().warn(
             f"{path.name} names no zoo model: preprocessing falls back to timm's defaults at the graph's input size "
