@@ -462,6 +462,17 @@ def test_cache_ls_rm_prune(hub_env: HubEnv, csa: Any) -> None:
     assert again.exit_code == 0 and again.record["downloaded_bytes"] > 0
 
 
+def test_pull_record_pipes_into_export_without_network(hub_env: HubEnv, csa: Any) -> None:
+    pulled = csa("pull", "test-convnext")
+    assert pulled.exit_code == 0
+    before = len(hub_env.server.requests)
+    exported = csa("export", "--img-size", "64", "--no-verify", input=pulled.stdout)
+    assert exported.exit_code == 0, exported.stderr
+    rec = exported.record
+    assert rec["kind"] == "onnx" and rec["weights"] == "pretrained" and rec["weights_hash"] == pulled.record["weights_hash"]
+    assert len(hub_env.server.requests) == before, "export of a pulled model touched the network"
+
+
 # ----------------------------------------------------------------------------- the real zoo entry, full size
 
 
