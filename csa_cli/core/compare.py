@@ -251,6 +251,13 @@ def build_study(
     random_models = sorted({r.model for r in [*table1, *fig5, *fig6] if r.weights == "random"})
     if random_models:
         notes.append(f"Random weights (none published or cached): {', '.join(random_models)}. Their top-1 is chance level, not a property of the model.")
+    fewer = [r.model for r in fig5 if r.images.get("mixed") is not None and r.images.get("fp32") is not None and r.images["mixed"] < r.images["fp32"]]
+    if fewer:
+        notes.append(
+            f"Mixed-precision top-1 leaves out the calibration images, so it counts fewer images than FP32 ({', '.join(fewer)}: see the images column)."
+        )
+    if not devices:
+        notes.append("No device timings imported: TensorRT latency on the Orin is missing here (`csa engine --target orin`, then `csa import-timings`).")
     if baseline not in models and not base_profile:
         notes.append(f"Baseline {baseline} has no stored latency: ratios are missing.")
     notes.append(f"Memory traffic per frame is an {ESTIMATE_LABEL}; measured traffic appears only where a GPU profiler provided it.")
