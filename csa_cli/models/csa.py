@@ -175,11 +175,11 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     fused = nn.Conv2d(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode
     )
-    with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+    with torch.no_grad():  # fold in float32 even for a half model: the fold itself must not lose precision
+        scale = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)
+        fused.weight.copy_(conv.weight.float() * scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias.float() if conv.bias is not None else torch.zeros_like(scale)
+        fused.bias.copy_((bias - bn.running_mean.float()) * scale + bn.bias.float())
     return fused.to(conv.weight.device, conv.weight.dtype)
 
 
@@ -187,11 +187,11 @@ def fuse_bn_conv1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
     """A new 1x1 conv equal to conv(bn(x)) with bn in eval mode (a per-channel affine map first)."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True)
     with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        shift = bn.bias - bn.running_mean * scale
-        w = conv.weight[:, :, 0, 0]
+        scale = bn.weight.float() / torch.sqrt(bn.running_var.float() + bn.eps)
+        shift = bn.bias.float() - bn.running_mean.float() * scale
+        w = conv.weight[:, :, 0, 0].float()
         fused.weight.copy_((w * scale.reshape(1, -1))[:, :, None, None])
-        bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels, device=w.device, dtype=w.dtype)
+        bias = conv.bias.float() if conv.bias is not None else torch.zeros(conv.out_channels, device=w.device)
         fused.bias.copy_(bias + w @ shift)
     return fused.to(conv.weight.device, conv.weight.dtype)
 
