@@ -197,8 +197,10 @@ def _lock_file_guard(path: Path) -> Iterator[None]:
     """Serialise read-modify-write of a lock file between processes."""
     from filelock import FileLock
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".flock", timeout=120):
+    # the OS lock file lives under CSA_HOME, not beside the user's manifest
+    guard = csa_home() / "locks" / ".guards" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16] + ".lock")
+    guard.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(guard), timeout=120):
         yield
 
 
