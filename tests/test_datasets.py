@@ -208,3 +208,11 @@ def test_kaggle_and_devkit_folder_layouts(tmp_path: Path, imagenet_layouts: dict
     ds = resolve_dataset("imagenet-val", devkit)
     assert _names_and_labels(ds) == expected
     assert ds.info.ground_truth is not None and ds.info.ground_truth.endswith("ILSVRC2012_validation_ground_truth.txt")
+
+
+def test_stray_image_beside_class_folders_is_ignored_with_a_warning(tmp_path: Path, imagenet_photos: ImageSet) -> None:
+    shutil.copytree(imagenet_photos.val_dir, tmp_path / "val")
+    shutil.copy(imagenet_photos.files[0], tmp_path / "val" / "cover.JPEG")
+    ds = resolve_dataset(str(tmp_path / "val"))
+    assert len(ds) == 32 and ds.info.layout == "imagenet-folders"
+    assert any("cover.JPEG" in w and "ignored" in w for w in ds.info.warnings)

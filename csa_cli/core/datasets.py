@@ -360,20 +360,27 @@ def _flat_imagenet(folder: Path, images: list[Path], search: list[Path]) -> tupl
 def _open_folder(root: Path, name: str, *, imagenet_only: bool, extra_search: list[Path] | None = None) -> LabeledDataset | None:
     """A dataset in `root` (class folders, or flat images + ground truth), or None when `root` holds neither."""
     images, dirs, other = _direct(root)
-    if dirs and not images:
-        if not any(_has_images(d) for d in dirs):
-            return None
-        samples, names, space, num_classes, skipped, warnings = _imagefolder(root, dirs, name, require_synsets=imagenet_only)
-        layout: Layout = "imagenet-folders" if space == "imagenet-1k" else "imagefolder"
-        gt = None
-        skipped += other
-    elif images:
-        search = [root, root.parent, *(extra_search or [])]
+    search = [root, root.parent, *(extra_search or [])]
+    class_dirs = bool(dirs) and any(_has_images(d) for d in dirs)
+    # flat when there is ground truth, or nothing but loose images; a stray image beside class folders is not a layout
+    flat = bool(images) and (not class_dirs or _find_first(search, (GT_CSV, GT_TXT)) is not None)
+    if flat:
         samples, gt = _flat_imagenet(root, images, search)
-        layout, space, num_classes, names, warnings = "imagenet-flat", "imagenet-1k", imagenet.NUM_CLASSES, list(imagenet.class_names()), []
+        layout: Layout = "imagenet-flat"
+        space: LabelSpace = "imagenet-1k"
+        num_classes, names, warnings = imagenet.NUM_CLASSES, list(imagenet.class_names()), []
         skipped = other
         if dirs:
             warnings.append(f"{len(dirs)} subfolder(s) of {root} ignored beside the flat images")
+    elif class_dirs:
+        samples, names, space, num_classes, skipped, warnings = _imagefolder(root, dirs, name, require_synsets=imagenet_only)
+        layout = "imagenet-folders" if space == "imagenet-1k" else "imagefolder"
+        gt = None
+        skipped += other
+        if images:
+            warnings.append(
+                f"{len(images)} image(s) directly in {root} ignored (not in a class folder): {images[0].name}" + (" ..." if len(images) > 1 else "")
+            )
     else:
         return None
     if skipped:
