@@ -85,6 +85,18 @@ def test_changed_option_reruns_only_the_stages_it_feeds(fake_stages: dict[str, A
     assert _statuses(again) == {"fetch": "skipped", "evaluate": "done", "export": "cached", "check": "cached"}
 
 
+def test_weights_file_is_part_of_every_key(fake_stages: dict[str, Any], tmp_path: Path) -> None:
+    weights = tmp_path / "mine.safetensors"
+    weights.write_bytes(b"first")
+    options = RunOptions(model="csa-nano", to="export", weights=str(weights))
+    first = run_pipeline(options)
+    assert first.stage("fetch").status == "skipped" and first.stage("fetch").reason == "weights from mine.safetensors"
+    assert first.weights == str(weights.resolve()) and first.stage("export").record["weights"] == str(weights.resolve())
+    assert _statuses(run_pipeline(options))["export"] == "cached"
+    weights.write_bytes(b"second")  # another checkpoint at the same path: nothing downstream is cached
+    assert _statuses(run_pipeline(options))["export"] == "done"
+
+
 def test_failing_stage_stops_the_run_with_its_message(fake_stages: dict[str, Any]) -> None:
     fake_stages["fail"] = "quantize"
     summary = run_pipeline(RunOptions(model="csa-nano", to="profile"))

@@ -170,7 +170,9 @@ def _fetch(ctx: Context) -> Record:
         if not path.is_file():
             raise CsaError(f"--weights: file not found: {wanted}", hint="give a checkpoint file, or --weights pretrained|random")
         ctx.weights = str(path.resolve())
-        raise Skip(f"weights from {path.name}")
+        # the file's hash goes into every later key: a changed checkpoint at the same path is not "cached"
+        record = make_record("checkpoint", model=ctx.model, path=ctx.weights, weights=ctx.weights, weights_hash=_sha256(path))
+        raise Skip(f"weights from {path.name}", record)
     if entry.source is None:
         if wanted == "pretrained":
             raise CsaError(
@@ -184,6 +186,16 @@ def _fetch(ctx: Context) -> Record:
     result = hub.pull(entry, manifest_path=ctx.options.manifest)
     ctx.weights = "pretrained"
     return make_record("checkpoint", **result.record_fields())
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _dataset(ctx: Context, what: str) -> str:
@@ -348,7 +360,7 @@ STAGE_BODIES: dict[StageName, Callable[[Context], Record]] = {
 # steps it consumes (a changed upstream step changes every key after it).
 _STAGE_INPUTS: dict[StageName, tuple[tuple[str, ...], tuple[StageName, ...]]] = {
     "fetch": (("weights",), ()),
-    "evaluate": (("dataset", "data_dir", "limit", "eval_backend"), ("fetch",)),
+    "evaluate": (("dataset", "data_dir", "limit", "eval_backend", "batch", "img_size"), ("fetch",)),
     "export": (("batch", "img_size"), ("fetch",)),
     "check": ((), ("export",)),
     "quantize": (("calib_dataset", "dataset", "data_dir", "calib_images", "method", "precision"), ("export",)),
@@ -529,14 +541,9 @@ def _record_dict(record: Record | None) -> dict[str, Any] | None:
 
 def _apply_step(ctx: Context, name: StageName, key: str, step: StepFile) -> None:
     ctx.keys[name] = key
-    if name == "fetch":
-        # the weights every later stage uses: pretrained / random / a path, decided by fetch
-        if step.record is not None:
-            ctx.weights = str(step.record.get("weights") or ctx.weights)
-        elif ctx.options.weights == "auto" or ctx.options.weights == "random":
-            ctx.weights = "random"
-        elif ctx.options.weights != "pretrained":
-            ctx.weights = str(Path(ctx.options.weights).expanduser().resolve())
+    if name == "fetch" and step.record is not None:
+        # the weights every later stage uses (pretrained / a path), as fetch decided them
+        ctx.weights = str(step.record.get("weights") or ctx.weights)
     if step.record is not None:
         ctx.records[name] = Record.model_validate(step.record)
 
