@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable
@@ -244,3 +245,32 @@ def test_compare_runs_the_pipeline_and_writes_the_report(
     assert "Random weights" in report and "csa-nano, test-convnext" in report
     for name in PLOTS.values():
         check_png(tmp_path / "study" / name)
+
+
+def test_imported_device_timings_get_their_own_columns(
+    csa: Callable[..., CliResult], stored_study: dict[str, Any], tmp_path: Path, test_manifest_path: Path
+) -> None:
+    """`csa import-timings` (trtexec --exportTimes) -> stored "timing" result -> its own, named columns in compare."""
+    rng = np.random.default_rng(3)
+    text = test_manifest_path.read_text()
+    block = text[text.index("[models.test-convnext]") : text.index("[models.test-swin]")]
+    manifest = tmp_path / "m.toml"
+    manifest.write_text("schema = 1\n" + "".join(block.replace("models.test-convnext", f"models.{m}") for m in stored_study["models"]))
+    for model in ("m-csa", "m-base"):
+        start, entries = 0.0, []
+        for latency in rng.uniform(1.0, 3.0, size=20):
+            entries.append({"startEnqMs": start, "endEnqMs": start + 0.1, "startComputeMs": start, "endComputeMs": start + latency, "latencyMs": latency})
+            start += latency + 0.05
+        times = tmp_path / f"times_{model}.json"
+        times.write_text(json.dumps(entries))
+        args = ["import-timings", str(times), "--model", model, "--batch", "4", "--precision", "mixed", "--device", "Orin AGX"]
+        imported = csa(*args, env={"CSA_MANIFEST": str(manifest)})
+        assert imported.exit_code == 0, imported.stderr
+    study = build_study(stored_study["models"], baseline="m-base", batches=stored_study["batches"])
+    assert study.devices == ["Orin AGX", "Orin AGX (mixed)"]  # the fixture's timings name no precision
+    f6 = _table_by_model(parse_markdown_tables(to_markdown(study))["Fig. 6"])
+    stored = {r["model"]: r["median_ms"] for r in load_results("timing") if r.get("precision") == "mixed"}
+    assert_cell(f6["m-csa"]["Orin AGX (mixed) b4 (ms)"], stored["m-csa"], 3)
+    assert_cell(f6["m-csa"]["Orin AGX (mixed) b4 / m-base"], stored["m-csa"] / stored["m-base"], 3)
+    assert f6["m-empty"]["Orin AGX (mixed) b4 (ms)"] == MISSING
+    assert f6["m-csa"]["b4 latency (ms)"] != f6["m-csa"]["Orin AGX (mixed) b4 (ms)"]  # the CPU columns are not overwritten

@@ -195,7 +195,8 @@ def device_timings(model: str, batches: Sequence[int]) -> dict[str, dict[int, fl
     """Imported device timings (csa import-timings): device -> batch -> median ms, latest per pair."""
     out: dict[str, dict[int, float | None]] = {}
     for row in load_results("timing", model):
-        device = str(row.get("device") or "device")
+        # one column group per device and precision: an fp16 and a mixed engine are different measurements
+        device = str(row.get("device") or "device") + (f" ({row['precision']})" if row.get("precision") else "")
         batch = row.get("batch")
         if isinstance(batch, int) and batch in batches:
             out.setdefault(device, {})[batch] = _latency_ms(row) or _latency_ms(row.get("stats") or {})

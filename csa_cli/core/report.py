@@ -48,7 +48,8 @@ def fig5_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     for r in study.fig5:
         drop = MISSING if r.drop is None else f"{r.drop:.2f} (from {r.drop_from})"
         images = f"{r.images.get('fp32', MISSING)}/{r.images.get('mixed', MISSING)}"
-        backend = ", ".join(f"{p}: {b}" for p, b in r.backend.items()) or MISSING
+        backends = set(r.backend.values())
+        backend = backends.pop() if len(backends) == 1 else ", ".join(f"{p}: {b}" for p, b in r.backend.items()) or MISSING
         rows.append([r.model, r.weights or MISSING, fmt(r.fp32, 2), fmt(r.fp16, 2), fmt(r.mixed, 2), drop, images, backend])
     return cols, rows
 
