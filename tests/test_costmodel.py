@@ -148,19 +148,22 @@ def test_batchnorm_stats_shared_weights_and_scalars_are_not_parameters() -> None
     assert CostReport.model_validate_json(report.model_dump_json()) == report
 
 
-def test_real_model_matches_pytorch_params_and_flop_counter(exported: Callable[..., Path]) -> None:
+@pytest.mark.parametrize("name", ["test-convnext", "test-swin"])
+def test_real_model_matches_pytorch_params_and_flop_counter(exported: Callable[..., Path], name: str) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from csa_cli.models import create_model
 
-    report = analyze(exported("test-convnext"))
-    module = create_model("test-convnext").eval()
-    assert report.params == sum(p.numel() for p in module.parameters())
+    report = analyze(exported(name))
+    module = create_model(name).eval()
+    if name == "test-convnext":  # swin's graph stores its relative-position bias expanded: more numbers than parameters
+        assert report.params == sum(p.numel() for p in module.parameters())
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         module(torch.zeros(1, 3, 224, 224))
-    # FlopCounterMode counts 2 FLOPs per multiply-accumulate of conv / linear / matmul.
+    # FlopCounterMode counts 2 FLOPs per multiply-accumulate of conv / linear / matmul. Swin's shapes come
+    # from its run-time shape arithmetic, evaluated statically.
     assert report.macs == counter.get_total_flops() // 2
     assert report.unknown_shapes == []
     assert report.traffic_at(16).bytes_per_frame < report.traffic_at(1).bytes_per_frame

@@ -236,6 +236,97 @@ def index_graph(model: onnx.ModelProto, *, infer: bool = True) -> GraphIndex:
     return index
 
 
+# Small integer computations a static-shape graph can evaluate at analysis time (shape arithmetic).
+_FOLDABLE = {
+    "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Add", "Sub", "Mul", "Div", "Mod", "Equal", "Less", "Greater",
+    "LessOrEqual", "GreaterOrEqual", "Where", "ConstantOfShape", "Range", "Expand", "ReduceProd", "ReduceSum", "Identity",
+    "Floor", "Ceil", "Neg", "Abs", "Not", "And", "Or", "Reshape", "Min", "Max", "Tile", "Sqrt", "Transpose",
+}  # fmt: skip
+_FOLD_LIMIT = 1 << 16  # elements: shape tensors are tiny; never evaluate real activations or weights here
+
+
+def _shape_value(node: onnx.NodeProto, shape: list[int]) -> np.ndarray:
+    import numpy as np
+
+    if node.op_type == "Size":
+        return np.array(math.prod(shape), dtype=np.int64)
+    rank = len(shape)
+    start = next((a.i for a in node.attribute if a.name == "start"), 0)
+    end = next((a.i for a in node.attribute if a.name == "end"), rank)
+    return np.array(shape[slice(start, end)], dtype=np.int64)
+
+
+def _fold_shapes(g: GraphIndex) -> None:
+    """Complete the shapes ONNX shape inference left unknown, in one pass over the graph.
+
+    Shape inference stops at run-time shape arithmetic (swin's Shape -> Gather -> Div -> Concat ->
+    Reshape); with a static input those values are constants. Walking the nodes in order, this
+    evaluates such small integer computations with onnx.reference and infers every other node's
+    output types with those values known. The graph's nodes are not changed: the evaluated ones
+    become constant-only (folded, cost 0), which is what a runtime does with them at build time.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    values: dict[str, np.ndarray] = {}
+
+    def known(name: str) -> np.ndarray | None:
+        if name in values:
+            return values[name]
+        info = g.info(name)
+        if name not in g.constant or info is None or info.numel is None or info.numel > _FOLD_LIMIT:
+            return None
+        value = g.value(name)
+        if value is not None:
+            values[name] = value
+        return value
+
+    def type_of(name: str) -> onnx.TypeProto | None:
+        info = g.info(name)
+        if info is None or info.shape is None:
+            return None
+        return helper.make_tensor_type_proto(info.elem_type, info.shape)
+
+    opset = next((o.version for o in g.model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    for node in g.nodes:
+        outs = [o for o in node.output if o]
+        if not outs or node.op_type == "Constant":
+            continue
+        try:
+            evaluated: list[np.ndarray] | None = None
+            if node.op_type in ("Shape", "Size"):
+                info = g.info(node.input[0])
+                if info is not None and info.static and info.shape is not None:
+                    evaluated = [_shape_value(node, [int(d) for d in info.shape])]  # type: ignore[arg-type]
+            elif node.op_type in _FOLDABLE and node.domain in ("", "ai.onnx"):
+                feeds = {name: known(name) for name in node.input if name}
+                if all(v is not None for v in feeds.values()):
+                    evaluated = [np.asarray(r) for r in ReferenceEvaluator(node).run(None, feeds)]
+            if evaluated is not None:
+                for name, value in zip(node.output, evaluated, strict=False):
+                    if name:
+                        values[name] = value
+                        g.tensors[name] = TensorInfo(name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
+                g.constant.update(outs)
+                continue
+            if all((info := g.info(o)) is not None and info.static for o in outs):
+                continue
+            types = {name: type_of(name) for name in node.input if name}
+            if any(t is None for t in types.values()):
+                continue
+            data = {name: numpy_helper.from_array(v, name) for name in node.input if name and (v := known(name)) is not None}
+            schema = onnx.defs.get_schema(node.op_type, opset, node.domain)
+            inferred = onnx.shape_inference.infer_node_outputs(schema, node, types, data, opset_imports=list(g.model.opset_import))  # type: ignore[arg-type]
+        except Exception:  # an op neither the evaluator nor the inference knows: its shapes stay unknown
+            continue
+        for name, type_proto in inferred.items():
+            elem, dims = _shape_of(type_proto)
+            if dims is not None and all(isinstance(d, int) for d in dims):
+                g.tensors[name] = TensorInfo(name, elem, dims)
+
+
 class NodeCost(BaseModel):
     """One node's cost. Activation bytes and MACs are per image; weight bytes are per batch pass."""
 
@@ -455,6 +546,8 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
         proto = _fix_batch(proto, graph_batch)
     batch = batch or graph_batch
     g = index_graph(proto)
+    if any(not info.static for name, info in g.tensors.items() if name not in g.constant):
+        _fold_shapes(g)
 
     seen_params: set[str] = set()
     memo: dict[str, int | None] = {}
