@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 _STYLE = {"done": "green", "cached": "cyan", "running": "yellow", "failed": "bold red", "skipped": "dim", "pending": "dim"}
 
 
-def stages_table(summary: RunSummary, title: str | None = None) -> Table:
-    """The stages of a run as a rich table: state, time, what was made or why not."""
+def stages_table(summary: RunSummary, title: str | None = None, running_since: float | None = None) -> Table:
+    """The stages of a run as a rich table: state, time, what was made or why not.
+
+    running_since: when the running stage started (perf_counter), to show its elapsed time live.
+    """
+    import time
+
     from rich.table import Table
 
     view = Table(title=title or f"csa run {summary.model} (weights: {summary.weights or '?'})")
@@ -28,42 +33,61 @@ def stages_table(summary: RunSummary, title: str | None = None) -> Table:
     view.add_column("time", justify="right")
     view.add_column("result / reason", overflow="fold")
     for s in summary.stages:
-        secs = "" if s.seconds is None else f"{s.seconds:.1f}s"
+        if s.status == "running" and running_since is not None:
+            secs = f"{time.perf_counter() - running_since:.1f}s"
+        else:
+            secs = "" if s.seconds is None else f"{s.seconds:.1f}s"
         view.add_row(s.name, f"[{_STYLE[s.status]}]{s.status}[/]", secs, s.reason or s.note or "")
     view.caption = f"total {summary.seconds:.1f}s"
     return view
 
 
 class _Progress:
-    """Stage updates: a rich live table on a terminal, one plain line per change otherwise."""
+    """Stage updates: a rich live table on a terminal (redrawn 4 times a second), one plain line per change otherwise."""
 
     def __init__(self, out: Output) -> None:
         self.out = out
         self.live: Any = None
         self.seen: dict[str, str] = {}
+        self.summary: RunSummary | None = None
+        self.running_since: float | None = None
+
+    def _view(self) -> Any:
+        from rich.text import Text
+
+        if self.summary is None:
+            return Text("starting…")
+        return stages_table(self.summary, running_since=self.running_since)
 
     def __enter__(self) -> _Progress:
         if self.out.stderr_is_terminal:
             from rich.live import Live
 
-            self.live = Live(console=self.out.stderr, refresh_per_second=4, transient=False)
+            self.live = Live(console=self.out.stderr, refresh_per_second=4, transient=False, get_renderable=self._view)
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
+            self.running_since = None
+            self.live.refresh()
             self.live.__exit__(None, None, None)
 
     def __call__(self, summary: RunSummary) -> None:
+        import time
+
         from csa_cli.core.pipeline import format_stage_line
 
-        if self.live is not None:
-            self.live.update(stages_table(summary))
-            return
         for s in summary.stages:
             if self.seen.get(s.name) != s.status and s.status != "pending":
                 self.seen[s.name] = s.status
-                self.out.info(format_stage_line(s))
+                if s.status == "running":
+                    self.running_since = time.perf_counter()
+                if self.live is None:
+                    self.out.info(format_stage_line(s))
+        self.summary = summary
+        if self.live is not None:
+            self.live.refresh()
 
 
 def register(app: typer.Typer) -> None:

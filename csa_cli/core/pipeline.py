@@ -183,7 +183,8 @@ def _fetch(ctx: Context) -> Record:
         raise Skip("no weights published: random weights")
     from csa_cli.core import hub
 
-    result = hub.pull(entry, manifest_path=ctx.options.manifest)
+    # --redo fetch downloads again (hub.pull force) instead of trusting the verified cache
+    result = hub.pull(entry, manifest_path=ctx.options.manifest, force=ctx.options.redo == "fetch")
     ctx.weights = "pretrained"
     return make_record("checkpoint", **result.record_fields())
 
