@@ -4,11 +4,15 @@
 #
 # Usage: scripts/study.sh [--dataset DIR] [--limit N] [--iterations N] [--batch 1,4,8,16] [--threads N]
 # Without --dataset, Fig. 5 (top-1) is reported as missing rather than invented.
-# Runs through `csa compare`, which runs what is missing through the pipeline (cached stages are reused).
+# Runs through `csa compare`, which runs what is missing through the pipeline (cached stages are reused);
+# results live in STUDY_HOME (default ~/.cache/csa-study).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CSA=${CSA:-.venv/bin/csa}
 GIVEN="$*"
+# Its own CSA_HOME: the study reads only results this script made (a rerun reuses its cached stages).
+export CSA_HOME="${STUDY_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/csa-study}"
+unset CSA_MANIFEST
 MODELS=(csa-tiny convnext-tiny swin-tiny cvt-13)
 ARGS=(--batch 1,4,8,16 --iterations 10 --baseline convnext-tiny --weights random --backend onnxruntime)
 DATASET=""
@@ -16,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) DATASET=$2; ARGS+=(--dataset "$2"); shift 2 ;;
     --limit | --iterations | --batch | --threads | --calib-images) ARGS+=("$1" "$2"); shift 2 ;;
-    -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
     *) echo "study.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
