@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from csa_cli.core.costmodel import GraphIndex, index_graph, load_onnx
+from csa_cli.core.costmodel import GraphIndex, complete_shapes, index_graph, load_onnx
 from csa_cli.errors import UsageError
 from csa_cli.paths import atomic_write_text
 
@@ -809,8 +809,11 @@ def check_onnx(model: str | Path | onnx.ModelProto, rules: str = "restricted", *
     if rules not in RULE_SELECTIONS:
         raise UsageError(f"unknown rule set {rules!r}", hint="use --rules restricted, dla or all")
     path = None if not isinstance(model, str | Path) else str(model)
-    proto = load_onnx(model)
-    return check_graph(index_graph(proto), rules, model=name, path=path)
+    g = index_graph(load_onnx(model))
+    # Shapes behind run-time shape arithmetic (swin) are still static at a fixed input size: fill them in
+    # so that only truly dynamic dims are reported as such; the shape ops themselves stay and are flagged.
+    complete_shapes(g, fold=False)
+    return check_graph(g, rules, model=name, path=path)
 
 
 def rule_table() -> list[dict[str, str]]:

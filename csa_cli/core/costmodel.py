@@ -256,14 +256,15 @@ def _shape_value(node: onnx.NodeProto, shape: list[int]) -> np.ndarray:
     return np.array(shape[slice(start, end)], dtype=np.int64)
 
 
-def _fold_shapes(g: GraphIndex) -> None:
+def complete_shapes(g: GraphIndex, *, fold: bool = True) -> None:
     """Complete the shapes ONNX shape inference left unknown, in one pass over the graph.
 
     Shape inference stops at run-time shape arithmetic (swin's Shape -> Gather -> Div -> Concat ->
     Reshape); with a static input those values are constants. Walking the nodes in order, this
     evaluates such small integer computations with onnx.reference and infers every other node's
     output types with those values known. The graph's nodes are not changed: the evaluated ones
-    become constant-only (folded, cost 0), which is what a runtime does with them at build time.
+    become constant-only (folded, cost 0), which is what a runtime does with them at build time;
+    with fold=False (the checker) they stay as they are and only the shapes are filled in.
     """
     import numpy as np
     import onnx
@@ -309,7 +310,8 @@ def _fold_shapes(g: GraphIndex) -> None:
                     if name:
                         values[name] = value
                         g.tensors[name] = TensorInfo(name, helper.np_dtype_to_tensor_dtype(value.dtype), list(value.shape))
-                g.constant.update(outs)
+                if fold:
+                    g.constant.update(outs)
                 continue
             if all((info := g.info(o)) is not None and info.static for o in outs):
                 continue
@@ -547,7 +549,7 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
     batch = batch or graph_batch
     g = index_graph(proto)
     if any(not info.static for name, info in g.tensors.items() if name not in g.constant):
-        _fold_shapes(g)
+        complete_shapes(g)
 
     seen_params: set[str] = set()
     memo: dict[str, int | None] = {}
