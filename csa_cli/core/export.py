@@ -3,8 +3,8 @@
     record = export_stage("csa-tiny", weights="random", batch=1)   # kind "onnx"
 
 The graph is exported once per (model, weights hash, batch, input size, dynamic batch, opset,
-torch/onnx versions): the same export is found in the artifact store and not redone. After an
-export: onnx.checker, shape inference (every dim static but an optional dynamic batch) and a
+torch/onnx versions, the exporter's and model builders' code): the same export is found in the
+artifact store and not redone. After an export: onnx.checker, shape inference (every dim static but an optional dynamic batch) and a
 parity check against PyTorch through ONNX Runtime on fresh random inputs.
 """
 
@@ -81,6 +81,18 @@ def parse_img_size(value: int | str | tuple[int, int] | list[int] | None, defaul
     if h < 1 or w < 1:
         raise UsageError(f"--img-size must be positive, got {h}x{w}")
     return (h, w)
+
+
+def _code_hash() -> str:
+    """A hash of the code that shapes an export (model builders, exporter): a change there is a new export."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("models/*.py"), root / "core" / "onnx_export.py"]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _versions() -> dict[str, str]:
@@ -184,6 +196,7 @@ def export_stage(
         "img_size": list(size),
         "dynamic_batch": dynamic_batch,
         "opset": opset,
+        "code": _code_hash(),
         **versions,
     }
     key = artifact_key(**inputs)
