@@ -4,8 +4,9 @@
 
 The graph is exported once per (model, weights hash, batch, input size, dynamic batch, opset,
 torch/onnx versions, the exporter's and model builders' code): the same export is found in the
-artifact store and not redone. After an export: onnx.checker, shape inference (every dim static but an optional dynamic batch) and a
-parity check against PyTorch through ONNX Runtime on fresh random inputs.
+artifact store and not redone. After an export: onnx.checker, shape inference (every input dim
+static but an optional dynamic batch) and a parity check against PyTorch through ONNX Runtime
+on fresh random inputs.
 """
 
 from __future__ import annotations
