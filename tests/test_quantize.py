@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -312,16 +313,17 @@ def test_int8_agrees_with_fp32_on_held_out_digits(digits_csa_nano: Any, tmp_path
 
     d = digits_csa_nano
     assert d.fp32_accuracy > 0.9  # the model learned something: agreement is not between two guesses
-    calib = d.train_x[np.random.default_rng(0).choice(len(d.train_x), 200, replace=False)]
-    result = quantize_onnx(d.onnx_path, tmp_path / "digits-int8", (calib[i : i + 25] for i in range(0, len(calib), 25)), method="entropy")
-    assert result.summary.images == 200
+    calib = d.train_x[np.random.default_rng(0).choice(len(d.train_x), 64, replace=False)]
+    result = quantize_onnx(d.onnx_path, tmp_path / "digits-int8", (calib[i : i + 32] for i in range(0, len(calib), 32)), method="entropy")
+    assert result.summary.images == 64
 
     def predict(path: Path) -> np.ndarray:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return np.array([session.run(None, {"input": x[None]})[0].argmax() for x in d.test_x])
+        return np.concatenate([session.run(None, {"input": d.test_x[i : i + 60]})[0].argmax(1) for i in range(0, len(d.test_x), 60)])
 
     fp32, int8 = predict(d.onnx_path), predict(result.qdq_path)
     agreement = float((fp32 == int8).mean())
+    print(f"digits: FP32 top-1 {d.fp32_accuracy:.1%}, INT8 top-1 {(int8 == d.test_y).mean():.1%}, agreement {agreement:.1%} of {len(fp32)}")
     assert agreement >= 0.95, f"INT8 agrees with FP32 on {agreement:.1%} of {len(fp32)} held-out digits"
 
 
@@ -329,15 +331,19 @@ def test_int8_agrees_with_fp32_on_held_out_digits(digits_csa_nano: Any, tmp_path
 # bad inputs
 
 
-def test_fewer_images_than_asked_warns_or_fails_with_strict(csa: Any, nano_onnx: Path, calib_dir: Path) -> None:
-    args = ["quantize", str(nano_onnx), "--model", "csa-nano", "--calib-dataset", str(calib_dir), "--calib-images", "1000", "--batch-size", "8"]
+def test_fewer_images_than_asked_warns_or_fails_with_strict(csa: Any, nano_onnx: Path, calib_dir: Path, tmp_path: Path) -> None:
+    small = tmp_path / "three"
+    for photo in sorted(calib_dir.rglob("*.JPEG"))[::11]:  # 3 images from 3 classes
+        (small / photo.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, small / photo.parent.name / photo.name)
+    args = ["quantize", str(nano_onnx), "--model", "csa-nano", "--calib-dataset", str(small), "--calib-images", "500"]
     strict = csa(*args, "--strict")
     assert strict.exit_code == 1
-    assert "Error:" in strict.stderr and "32 images, fewer than the 1000" in strict.stderr
+    assert "Error:" in strict.stderr and "3 images, fewer than the 500" in strict.stderr
     assert strict.record["kind"] == "error"
     loose = csa(*args, "--method", "minmax")
     assert loose.exit_code == 0, loose.stderr
-    assert "Warning:" in loose.stderr and loose.record["images"] == 32
+    assert "Warning:" in loose.stderr and loose.record["images"] == 3
 
 
 def test_already_quantized_onnx_is_refused(csa: Any, nano_int8: dict[str, Any], calib_dir: Path) -> None:

@@ -153,8 +153,9 @@ class TensorHistogram:
             needed = int(np.ceil(top / self.width))
         if needed > self.counts.size:
             self.counts = np.concatenate([self.counts, np.zeros(needed - self.counts.size, dtype=np.int64)])
-        hist, _ = np.histogram(absval, bins=self.counts.size, range=(0.0, self.counts.size * self.width))
-        self.counts += hist
+        # uniform bins: an index per value and one bincount (np.histogram's generality costs ~5x)
+        index = np.minimum((absval * np.float32(1.0 / self.width)).astype(np.int64), self.counts.size - 1)
+        self.counts += np.bincount(index, minlength=self.counts.size)
 
     def _merge_pairs(self) -> None:
         assert self.counts is not None

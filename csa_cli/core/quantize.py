@@ -243,7 +243,17 @@ def _rebatch(batches: Iterable[np.ndarray], size: int) -> Iterator[tuple[np.ndar
         yield np.concatenate([stacked] * reps, axis=0)[:size], count
 
 
-def collect_ranges(model: onnx.ModelProto, batches: Iterable[np.ndarray], names: Sequence[str], *, threads: int | None = None) -> tuple[RangeCollector, int]:
+def _flush(collector: RangeCollector, pending: list[dict[str, np.ndarray]]) -> None:
+    if len(pending) == 1:
+        collector.update(pending[0])
+    else:
+        collector.update({k: np.concatenate([p[k].ravel() for p in pending]) for k in pending[0]})
+    pending.clear()
+
+
+def collect_ranges(
+    model: onnx.ModelProto, batches: Iterable[np.ndarray], names: Sequence[str], *, pool: int = DEFAULT_BATCH, threads: int | None = None
+) -> tuple[RangeCollector, int]:
     """Run the calibration batches through `model` with every tensor in `names` as an output.
 
     Each chunk's outputs go into the histograms and are then dropped. A static-batch graph gets
@@ -265,17 +275,27 @@ def collect_ranges(model: onnx.ModelProto, batches: Iterable[np.ndarray], names:
     seen = 0
     static = dims[0]
     feed: Iterable[tuple[np.ndarray, int]] = _rebatch(batches, static) if static else ((b, b.shape[0]) for b in batches)
+    # Outputs of several small runs (a batch-1 graph) are pooled up to `pool` images before they
+    # go into the histograms: far fewer histogram updates, memory still bounded by `pool` images.
+    pending: list[dict[str, np.ndarray]] = []
+    pending_rows = 0
     for batch, real in feed:
         if list(batch.shape[1:]) != [d if d is not None else batch.shape[i + 1] for i, d in enumerate(dims[1:])]:
             raise CsaError(f"calibration batch shape {list(batch.shape)} does not fit the model input {dims}", hint="preprocess to the model's input size")
         outputs = session.run(out_names, {input_name: batch})
         values = dict(zip(out_names, outputs, strict=True))
+        del outputs
         if real < batch.shape[0]:
             # padded rows would count twice: keep only the real ones where the batch axis is intact
             values = {k: (v[:real] if v.ndim and v.shape[0] == batch.shape[0] else v) for k, v in values.items()}
-        collector.update(values)
+        pending.append(values)
+        pending_rows += real
         seen += real
-        del outputs, values
+        if pending_rows >= pool:
+            _flush(collector, pending)
+            pending, pending_rows = [], 0
+    if pending:
+        _flush(collector, pending)
     if seen == 0:
         raise CsaError("no calibration images were given")
     return collector, seen
@@ -511,7 +531,7 @@ def quantize_onnx(
     kept = nodes_kept_fp(model, precision, keep_fp)
     names = float_tensors(model)
 
-    collector, images = collect_ranges(model, batches, names, threads=threads)
+    collector, images = collect_ranges(model, batches, names, pool=batch_size, threads=threads)
     calibrated = time.perf_counter()
     amax = collector.amax(method)
     # a tensor that was 0 on every image still needs a usable (non-zero) scale
