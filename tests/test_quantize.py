@@ -371,3 +371,15 @@ def test_usage_errors_exit_2(csa: Any, nano_onnx: Path, calib_dir: Path, extra: 
 def test_missing_calibration_folder_is_an_error(csa: Any, nano_onnx: Path, tmp_path: Path) -> None:
     result = csa("quantize", str(nano_onnx), "--calib-dataset", str(tmp_path / "nowhere"))
     assert result.exit_code != 0 and "Error:" in result.stderr
+
+
+def test_export_pipe_into_quantize_keeps_random_weights(csa: Any, calib_dir: Path) -> None:
+    exported = csa("export", "csa-nano", "--img-size", "64")
+    assert exported.exit_code == 0, exported.stderr
+    result = csa("quantize", "--calib-dataset", str(calib_dir), "--calib-images", "8", input=exported.stdout)
+    assert result.exit_code == 0, result.stderr
+    rec = result.record
+    assert rec["kind"] == "quantized" and rec["model"] == "csa-nano"
+    assert rec["weights"] == exported.record["weights"] == "random"
+    assert rec["source_onnx"] == str(Path(exported.record["path"]).resolve())
+    assert rec["img_size"] == [64, 64] and len(rec["calib_files"]) == 8
