@@ -4,7 +4,7 @@ of csa-tiny or convnext-tiny at 224, because calibration is folded into histogra
 Usage: .venv/bin/python benchmarks/quantize_memory.py [--model csa-tiny] [--images 500] [--batch-size 8]
                                                      [--img-size 224] [--method entropy]
 Random weights and generated images (nothing is downloaded). The quantization runs in a fresh child
-process, so its ru_maxrss is the peak of the quantization alone (plus the interpreter and torch import).
+process, so its peak (VmHWM) is that of the quantization alone (plus the interpreter and onnxruntime).
 Prints: images, peak RSS in MiB, the budget, time per phase, and the ratio to the budget.
 """
 

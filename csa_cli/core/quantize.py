@@ -120,7 +120,7 @@ class QuantizeSummary(BaseModel):
     ranges: dict[str, TensorRange]
     cache_tensors: int
     time: Timings
-    peak_rss_mib: float = Field(description="peak resident memory of this process so far (ru_maxrss)")
+    peak_rss_mib: float = Field(description="peak resident memory of this process so far (VmHWM / ru_maxrss)")
 
 
 @dataclass
@@ -499,7 +499,19 @@ def _write_qdq(model: onnx.ModelProto, amax: dict[str, float], excluded: list[st
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    """Peak resident memory of this process in MiB.
+
+    Linux: VmHWM, which starts afresh at exec (ru_maxrss survives exec, so a child started from a
+    big parent would report the parent's size); elsewhere ru_maxrss.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0  # macOS reports bytes, Linux KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 def quantize_onnx(
