@@ -37,7 +37,7 @@ def render_report(report: CheckReport, report_path: str | None) -> RenderableTyp
     view = Table(title=f"csa check: {report.model or report.path} ({report.rules})")
     for col in ("verdict", "rule set", "rule", "op", "nodes", "e.g.", "source"):
         view.add_column(col, overflow="fold")
-    for key in sorted(groups, key=lambda k: (k[0] != "violation", k[1], k[2], k[3])):
+    for key in sorted(groups, key=lambda k: (k[0] != "violation", k[1] != "restricted", k[2], k[3])):
         verdict, rule_set, rule, op = key
         style = "red" if verdict == "violation" else "yellow"
         view.add_row(Text(verdict, style=style), rule_set, rule, op, str(len(groups[key])), groups[key][0], sources[key])
