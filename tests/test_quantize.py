@@ -383,3 +383,51 @@ def test_export_pipe_into_quantize_keeps_random_weights(csa: Any, calib_dir: Pat
     assert rec["weights"] == exported.record["weights"] == "random"
     assert rec["source_onnx"] == str(Path(exported.record["path"]).resolve())
     assert rec["img_size"] == [64, 64] and len(rec["calib_files"]) == 8
+
+
+# ------------------------------------------------------------------------------------------
+# TensorRT acceptance: only where TensorRT (and a GPU for its builder) exists
+
+
+def _trt_build(onnx_path: str, calibration_cache: bytes | None = None) -> bytes | None:
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    major = int(trt.__version__.split(".")[0])
+    network = builder.create_network(0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
+    parser = trt.OnnxParser(network, logger)
+    with open(onnx_path, "rb") as fh:
+        assert parser.parse(fh.read()), [str(parser.get_error(i)) for i in range(parser.num_errors)]
+    config = builder.create_builder_config()
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.set_flag(trt.BuilderFlag.FP16)
+    if calibration_cache is not None:
+
+        class CacheCalibrator(trt.IInt8EntropyCalibrator2):  # replays the cache, never asks for images
+            def get_batch_size(self) -> int:
+                return 1
+
+            def get_batch(self, names: list[str]) -> None:
+                return None
+
+            def read_calibration_cache(self) -> bytes:
+                return calibration_cache
+
+            def write_calibration_cache(self, cache: bytes) -> None:
+                return None
+
+        config.int8_calibrator = CacheCalibrator()
+    serialized = builder.build_serialized_network(network, config)
+    return bytes(serialized) if serialized is not None else None
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_tensorrt_builds_the_qdq_graph_and_reads_the_cache(nano_int8: dict[str, Any], nano_onnx: Path) -> None:
+    import tensorrt as trt
+
+    assert _trt_build(nano_int8["path"]), "TensorRT refused the QDQ graph"
+    if int(trt.__version__.split(".")[0]) >= 11:
+        pytest.skip(f"TensorRT {trt.__version__} removed implicit INT8 calibration: the cache is for DRIVE OS TensorRT 8.6")
+    assert _trt_build(str(nano_onnx), Path(nano_int8["calib_cache"]).read_bytes()), "TensorRT refused the FP32 graph with the cache"

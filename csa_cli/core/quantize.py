@@ -679,7 +679,8 @@ def _resolve_source(source: Record | str | Path, *, weights: str | None, manifes
 
 
 def _carried(record: Record) -> dict[str, Any]:
-    keep = ("weights_hash", "img_size", "batch", "dynamic_batch", "opset", "check")
+    # not "check": that verdict is about the FP32 graph, and the QDQ graph is another one
+    keep = ("weights_hash", "img_size", "batch", "dynamic_batch", "opset", "license")
     return {k: record.field(k) for k in keep if record.field(k) is not None}
 
 
