@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import struct
@@ -431,3 +432,16 @@ def test_tensorrt_builds_the_qdq_graph_and_reads_the_cache(nano_int8: dict[str, 
     if int(trt.__version__.split(".")[0]) >= 11:
         pytest.skip(f"TensorRT {trt.__version__} removed implicit INT8 calibration: the cache is for DRIVE OS TensorRT 8.6")
     assert _trt_build(str(nano_onnx), Path(nano_int8["calib_cache"]).read_bytes()), "TensorRT refused the FP32 graph with the cache"
+
+
+def test_terminal_view_summarises_the_artifact(nano_int8: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from csa_cli.cli.quantize import _render
+    from csa_cli.records import parse_record
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(_render(parse_record(json.dumps(nano_int8))))
+    text = console.export_text()
+    assert "16 of 16 asked (seed 0)" in text and "TRT-8601-EntropyCalibration2" in text
+    assert nano_int8["path"] in text

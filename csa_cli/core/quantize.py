@@ -361,7 +361,7 @@ def default_fp_policy(model: onnx.ModelProto) -> list[KeptNode]:
     - classifier: the weighted node that produces the logits (all families);
     - sigmoid-gate: the conv before a Sigmoid used as a gate, i.e. not swish's x*sigmoid(x) (CSA step 7);
     - attention-product: the conv producing q where q meets its own rotation, q * rotate(q) (CSA steps 3-5);
-    - softmax: the MatMuls that make a Softmax's input (Q.K^T) and consume its output (attn.V) (Swin, CvT).
+    - softmax: the MatMuls that make a Softmax's input (Q.K^T) and consume its output (attn.V) (Swin; CvT uses Einsum).
     """
     g = _Graph(model)
     kept: dict[str, KeptNode] = {}
