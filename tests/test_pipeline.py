@@ -155,7 +155,7 @@ CSA_EXE = str(Path(sys.executable).with_name("csa")) if Path(sys.executable).wit
 SMALL = {
     "quantize": "--calib-images 8",
     "run": "--limit 8 --calib-images 8 --iterations 2",
-    "compare": "--limit 16 --calib-images 8 --batch 1,4 --iterations 3",
+    "compare": "--limit 16 --calib-images 8 --batch 1 --iterations 3",
 }
 
 

@@ -205,6 +205,11 @@ def _dataset(ctx: Context, what: str) -> str:
     return ctx.options.dataset
 
 
+def _eval_workers(ctx: Context) -> int | None:
+    """Loader processes for an evaluation: none for a few images (starting them costs more than they save)."""
+    return 0 if ctx.options.limit is not None and ctx.options.limit <= 64 else None
+
+
 def _evaluate(ctx: Context) -> Record:
     dataset = _dataset(ctx, "evaluate")
     from csa_cli.core import evaluate
@@ -223,6 +228,7 @@ def _evaluate(ctx: Context) -> Record:
         weights=ctx.weights,
         manifest=ctx.options.manifest,
         threads=ctx.options.threads,
+        workers=_eval_workers(ctx),
     )
 
 
@@ -312,6 +318,7 @@ def _eval_mixed(ctx: Context) -> Record:
         weights=ctx.weights,
         manifest=ctx.options.manifest,
         threads=ctx.options.threads,
+        workers=_eval_workers(ctx),
     )
 
 
