@@ -5,7 +5,7 @@
 # Usage: scripts/study.sh [--dataset DIR] [--limit N] [--iterations N] [--batch 1,4,8,16] [--threads N]
 # Without --dataset, Fig. 5 (top-1) is reported as missing rather than invented.
 # Runs through `csa compare`, which runs what is missing through the pipeline (cached stages are reused);
-# results live in STUDY_HOME (default ~/.cache/csa-study).
+# results live in STUDY_HOME (default ~/.cache/csa-study); STUDY_MODELS overrides the four models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CSA=${CSA:-.venv/bin/csa}
@@ -13,7 +13,7 @@ GIVEN="$*"
 # Its own CSA_HOME: the study reads only results this script made (a rerun reuses its cached stages).
 export CSA_HOME="${STUDY_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/csa-study}"
 unset CSA_MANIFEST
-MODELS=(csa-tiny convnext-tiny swin-tiny cvt-13)
+read -r -a MODELS <<<"${STUDY_MODELS:-csa-tiny convnext-tiny swin-tiny cvt-13}"
 ARGS=(--batch 1,4,8,16 --iterations 10 --baseline convnext-tiny --weights random --backend onnxruntime)
 DATASET=""
 while [ $# -gt 0 ]; do

@@ -305,3 +305,19 @@ def _lines(stream: Any) -> Iterator[str]:
         if not line:
             return
         yield line
+
+
+def test_live_table_shows_each_stage(fake_stages: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from csa_cli.cli.run import stages_table
+
+    fake_stages["skip"] = {"engine": "TensorRT not installed here"}
+    summary = run_pipeline(RunOptions(model="csa-nano", to="profile"))
+    console = Console(record=True, width=200)
+    console.print(stages_table(summary))
+    text = console.export_text()
+    for s in summary.stages:
+        line = next(row for row in text.splitlines() if f" {s.name} " in row)
+        assert s.status in line
+    assert "TensorRT not installed here" in text and "csa run csa-nano (weights: random)" in text
