@@ -323,7 +323,7 @@ def compare_models(
                 manifest=manifest,
             )
             summary = run_pipeline(options, on_update=on_update)
-            done = ", ".join(f"{s.name} {s.status}" for s in summary.stages)
+            done = ", ".join(f"{s.name} {s.status}" + (f" ({s.reason})" if s.status == "skipped" and s.reason else "") for s in summary.stages)
             runs[m] = f"ok: {done}" if summary.ok else f"failed at {summary.failed_stage}: {summary.message}"
     study = build_study(models, baseline=baseline, batches=batches, backend=backend, dataset=dataset, limit=limit)
     study.runs = runs
