@@ -79,7 +79,9 @@ def nano_int8(nano_onnx: Path, calib_dir: Path) -> dict[str, Any]:
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, "stdout must hold the record only (onnxruntime's prints go to stderr)"
+    return json.loads(lines[0])
 
 
 # ------------------------------------------------------------------------------------------

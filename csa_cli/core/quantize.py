@@ -244,10 +244,11 @@ def _rebatch(batches: Iterable[np.ndarray], size: int) -> Iterator[tuple[np.ndar
 
 
 def _flush(collector: RangeCollector, pending: list[dict[str, np.ndarray]]) -> None:
-    if len(pending) == 1:
-        collector.update(pending[0])
-    else:
-        collector.update({k: np.concatenate([p[k].ravel() for p in pending]) for k in pending[0]})
+    """Histogram the pooled outputs one tensor at a time, releasing each as it is done (no 2x copy)."""
+    for name in list(pending[0]):
+        parts = [p.pop(name) for p in pending]
+        collector.update({name: parts[0] if len(parts) == 1 else np.concatenate([a.ravel() for a in parts])})
+        del parts
     pending.clear()
 
 
