@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from csa_cli.core.compare import Study
+    from csa_cli.core.pipeline import RunSummary
 
 
 def render_study(study: Study) -> RenderableType:
@@ -63,12 +64,12 @@ def register(app: typer.Typer) -> None:
         batches = parse_batch_list(batch)
         seen: dict[tuple[str, str], str] = {}
 
-        def progress(summary: object) -> None:
-            for s in getattr(summary, "stages", []):
-                key = (summary.model, s.name)  # type: ignore[attr-defined]
+        def progress(summary: RunSummary) -> None:
+            for s in summary.stages:
+                key = (summary.model, s.name)
                 if s.status != "pending" and seen.get(key) != s.status:
                     seen[key] = s.status
-                    out.info(f"{summary.model} " + format_stage_line(s))  # type: ignore[attr-defined]
+                    out.info(f"{summary.model} {format_stage_line(s)}")
 
         with out.status("comparing " + ", ".join(models)):
             study = compare_models(

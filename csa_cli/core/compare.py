@@ -12,11 +12,14 @@ A piece that was never measured is None here and "missing" in every view; nothin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from csa_cli.core.artifacts import load_results
+
+if TYPE_CHECKING:
+    from csa_cli.core.pipeline import RunSummary
 
 ESTIMATE_LABEL = "estimate (static, from the ONNX graph)"
 
@@ -293,7 +296,7 @@ def compare_models(
     threads: int | None = None,
     manifest: str | None = None,
     run: bool = True,
-    on_update: Callable[[Any], None] | None = None,
+    on_update: Callable[[RunSummary], None] | None = None,
 ) -> Study:
     """Run what is missing through the pipeline core (cached stages are skipped), then build the study."""
     from csa_cli.core.pipeline import RunOptions, run_pipeline
