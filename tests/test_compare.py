@@ -274,3 +274,21 @@ def test_imported_device_timings_get_their_own_columns(
     assert_cell(f6["m-csa"]["Orin AGX (mixed) b4 / m-base"], stored["m-csa"] / stored["m-base"], 3)
     assert f6["m-empty"]["Orin AGX (mixed) b4 (ms)"] == MISSING
     assert f6["m-csa"]["b4 latency (ms)"] != f6["m-csa"]["Orin AGX (mixed) b4 (ms)"]  # the CPU columns are not overwritten
+
+
+def test_latency_is_the_fp32_profile_on_the_chosen_backend(stored_study: dict[str, Any]) -> None:
+    before = build_study(["m-csa"], baseline="m-base", batches=[1]).fig6[0].latency_ms[1]
+    # later profiles of a QDQ ONNX and on torch are other measurements: they must not replace it
+    store_result("profile", "m-csa", "q", {"model": "m-csa", "backend": "onnxruntime", "precision": "mixed", "results": [{"batch": 1, "median_ms": 0.5}]})
+    store_result("profile", "m-csa", "t", {"model": "m-csa", "backend": "torch", "precision": "fp32", "results": [{"batch": 1, "median_ms": 0.25}]})
+    assert build_study(["m-csa"], baseline="m-base", batches=[1]).fig6[0].latency_ms[1] == before
+    assert build_study(["m-csa"], baseline="m-base", batches=[1], backend="torch").fig6[0].latency_ms[1] == 0.25
+
+
+def test_drop_compares_one_runtime_with_itself(stored_study: dict[str, Any]) -> None:
+    fp32_ort = next(e for e in load_results("eval", "m-csa") if e["precision"] == "fp32")["top1"]
+    # a later FP32 result on torch does not become the reference of the ONNX Runtime mixed result
+    store_result("eval", "m-csa", "torch", {"model": "m-csa", "precision": "fp32", "top1": 0.123, "images": 16, "backend": "torch"})
+    row = build_study(["m-csa"], baseline="m-base", batches=[1]).fig5[0]
+    assert row.fp32 == pytest.approx(fp32_ort * 100) and row.backend["fp32"] == "onnxruntime"
+    assert row.drop == pytest.approx(row.fp32 - row.mixed)  # type: ignore[operator]

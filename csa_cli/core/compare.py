@@ -137,10 +137,13 @@ def _eval_matches(dataset: str | None, limit: int | None) -> Callable[[dict[str,
 def fig5_row(model: str, dataset: str | None = None, limit: int | None = None) -> Fig5Row:
     rows = [r for r in load_results("eval", model) if _eval_matches(dataset, limit)(r)]
     out = Fig5Row(model=model, dataset=dataset)
+    mixed = _latest(rows, precision="mixed") or _latest(rows, precision="int8")
     for precision in ("fp32", "fp16", "mixed"):
-        found = _latest(rows, precision=precision)
-        if precision == "mixed" and found is None:
-            found = _latest(rows, precision="int8")
+        if precision == "mixed":
+            found = mixed
+        else:
+            # the reference on the runtime the mixed model ran on, where there is one: the drop is then the quantization's
+            found = (_latest(rows, precision=precision, backend=mixed.get("backend")) if mixed else None) or _latest(rows, precision=precision)
         if found is None:
             continue
         setattr(out, precision, _percent(found.get("top1")))
@@ -185,6 +188,8 @@ def profile_by_batch(model: str, backend: str, batches: Sequence[int]) -> tuple[
     for record in load_results("profile", model):  # oldest first: later results overwrite
         if record.get("backend") not in (None, backend) and not str(record.get("backend", "")).startswith(backend):
             continue
+        if backend == "onnxruntime" and record.get("precision") not in (None, "fp32"):
+            continue  # a profiled QDQ ONNX is another measurement than the model's FP32 latency
         for entry in record.get("results") or []:
             batch = entry.get("batch")
             if isinstance(batch, int) and batch in batches and _latency_ms(entry) is not None:
