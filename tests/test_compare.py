@@ -245,6 +245,12 @@ def test_compare_runs_the_pipeline_and_writes_the_report(
     assert "Random weights" in report and "csa-nano, test-convnext" in report
     for name in PLOTS.values():
         check_png(tmp_path / "study" / name)
+    # a second compare finds everything done: nothing runs again, the same numbers come out
+    again = csa(*shlex.split(line.removeprefix(CSA_EXE)))
+    assert again.exit_code == 0, again.stderr
+    for model in models:
+        assert " done" not in again.record["runs"][model] and "profile cached" in again.record["runs"][model]
+    assert {k: again.record[k] for k in ("table1", "fig5", "fig6", "fig7")} == {k: result.record[k] for k in ("table1", "fig5", "fig6", "fig7")}
 
 
 def test_imported_device_timings_get_their_own_columns(
