@@ -321,3 +321,15 @@ def test_live_table_shows_each_stage(fake_stages: dict[str, Any]) -> None:
         line = next(row for row in text.splitlines() if f" {s.name} " in row)
         assert s.status in line
     assert "TensorRT not installed here" in text and "csa run csa-nano (weights: random)" in text
+
+
+def test_changed_dataset_is_not_cached(fake_stages: dict[str, Any], imagenet_photos: Any, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(imagenet_photos.val_dir, data)
+    options = RunOptions(model="csa-nano", to="evaluate", dataset=str(data))
+    assert _statuses(run_pipeline(options))["evaluate"] == "done"
+    assert _statuses(run_pipeline(options))["evaluate"] == "cached"
+    next(p for p in sorted(data.rglob("*.JPEG"))).unlink()  # same folder, other images
+    assert _statuses(run_pipeline(options))["evaluate"] == "done"

@@ -146,6 +146,7 @@ class Context:
     weights: str = "auto"
     records: dict[str, Record] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -378,16 +379,35 @@ _STAGE_INPUTS: dict[StageName, tuple[tuple[str, ...], tuple[StageName, ...]]] = 
 }
 
 
+def _fingerprint(ctx: Context, dataset: str | None) -> str | None:
+    """The dataset's content fingerprint (its file list and labels), so that a changed folder is not "cached"."""
+    if not dataset:
+        return None
+    if dataset not in ctx.fingerprints:
+        from csa_cli.core.datasets import resolve_dataset
+
+        try:
+            ctx.fingerprints[dataset] = resolve_dataset(dataset, ctx.options.data_dir).info.fingerprint
+        except CsaError:
+            ctx.fingerprints[dataset] = None  # the stage itself reports what is wrong with it
+    return ctx.fingerprints[dataset]
+
+
 def _step_inputs(ctx: Context, name: StageName) -> dict[str, Any]:
     options, upstream = _STAGE_INPUTS[name]
     data = ctx.options.model_dump(mode="json")
-    return {
+    inputs: dict[str, Any] = {
         "model": ctx.model,
         "stage": name,
         "weights": ctx.options.weights if name == "fetch" else ctx.weights,
         "options": {o: data[o] for o in options},
         "upstream": {u: ctx.keys.get(u) for u in upstream},
     }
+    if name in ("evaluate", "eval-mixed"):
+        inputs["dataset_fingerprint"] = _fingerprint(ctx, ctx.options.dataset)
+    elif name == "quantize":
+        inputs["dataset_fingerprint"] = _fingerprint(ctx, ctx.options.calib_dataset or ctx.options.dataset)
+    return inputs
 
 
 def _load_step(model: str, key: str) -> StepFile | None:
