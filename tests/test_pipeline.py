@@ -154,7 +154,7 @@ CSA_EXE = str(Path(sys.executable).with_name("csa")) if Path(sys.executable).wit
 # Small settings appended to the walkthrough's commands so that they run in seconds here.
 SMALL = {
     "quantize": "--calib-images 8",
-    "run": "--limit 8 --calib-images 8 --iterations 2",
+    "run": "--limit 8 --calib-images 8 --iterations 2 --batch 1,4",
     "compare": "--limit 16 --calib-images 8 --batch 1 --iterations 3",
 }
 
@@ -229,6 +229,11 @@ def _run_twice_then_redo(imagenet_photos: Any, csa: Callable[..., CliResult]) ->
     assert _statuses_of(second.record) == {s: "cached" for s in STAGES}
     assert second.record["records"] == first.record["records"]  # the same artifacts and results, found again
     assert second.record["seconds"] < 0.25 * first.record["seconds"], (first.record["seconds"], second.record["seconds"])
+    # two batch sizes: the bundle holds an ONNX per batch, INT8 from the quantize stage's calibration cache
+    bundle = Path(first.record["records"]["engine"]["path"])
+    assert sorted(p.name for p in (bundle / "onnx").glob("*.onnx")) == ["test-csa_b1.onnx", "test-csa_b4.onnx"]
+    assert (bundle / "calib" / "test-csa.cache").read_text() == Path(first.record["records"]["quantize"]["calib_cache"]).read_text()
+    assert [r["batch"] for r in first.record["records"]["profile"]["results"]] == [1, 4]
     evals = [r for k, r in first.record["records"].items() if k in ("evaluate", "eval-mixed")]
     assert [e["precision"] for e in evals] == ["fp32", "mixed"] and all(e["images"] > 0 for e in evals)
     # --redo quantize: the stages before it stay cached, it and the later ones run again

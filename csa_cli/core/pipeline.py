@@ -328,7 +328,14 @@ def _engine(ctx: Context) -> Record:
         raise Skip("TensorRT not installed here (--target orin makes a bundle to build on the device)")
     from csa_cli.core import bundle
 
-    source = ctx.records.get("quantize") or ctx.records.get("check") or ctx.records["export"]
+    quantized = ctx.records.get("quantize")
+    source: Record | str = quantized or ctx.records.get("check") or ctx.records["export"]
+    calib_cache = None
+    if len(ctx.options.batch) > 1:
+        # the exported (and QDQ) ONNX is static at the first batch size: for several, the engine core
+        # exports one FP32 ONNX per batch, and INT8 comes from the calibration cache of the same calibration
+        source = ctx.model
+        calib_cache = quantized.field("calib_cache") if quantized is not None else None
     return bundle.engine_stage(
         source,
         precision=ctx.options.precision,
@@ -336,6 +343,8 @@ def _engine(ctx: Context) -> Record:
         batch=ctx.options.batch,
         weights=ctx.weights,
         manifest=ctx.options.manifest,
+        img_size=ctx.options.img_size,
+        calib_cache=calib_cache,
     )
 
 
