@@ -85,7 +85,7 @@ def check_report_against_store(report: str, models: list[str], batches: list[int
         for precision, col in (("fp32", "FP32 top-1 (%)"), ("fp16", "FP16 top-1 (%)"), ("mixed", "mixed top-1 (%)")):
             found = [e for e in evals if e.get("precision") == precision]
             top1 = found[-1]["top1"] if found else None
-            assert_cell(f5[m][col], None if top1 is None else (top1 * 100 if top1 <= 1 else top1), 2)
+            assert_cell(f5[m][col], top1, 2)  # eval records give top-1 in percent
         profiles = load_results("profile", m)
         base_profiles = load_results("profile", baseline)
         for b in batches:
@@ -135,9 +135,7 @@ def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, A
             "k",
             {"model": m, "restricted": {"compliant": m == "m-csa", "violations": 0 if m == "m-csa" else 7}, "dla": {"compliant": False, "violations": 3}},
         )
-        store_result(
-            "eval", m, "fp32", {"kind": "eval", "model": m, "precision": "fp32", "top1": rng.uniform(0.5, 0.9), "images": 16, "backend": "onnxruntime"}
-        )
+        store_result("eval", m, "fp32", {"kind": "eval", "model": m, "precision": "fp32", "top1": rng.uniform(50, 90), "images": 16, "backend": "onnxruntime"})
         results = [{"batch": b, "median_ms": rng.uniform(1, 50)} for b in batches]
         store_result("profile", m, "p", {"kind": "profile", "model": m, "backend": "onnxruntime", "results": results, "machine": {"cpu": "test cpu"}})
     # only m-csa was quantized and evaluated; only m-csa and m-base have Orin timings, at batch 1
@@ -145,7 +143,7 @@ def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, A
         "eval",
         "m-csa",
         "mixed",
-        {"kind": "eval", "model": "m-csa", "precision": "mixed", "top1": rng.uniform(0.4, 0.9), "images": 12, "backend": "onnxruntime"},
+        {"kind": "eval", "model": "m-csa", "precision": "mixed", "top1": rng.uniform(0.2, 0.9), "images": 12, "backend": "onnxruntime"},
     )
     for m in ("m-csa", "m-base"):
         store_result("timing", m, "orin", {"model": m, "batch": 1, "device": "Orin AGX", "median_ms": rng.uniform(0.5, 5)})
@@ -157,8 +155,8 @@ def test_study_numbers_equal_stored_results_and_missing_stays_missing(stored_stu
     report = to_markdown(study, PLOTS)
     check_report_against_store(report, stored_study["models"], stored_study["batches"], "m-base")
     rows = _table_by_model(parse_markdown_tables(report)["Fig. 5"])
-    fp32 = load_results("eval", "m-csa")[0]["top1"] * 100
-    mixed = next(e for e in load_results("eval", "m-csa") if e["precision"] == "mixed")["top1"] * 100
+    fp32 = load_results("eval", "m-csa")[0]["top1"]
+    mixed = next(e for e in load_results("eval", "m-csa") if e["precision"] == "mixed")["top1"]
     assert rows["m-csa"]["drop (pp)"].startswith(f"{fp32 - mixed:.2f} (from fp32)")
     assert rows["m-base"]["drop (pp)"] == MISSING  # never quantized: no drop invented
     assert all(v == MISSING for k, v in rows["m-empty"].items() if k not in ("model", "images (fp32/mixed)"))
@@ -294,7 +292,7 @@ def test_latency_is_the_fp32_profile_on_the_chosen_backend(stored_study: dict[st
 def test_drop_compares_one_runtime_with_itself(stored_study: dict[str, Any]) -> None:
     fp32_ort = next(e for e in load_results("eval", "m-csa") if e["precision"] == "fp32")["top1"]
     # a later FP32 result on torch does not become the reference of the ONNX Runtime mixed result
-    store_result("eval", "m-csa", "torch", {"model": "m-csa", "precision": "fp32", "top1": 0.123, "images": 16, "backend": "torch"})
+    store_result("eval", "m-csa", "torch", {"model": "m-csa", "precision": "fp32", "top1": 12.3, "images": 16, "backend": "torch"})
     row = build_study(["m-csa"], baseline="m-base", batches=[1]).fig5[0]
-    assert row.fp32 == pytest.approx(fp32_ort * 100) and row.backend["fp32"] == "onnxruntime"
+    assert row.fp32 == pytest.approx(fp32_ort) and row.backend["fp32"] == "onnxruntime"
     assert row.drop == pytest.approx(row.fp32 - row.mixed)  # type: ignore[operator]

@@ -97,12 +97,10 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _percent(value: Any) -> float | None:
-    """top-1 as a percentage, whether the result stored a fraction or a percentage."""
+def _scaled(value: Any, unit: float) -> float | None:
+    """A stored number in another unit (bytes -> MB, params -> M), None stays None."""
     v = _num(value)
-    if v is None:
-        return None
-    return v * 100.0 if v <= 1.0 else v
+    return None if v is None else v / unit
 
 
 def table1_row(model: str) -> Table1Row:
@@ -111,8 +109,8 @@ def table1_row(model: str) -> Table1Row:
     row = Table1Row(model=model)
     if cost:
         row.weights = cost.get("weights")
-        row.params_m = _num(cost.get("params")) / 1e6 if _num(cost.get("params")) is not None else None  # type: ignore[operator]
-        row.gmacs = _num(cost.get("macs")) / 1e9 if _num(cost.get("macs")) is not None else None  # type: ignore[operator]
+        row.params_m = _scaled(cost.get("params"), 1e6)
+        row.gmacs = _scaled(cost.get("macs"), 1e9)
     if check:
         restricted, dla = check.get("restricted") or {}, check.get("dla") or {}
         row.restricted = restricted.get("compliant")
@@ -146,7 +144,7 @@ def fig5_row(model: str, dataset: str | None = None, limit: int | None = None) -
             found = (_latest(rows, precision=precision, backend=mixed.get("backend")) if mixed else None) or _latest(rows, precision=precision)
         if found is None:
             continue
-        setattr(out, precision, _percent(found.get("top1")))
+        setattr(out, precision, _num(found.get("top1")))  # eval records give top-1 in percent
         out.images[precision] = int(found.get("images") or 0)
         out.backend[precision] = str(found.get("backend") if not isinstance(found.get("backend"), dict) else found["backend"].get("name"))
         out.weights = out.weights or found.get("weights")
@@ -176,7 +174,7 @@ def _latency_ms(entry: dict[str, Any]) -> float | None:
 def _measured_traffic_mb(entry: dict[str, Any]) -> float | None:
     for key in ("measured_traffic_bytes_per_frame", "dram_bytes_per_frame", "measured_bytes_per_frame"):
         if _num(entry.get(key)) is not None:
-            return _num(entry.get(key)) / 1e6  # type: ignore[operator]
+            return _scaled(entry.get(key), 1e6)
     return None
 
 
@@ -252,7 +250,7 @@ def build_study(
         fig7.append(
             Fig7Row(
                 model=m,
-                estimate_mb={b: (_num(per_frame.get(str(b))) / 1e6 if _num(per_frame.get(str(b))) is not None else None) for b in batches},  # type: ignore[operator]
+                estimate_mb={b: _scaled(per_frame.get(str(b)), 1e6) for b in batches},
                 measured_mb={b: (_measured_traffic_mb(by_batch[b]) if b in by_batch else None) for b in batches},
             )
         )

@@ -601,7 +601,7 @@ def stage_note(name: str, record: dict[str, Any] | None) -> str | None:
         return None
     if record.get("kind") == "eval":
         top1 = record.get("top1")
-        shown = f"{top1 * 100:.2f}%" if isinstance(top1, int | float) else "?"
+        shown = f"{top1:.2f}%" if isinstance(top1, int | float) else "?"  # eval records give percent
         return f"top-1 {shown} on {record.get('images')} images ({record.get('backend')}, {record.get('precision')})"
     if name == "check" and isinstance(record.get("check"), dict):
         check = record["check"]
