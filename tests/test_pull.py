@@ -503,3 +503,15 @@ def test_full_size_convnext_tiny_zoo_entry(hub_env: HubEnv, csa: Any, tmp_path: 
     loaded = load_model("convnext-tiny", "pretrained")
     assert sum(p.numel() for p in loaded.module.parameters()) == pytest.approx(28.6e6, rel=0.01)
     torch.testing.assert_close(_logits(loaded.module), _logits(source), rtol=0, atol=0)
+
+
+def test_stage_default_weights_are_pretrained_with_a_source_else_random(hub_env: HubEnv) -> None:
+    """A stage given no --weights (weights=None) downloads where a source exists, else warns and goes random."""
+    from csa_cli.core.weights import load_model
+
+    server, repo = hub_env.server, hub_env.repo("test-convnext")
+    sourced = load_model("test-convnext", None, manifest=hub_env.manifest)
+    assert sourced.weights == "pretrained" and sourced.commit
+    assert server.file_gets(repo) >= 1, "the default for a sourced entry must pull its weights"
+    sourceless = load_model("csa-nano", None, manifest=hub_env.manifest)
+    assert sourceless.weights == "random" and sourceless.weights_hash == "random-seed0"

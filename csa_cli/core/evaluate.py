@@ -248,7 +248,7 @@ def _resolve(
         if kind == "checkpoint":
             if not name:
                 raise CsaError("the checkpoint record names no model")
-            return _model_target(name, backend, weights or record.weights or "pretrained", manifest)
+            return _model_target(name, backend, weights or record.weights, manifest)
         if kind in ("onnx", "quantized", "engine"):
             if path is None:
                 raise CsaError(f"the {kind} record has no path")
@@ -286,10 +286,10 @@ def _resolve(
         raise CsaError(f"{path} is not a model file csa can evaluate", hint="give a zoo MODEL, an .onnx file, an engine (.engine/.plan) or a record (.json)")
     if model is not None and model != source:
         raise UsageError(f"two models given: {source} and --model {model}")
-    return _model_target(source, backend, weights or "pretrained", manifest)
+    return _model_target(source, backend, weights, manifest)
 
 
-def _model_target(model: str, backend: str | None, weights: str, manifest: Any) -> EvalTarget:
+def _model_target(model: str, backend: str | None, weights: str | None, manifest: Any) -> EvalTarget:
     entry = _entry(model, manifest)
     chosen = backend or "torch"
     if chosen == "tensorrt":
@@ -303,7 +303,7 @@ def load_torch_model(target: EvalTarget, manifest: Any) -> None:
     """Fill target.artifact with the nn.Module (weights via core.weights.load_model)."""
     from csa_cli.core.weights import load_model
 
-    loaded = load_model(target.model, target.weights or "pretrained", manifest=manifest)
+    loaded = load_model(target.model, target.weights, manifest=manifest)
     target.artifact = loaded.module
     target.weights = loaded.weights
     target.weights_hash = loaded.weights_hash
@@ -314,7 +314,7 @@ def export_for_onnxruntime(target: EvalTarget, manifest: Any) -> None:
     """A zoo model evaluated on onnxruntime: export it once (cached under CSA_HOME by the export stage)."""
     from csa_cli.core.export import export_stage
 
-    record = export_stage(target.model, weights=target.weights or "pretrained", batch=None, dynamic_batch=True, manifest=manifest)
+    record = export_stage(target.model, weights=target.weights, batch=None, dynamic_batch=True, manifest=manifest)
     target.kind = "onnx"
     target.artifact = Path(str(record.path))
     target.source = str(record.path)

@@ -103,7 +103,7 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "onnx": onnx.__version__}
 
 
-def _load(model: str, weights: str, manifest: str | os.PathLike[str] | None) -> tuple[nn.Module, ModelEntry, str, str, str | None]:
+def _load(model: str, weights: str | None, manifest: str | os.PathLike[str] | None) -> tuple[nn.Module, ModelEntry, str, str, str | None]:
     """(module in eval mode, entry, weights label, weights hash, commit) via the hub's load_model."""
     from csa_cli.core.weights import load_model
 
@@ -161,7 +161,7 @@ def _record(info: ExportInfo, path: Path, artifact: Path, cached: bool) -> Recor
 def export_stage(
     model: str,
     *,
-    weights: str = "auto",
+    weights: str | None = "auto",
     batch: int | None = 1,
     img_size: int | str | tuple[int, int] | None = None,
     dynamic_batch: bool = False,

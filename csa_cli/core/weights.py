@@ -177,17 +177,23 @@ def _finish(module: nn.Module, entry: ModelEntry, num_classes: int | None) -> nn
 
 def load_model(
     model: str | ModelEntry,
-    weights: str = "auto",
+    weights: str | None = "auto",
     *,
     offline: bool | None = None,
     manifest: str | os.PathLike[str] | None = None,
     num_classes: int | None = None,
 ) -> LoadedModel:
-    """A ready nn.Module in eval mode for `model` with `weights` = pretrained | random | auto | PATH."""
+    """A ready nn.Module in eval mode for `model` with `weights` = pretrained | random | auto | PATH.
+
+    None is what a stage that needs weights (eval) uses when the user named none: pretrained
+    when the entry has a source (downloading if needed), else random with a warning.
+    """
     from csa_cli.core import hub
 
     entry = _entry(model, manifest)
-    choice = weights.strip() if weights else "auto"
+    if weights is None:
+        weights = "pretrained" if entry.source is not None else "auto"
+    choice = weights.strip() or "auto"
     if choice == "random":
         return _random(entry, num_classes, "asked for with --weights random")
     if choice in ("pretrained", "auto"):
