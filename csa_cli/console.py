@@ -7,18 +7,19 @@ a rich table otherwise. Everything else goes to stderr; progress bars only on a 
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, RenderableType
-from rich.table import Table
-
 from csa_cli.errors import CsaError
 
-if TYPE_CHECKING:  # records pull in pydantic: keep it off the `csa --help` path
+if TYPE_CHECKING:  # records pull in pydantic, rich costs tens of ms: keep both off the fast paths
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+
     from csa_cli.records import Record
 
 
@@ -30,13 +31,24 @@ class Output:
     """One command's view of the terminal: where data and messages go, and in which form."""
 
     def __init__(self, *, json_flag: bool = False, debug: bool = False, stage: str = "csa") -> None:
-        self.stdout = Console(soft_wrap=True)
-        self.stderr = Console(stderr=True, soft_wrap=True)
         self.stdout_is_terminal = sys.stdout.isatty()
         self.stderr_is_terminal = sys.stderr.isatty()
         self.json = json_flag or not self.stdout_is_terminal
         self.debug = debug or debug_from_env()
         self.stage = stage
+
+    # rich is imported on first use: a piped `csa list` never renders, so never pays for it
+    @functools.cached_property
+    def stdout(self) -> Console:
+        from rich.console import Console
+
+        return Console(soft_wrap=True)
+
+    @functools.cached_property
+    def stderr(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, soft_wrap=True)
 
     # messages (stderr)
     def info(self, message: str) -> None:
@@ -92,6 +104,8 @@ class Output:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+    from rich.table import Table
+
     view = Table(title=title, show_lines=False)
     for col in columns:
         view.add_column(col, overflow="fold")

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
-from rich.table import Table
 
 from csa_cli.cli.common import ManifestOption, stage_command
 from csa_cli.console import Output, table
 
 if TYPE_CHECKING:
+    from rich.console import Group
+
     from csa_cli.manifest import ModelEntry
 
 
@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
         data = {"schema": 1, "kind": "info", **entry.model_dump(mode="json"), "cached": cached}
 
         def render() -> Group:
+            from rich.console import Group
+            from rich.table import Table
+
             facts = Table.grid(padding=(0, 2))
             facts.add_column(style="bold")
             facts.add_column()
