@@ -640,7 +640,7 @@ def test_import_timings_round_trip(csa: Any, tmp_path: Path) -> None:
     assert stored and stored[-1]["median_ms"] == pytest.approx(lat[50]) and stored[-1]["device"] == "Orin AGX"
     from csa_cli.core.compare import device_timings
 
-    assert device_timings("csa-nano", [4])["Orin AGX"][4] == pytest.approx(lat[50])
+    assert device_timings("csa-nano", [4])["Orin AGX (mixed)"][4] == pytest.approx(lat[50])
 
 
 def test_import_timings_inside_a_bundle_reads_the_plan(csa: Any, nano_bundle: Path, tmp_path: Path) -> None:
