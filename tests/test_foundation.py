@@ -177,3 +177,25 @@ def test_version_and_help_do_not_import_torch() -> None:
     assert out.stdout.strip().endswith("False")
     ver = subprocess.run([sys.executable, "-m", "csa_cli", "--version"], capture_output=True, text=True, check=True)
     assert ver.stdout.startswith("csa ")
+
+
+def test_readme_walkthrough_is_the_tested_one() -> None:
+    """The README's walkthrough is the block that tests/test_pipeline.py runs (from docs/pipeline.md)."""
+    root = Path(__file__).parent.parent
+
+    def block(path: Path) -> list[str]:
+        text = path.read_text(encoding="utf-8").split("<!-- walkthrough -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+        return [line.strip() for line in text.strip().splitlines() if line.strip()]
+
+    readme = block(root / "README.md")
+    assert readme == block(root / "docs" / "pipeline.md")
+    assert readme[0].startswith("csa pull MODEL | csa export | csa check | csa quantize")
+
+
+def test_readme_first_screen_has_the_two_commands() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    first_block = readme.split("```bash", 1)[1].split("```", 1)[0]
+    assert "./scripts/setup && .venv/bin/csa list" in first_block
+    assert ".venv/bin/python -m pytest -q --durations=15" in first_block
+    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert ".venv/bin/python -m pytest -q --durations=15" in ci
