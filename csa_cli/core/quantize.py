@@ -718,6 +718,8 @@ def quantize_stage(
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     say = progress or (lambda _m: None)
+    # the dataset first: a wrong folder must fail before a model is exported for nothing
+    all_files, fingerprint = list_dataset(calib_dataset, Path(data_dir) if data_dir else None)
 
     onnx_path, zoo_model, weights, carried = _resolve_source(source, weights=weights, manifest=manifest)
     zoo_model = model or zoo_model
@@ -729,7 +731,6 @@ def quantize_stage(
     del proto
     pre = _preprocessing_for(zoo_model, onnx_hw, manifest)
 
-    all_files, fingerprint = list_dataset(calib_dataset, Path(data_dir) if data_dir else None)
     files = select_calibration_files(all_files, calib_images, seed)
     if len(files) < calib_images:
         message = f"the calibration dataset has {len(files)} images, fewer than the {calib_images} asked for"
