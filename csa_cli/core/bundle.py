@@ -16,7 +16,6 @@ so the device needs neither numpy nor csa.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -43,6 +42,7 @@ from csa_cli.core.engine_plan import (
 )
 from csa_cli.errors import CheckFailed, CsaError, UsageError
 from csa_cli.paths import atomic_dir
+from csa_cli.paths import sha256_file as _sha256
 
 if TYPE_CHECKING:
     from csa_cli.records import Record
@@ -100,14 +100,6 @@ class BundleResult(BaseModel):
     path: str
     plan: BuildPlan
     files: list[str]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _copy_onnx(src: Path, dst: Path) -> None:

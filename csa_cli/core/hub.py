@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from csa_cli.console import current_output
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.manifest import ModelEntry
-from csa_cli.paths import atomic_write_text, csa_home
+from csa_cli.paths import atomic_write_text, csa_home, sha256_file
 
 LOCK_SCHEMA = 1
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -147,14 +147,6 @@ def repo_storage(repo: str) -> Path:
 
 def snapshot_dir(repo: str, commit: str) -> Path:
     return repo_storage(repo) / "snapshots" / commit
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def combined_hash(files: dict[str, str]) -> str:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from csa_cli.core.artifacts import artifact_key, build_artifact, find_artifact, store_result
 from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.paths import csa_home
+from csa_cli.paths import sha256_file as _sha256
 from csa_cli.records import Record, make_record
 
 StageName = Literal["fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "engine", "profile"]
@@ -188,16 +189,6 @@ def _fetch(ctx: Context) -> Record:
     result = hub.pull(entry, manifest_path=ctx.options.manifest, force=ctx.options.redo == "fetch")
     ctx.weights = "pretrained"
     return make_record("checkpoint", **result.record_fields())
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _dataset(ctx: Context, what: str) -> str:

@@ -46,6 +46,7 @@ from csa_cli.core.calibration import (
 )
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.paths import atomic_path, atomic_write_text
+from csa_cli.paths import sha256_file as file_sha256
 
 if TYPE_CHECKING:
     import onnx
@@ -148,14 +149,6 @@ def load_onnx(path: Path) -> onnx.ModelProto:
 
 def is_quantized(model: onnx.ModelProto) -> bool:
     return any(node.op_type in QDQ_OPS for node in model.graph.node)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -25,12 +25,12 @@ a Linear head weight (classes x C) is accepted and reshaped to the 1x1 conv's (c
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from csa_cli.errors import CsaError
+from csa_cli.paths import sha256_file as _sha256
 
 if TYPE_CHECKING:
     import torch
@@ -193,14 +193,6 @@ def from_reference_state_dict(name: str, state_dict: dict[str, Any], *, manifest
         raise CsaError(f"shape mismatch loading {name}: {_name_list(mismatched, 4)}", hint=hint)
     model.load_state_dict(translated, strict=False)
     return model
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_import_path(model: str, source: Path, source_sha256: str) -> Path:
