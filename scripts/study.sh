@@ -14,16 +14,22 @@ GIVEN="$*"
 export CSA_HOME="${STUDY_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/csa-study}"
 unset CSA_MANIFEST
 read -r -a MODELS <<<"${STUDY_MODELS:-csa-tiny convnext-tiny swin-tiny cvt-13}"
-ARGS=(--batch 1,4,8,16 --iterations 10 --baseline convnext-tiny --weights random --backend onnxruntime)
+ARGS=(--baseline convnext-tiny --weights random --backend onnxruntime)
+# defaults, overridden by the options given
+BATCH=1,4,8,16
+ITERATIONS=10
 DATASET=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --dataset) DATASET=$2; ARGS+=(--dataset "$2"); shift 2 ;;
-    --limit | --iterations | --batch | --threads | --calib-images) ARGS+=("$1" "$2"); shift 2 ;;
+    --batch) BATCH=$2; shift 2 ;;
+    --iterations) ITERATIONS=$2; shift 2 ;;
+    --limit | --threads | --calib-images) ARGS+=("$1" "$2"); shift 2 ;;
     -h | --help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
     *) echo "study.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
+ARGS+=(--batch "$BATCH" --iterations "$ITERATIONS")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 started=$(date -u +"%Y-%m-%d %H:%M UTC")
