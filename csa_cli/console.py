@@ -62,9 +62,13 @@ class Output:
         if exc.hint:
             self.stderr.print(f"Hint: {exc.hint}", highlight=False, markup=False)
         if not self.stdout_is_terminal or self.json:
+            from csa_cli.errors import UpstreamError
             from csa_cli.records import ErrorRecord
 
-            self.emit_record(ErrorRecord(stage=self.stage, message=exc.message))
+            if isinstance(exc, UpstreamError):  # repeat the upstream record as it was: no nesting down a pipe
+                self.emit_record(ErrorRecord(stage=exc.upstream_stage or self.stage, message=exc.upstream_message))
+            else:
+                self.emit_record(ErrorRecord(stage=self.stage, message=exc.message))
 
     # data (stdout)
     def emit_record(self, record: Record) -> None:
