@@ -22,12 +22,10 @@ class GraphFacts(NamedTuple):
 
 @functools.lru_cache(maxsize=32)
 def _graph_facts(path: str, mtime_ns: int, size: int) -> GraphFacts:
-    import onnx
 
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends: all mean 'not an ONNX file'
-        raise CsaError(f"{path} is not an ONNX model ({type(exc).__name__})", hint="give a .onnx file made by `csa export` or `csa quantize`") from None
+    from csa_cli.core.onnx_file import load_onnx
+
+    model = load_onnx(path, load_external_data=False)
     graph = model.graph
     quantized = any(node.op_type in QDQ_OPS for node in graph.node)
     classes = None

@@ -18,18 +18,6 @@ PRECISION_CHOICES = ("fp32", "fp16", "int8", "mixed")
 TARGET_CHOICES = ("local", "orin")
 
 
-def _img_size(text: str | None) -> int | tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        if "x" in text.lower():
-            h, w = (int(p) for p in text.lower().split("x"))
-            return (h, w)
-        return int(text)
-    except ValueError:
-        raise UsageError(f"--img-size must be N or HxW, got {text!r}", hint="e.g. --img-size 224 or --img-size 256x320") from None
-
-
 def _render(record: Record) -> Any:
     rows: list[list[Any]] = []
     if record.kind == "bundle":
@@ -74,8 +62,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--workspace must be at least 1 MiB, got {workspace}")
         if target == "local" and trt_version is not None:
             raise UsageError("--trt-version is for --target orin; a local build uses the installed TensorRT")
+        from csa_cli.core.export import parse_img_size
+
         batches = parse_batch_list(batch) if batch is not None else None
-        size = _img_size(img_size)
+        size = parse_img_size(img_size)
         if target == "local":
             # fail fast (exit 4) before reading stdin or exporting anything
             from csa_cli.backends.tensorrt_build import require_tensorrt

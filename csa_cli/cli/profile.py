@@ -21,20 +21,6 @@ if TYPE_CHECKING:
 ESTIMATE = "estimate (static, from the ONNX graph)"
 
 
-def parse_img_size(text: str | None) -> tuple[int, int] | None:
-    """'224' -> (224, 224); '256x320' -> (256, 320)."""
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    try:
-        size = (int(parts[0]), int(parts[-1])) if len(parts) in (1, 2) else None
-    except ValueError:
-        size = None
-    if size is None or min(size) < 1:
-        raise UsageError(f"--img-size must be N or HxW with positive integers, got {text!r}", hint="e.g. --img-size 224 or --img-size 256x320")
-    return size
-
-
 def _fmt(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "-"
@@ -113,6 +99,7 @@ def register(app: typer.Typer) -> None:
         timed on its device: run its validate.sh there, then `csa import-timings`."""
         from pydantic import ValidationError
 
+        from csa_cli.core.export import parse_img_size
         from csa_cli.core.profile import MeasureSettings, ProfileOptions, plot_latency, profile_target
 
         batches = parse_batch_list(batch) if batch is not None else None

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from csa_cli.core.costmodel import GraphIndex, complete_shapes, index_graph, load_onnx
+from csa_cli.core.costmodel import GraphIndex, complete_shapes, index_graph
+from csa_cli.core.onnx_file import load_onnx
 from csa_cli.errors import UsageError
 from csa_cli.paths import atomic_write_text
 

@@ -55,15 +55,11 @@ class OnnxInfo(BaseModel):
 
 def inspect_onnx(path: str | Path) -> OnnxInfo:
     """Input name/shape, output names and whether Q/DQ nodes are present (weights not loaded)."""
-    import onnx
+
+    from csa_cli.core.onnx_file import load_onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise CsaError(f"ONNX file not found: {path}", hint="check the path")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError / ValueError depending on the damage
-        raise CsaError(f"{path} is not an ONNX model ({type(exc).__name__})", hint="give the .onnx file written by `csa export` or `csa quantize`") from None
+    model = load_onnx(path, load_external_data=False)
     initializers = {init.name for init in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
     if len(inputs) != 1:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, ConfigDict
 
@@ -57,10 +57,17 @@ class ExportInfo(BaseModel):
     ops: list[str]
 
 
-def parse_img_size(value: int | str | tuple[int, int] | list[int] | None, default: tuple[int, int]) -> tuple[int, int]:
-    """None -> default; 224 / "224" -> (224, 224); "224x384" -> (224, 384); a bad value is a usage error."""
+@overload
+def parse_img_size(value: int | str | tuple[int, int] | list[int] | None, default: tuple[int, int]) -> tuple[int, int]: ...
+@overload
+def parse_img_size(value: int | str | tuple[int, int] | list[int] | None, default: None = None) -> tuple[int, int] | None: ...
+def parse_img_size(value: int | str | tuple[int, int] | list[int] | None, default: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """--img-size for every stage: None -> default; 224 / "224" -> (224, 224); "224x384" -> (224, 384).
+
+    A bad value is a usage error. Light on purpose (no torch): command modules call it too.
+    """
     if value is None:
-        return (int(default[0]), int(default[1]))
+        return None if default is None else (int(default[0]), int(default[1]))
     if isinstance(value, int):
         h = w = value
     elif isinstance(value, tuple | list):

@@ -516,12 +516,10 @@ class OnnxInputInfo(BaseModel):
 
 def onnx_input_info(path: Path) -> OnnxInputInfo:
     """The first input's batch (None if dynamic), channels and size; whether it holds Q/DQ."""
-    import onnx
 
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises several types for a non-ONNX file
-        raise CsaError(f"{path} is not an ONNX model ({type(exc).__name__})", hint="give a .onnx file written by `csa export`") from None
+    from csa_cli.core.onnx_file import load_onnx
+
+    proto = load_onnx(path, load_external_data=False)
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     if not inputs:

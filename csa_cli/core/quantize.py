@@ -44,6 +44,7 @@ from csa_cli.core.calibration import (
     scales_from_amax,
     write_calibration_cache,
 )
+from csa_cli.core.onnx_file import load_onnx
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.paths import atomic_path, atomic_write_text
 from csa_cli.paths import sha256_file as file_sha256
@@ -134,17 +135,6 @@ class QuantizeResult:
 
 # ---------------------------------------------------------------------------------------------
 # graph helpers
-
-
-def load_onnx(path: Path) -> onnx.ModelProto:
-    import onnx
-
-    try:
-        return onnx.load(str(path))
-    except FileNotFoundError:
-        raise CsaError(f"ONNX file not found: {path}", hint="check the path") from None
-    except Exception as exc:
-        raise CsaError(f"{path} is not an ONNX model ({type(exc).__name__})", hint="give the .onnx file written by `csa export`") from None
 
 
 def is_quantized(model: onnx.ModelProto) -> bool:
