@@ -8,6 +8,7 @@ the result is validated as a whole.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import tomllib
 from pathlib import Path
@@ -163,13 +164,31 @@ def user_manifest_path(explicit: str | os.PathLike[str] | None = None) -> Path |
     return Path(value).expanduser() if value else None
 
 
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), -1, -1)  # missing: _read_toml reports it
+    return (str(path), stat.st_mtime_ns, stat.st_size)
+
+
 def load_manifest(user: str | os.PathLike[str] | None = None) -> Manifest:
-    """The built-in manifest with the user manifest (argument or CSA_MANIFEST) merged over it."""
-    base_path = builtin_manifest_path()
+    """The built-in manifest with the user manifest (argument or CSA_MANIFEST) merged over it.
+
+    One command looks entries up many times (input, weights, export, eval): the validated result
+    is cached per file contents' stamp, so each file is parsed and validated once.
+    """
+    user_path = user_manifest_path(user)
+    return _load_manifest(_stamp(builtin_manifest_path()), _stamp(user_path) if user_path is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_manifest(base: tuple[str, int, int], user: tuple[str, int, int] | None) -> Manifest:
+    base_path = Path(base[0])
     data = _read_toml(base_path)
     sources = [base_path]
-    user_path = user_manifest_path(user)
-    if user_path is not None:
+    if user is not None:
+        user_path = Path(user[0])
         data = _deep_merge(data, _read_toml(user_path))
         sources.append(user_path)
     return _validate(data, sources)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from csa_cli.console import Output, current_output
 from csa_cli.errors import CheckFailed, CsaError, UsageError
+from csa_cli.manifest import get_entry
 from csa_cli.records import Record, make_record
 
 if TYPE_CHECKING:
@@ -147,12 +148,6 @@ def read_sidecar(path: Path) -> _Sidecar:
     return _Sidecar.model_validate(merged)
 
 
-def _entry(model: str, manifest: str | os.PathLike[str] | None) -> ModelEntry:
-    from csa_cli.manifest import load_manifest
-
-    return load_manifest(manifest).get(model)
-
-
 def _onnx_input_hw(path: Path) -> tuple[int, int] | None:
     from csa_cli.backends.onnxruntime_backend import graph_facts
 
@@ -183,7 +178,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         raise UsageError(f"an engine runs on tensorrt, not {chosen}", hint="drop --backend, or evaluate the ONNX with --backend onnxruntime")
     side = read_sidecar(path)
     model = model or (record.model if record is not None else None) or side.model
-    entry = _entry(model, manifest) if model else None
+    entry = get_entry(model, manifest) if model else None
     hw = _onnx_input_hw(path) if kind == "onnx" else None
     if entry is not None:
         pre = entry.preprocessing
@@ -290,7 +285,7 @@ def _resolve(
 
 
 def _model_target(model: str, backend: str | None, weights: str | None, manifest: Any) -> EvalTarget:
-    entry = _entry(model, manifest)
+    entry = get_entry(model, manifest)
     chosen = backend or "torch"
     if chosen == "tensorrt":
         raise UsageError(f"--backend tensorrt runs an engine: build one for {model} first", hint=f"csa engine {model} --target local, then csa eval ENGINE")
