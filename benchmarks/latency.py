@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from csa_cli.core.profile import TRAFFIC_LABEL, MeasureSettings, ProfileOptions, ProfileResult, plot_latency, profile_model
+from csa_cli.stages.profile.stage import TRAFFIC_LABEL, MeasureSettings, ProfileOptions, ProfileResult, plot_latency, profile_model
 
 ZOO = ("csa-tiny", "convnext-tiny", "swin-tiny", "cvt-13")
 BASELINE = "convnext-tiny"

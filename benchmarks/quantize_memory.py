@@ -23,7 +23,7 @@ CHILD = r"""
 import json, sys, time
 from pathlib import Path
 import numpy as np
-from csa_cli.core.quantize import quantize_onnx, peak_rss_mib
+from csa_cli.stages.quantize.stage import quantize_onnx, peak_rss_mib
 
 onnx_path, out_dir, images, batch, size, method = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 start_rss = peak_rss_mib()
@@ -43,8 +43,8 @@ print(json.dumps({"images": s.images, "peak_rss_mib": peak_rss_mib(), "rss_befor
 def export(model: str, size: int, folder: Path, batch: int) -> Path:
     import torch
 
-    from csa_cli.core.onnx_export import export_onnx
     from csa_cli.models import create_model, inference_form
+    from csa_cli.stages.export.onnx_export import export_onnx
 
     torch.manual_seed(0)
     module = create_model(model).eval()

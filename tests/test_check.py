@@ -11,8 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from csa_cli.core.check import RULES, CheckReport, check_onnx
 from csa_cli.errors import CsaError
+from csa_cli.stages.check.stage import RULES, CheckReport, check_onnx
 
 
 def make_graph(

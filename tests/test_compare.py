@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from csa_cli.core.artifacts import load_results, store_result
-from csa_cli.core.compare import build_study
-from csa_cli.core.report import MISSING, PLOTS, REPORT_FILE, to_markdown, write_report
+from csa_cli.pipeline.compare import build_study
+from csa_cli.pipeline.report import MISSING, PLOTS, REPORT_FILE, to_markdown, write_report
+from csa_cli.store import load_results, store_result
 from tests.fixtures.cli import CliResult
 
 

@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from csa_cli.core.costmodel import ESTIMATE_LABEL, CostReport, analyze
 from csa_cli.errors import CsaError
+from csa_cli.graph.costmodel import ESTIMATE_LABEL, CostReport, analyze
 
 F = 4  # bytes per float32
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csa_cli.core import imagenet
-from csa_cli.core.datasets import open_imagefolder, open_imagenet_val, resolve_dataset
+from csa_cli.data import imagenet
+from csa_cli.data.datasets import open_imagefolder, open_imagenet_val, resolve_dataset
 from csa_cli.errors import CsaError, UsageError
 from tests.fixtures.images import ImageItem, ImageSet, make_image_set
 

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from csa_cli.core.engine_plan import BuildPlan, inspect_onnx, make_plan, plan_problems, to_trtexec, validate_plan
 from csa_cli.errors import UsageError
+from csa_cli.tensorrt.plan import BuildPlan, inspect_onnx, make_plan, plan_problems, to_trtexec, validate_plan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -262,7 +262,7 @@ def test_make_plan_errors_for_dynamic_restricted_and_int8_without_scales(tiny: d
 
 
 def test_builder_settings_version_branches(tiny: dict[str, Path]) -> None:
-    from csa_cli.backends.tensorrt_build import builder_settings
+    from csa_cli.tensorrt.builder import builder_settings
 
     cache_plan = _plan(tiny, ["fp32_b1"], precision="mixed", calib_cache=str(tiny["cache"]), restricted=True, workspace_mib=512)
     v8 = builder_settings(cache_plan, 8)
@@ -323,7 +323,7 @@ def nano_qdq(csa_nano_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture(scope="session")
 def nano_bundle(nano_qdq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from csa_cli.core.bundle import write_bundle
+    from csa_cli.tensorrt.bundle import write_bundle
 
     plan = make_plan("csa-nano", [inspect_onnx(nano_qdq)], precision="mixed", target="orin", trt_version="8.6", restricted=True, weights="random")
     dest = tmp_path_factory.mktemp("bundles") / "csa-nano-mixed"
@@ -332,7 +332,7 @@ def nano_bundle(nano_qdq: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def test_nano_bundle_holds_every_file(nano_bundle: Path) -> None:
-    from csa_cli.core.bundle import BundleIO, bundle_files, read_bundle_plan
+    from csa_cli.tensorrt.bundle import BundleIO, bundle_files, read_bundle_plan
 
     files = set(bundle_files(nano_bundle))
     expected = {"README.md", "plan.json", "build.sh", "validate.sh", "compare_outputs.py", "data/io.json"}
@@ -355,7 +355,7 @@ def test_nano_bundle_holds_every_file(nano_bundle: Path) -> None:
 def test_bundle_reference_outputs_are_onnxruntime_outputs(nano_bundle: Path) -> None:
     import onnxruntime as ort
 
-    from csa_cli.core.bundle import BundleIO
+    from csa_cli.tensorrt.bundle import BundleIO
 
     io = BundleIO.model_validate_json((nano_bundle / "data" / "io.json").read_text())
     eio = io.engines[-1]
@@ -412,7 +412,7 @@ def test_bundle_scripts_are_executable_valid_bash_and_self_contained(nano_bundle
 
 
 def test_multi_engine_bundle_scripts(tiny: dict[str, Path], tmp_path: Path) -> None:
-    from csa_cli.core.bundle import write_bundle
+    from csa_cli.tensorrt.bundle import write_bundle
 
     plan = _plan(tiny, ["qdq_b1", "qdq_b8"], precision="int8", dla_core=0)
     result = write_bundle(tmp_path / "multi", plan)
@@ -498,7 +498,7 @@ def test_compare_script_is_python36_stdlib_only(nano_bundle: Path) -> None:
 
 def test_compare_outputs_on_fabricated_outputs(nano_bundle: Path, tmp_path: Path) -> None:
     """The python part of validate.sh alone: equal -> pass, small noise within tolerance -> pass, perturbed -> fail."""
-    from csa_cli.core.bundle import BundleIO
+    from csa_cli.tensorrt.bundle import BundleIO
 
     io = BundleIO.model_validate_json((nano_bundle / "data" / "io.json").read_text())
     eio = io.engines[0]
@@ -524,7 +524,7 @@ def test_compare_outputs_on_fabricated_outputs(nano_bundle: Path, tmp_path: Path
 
 
 def test_engine_local_without_tensorrt_exits_4(csa: Any, tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import csa_cli.backends.tensorrt_build as tb
+    import csa_cli.tensorrt.builder as tb
 
     monkeypatch.setattr(tb, "tensorrt_version", lambda: None)  # the same answer on a machine that has TensorRT
     result = csa("engine", str(tiny["fp32_b1"]), "--precision", "fp16", "--target", "local")
@@ -535,7 +535,7 @@ def test_engine_local_without_tensorrt_exits_4(csa: Any, tiny: dict[str, Path], 
 
 def test_engine_local_here_exits_4_or_builds(csa: Any, tiny: dict[str, Path]) -> None:
     """Unpatched: exit 4 here (no TensorRT / no GPU); an engine record where both exist."""
-    from csa_cli.backends.tensorrt_build import tensorrt_version
+    from csa_cli.tensorrt.builder import tensorrt_version
 
     result = csa("engine", str(tiny["fp32_b1"]), "--precision", "fp32", "--target", "local")
     import torch
@@ -622,7 +622,7 @@ def _times(n: int, seed: int = 0) -> list[dict[str, float]]:
 
 
 def test_import_timings_round_trip(csa: Any, tmp_path: Path) -> None:
-    from csa_cli.core.artifacts import load_results
+    from csa_cli.store import load_results
 
     times = _times(101)
     path = tmp_path / "times.json"
@@ -638,7 +638,7 @@ def test_import_timings_round_trip(csa: Any, tmp_path: Path) -> None:
     assert row["min_ms"] == pytest.approx(lat[0]) and row["throughput_ips"] == pytest.approx(4000 / lat[50])
     stored = [r for r in load_results("timing", "csa-nano") if r["source"] == str(path)]
     assert stored and stored[-1]["median_ms"] == pytest.approx(lat[50]) and stored[-1]["device"] == "Orin AGX"
-    from csa_cli.core.compare import device_timings
+    from csa_cli.pipeline.compare import device_timings
 
     assert device_timings("csa-nano", [4])["Orin AGX (mixed)"][4] == pytest.approx(lat[50])
 
@@ -709,7 +709,7 @@ def test_real_engine_build_and_backend_matches_onnxruntime(tiny: dict[str, Path]
     import onnxruntime as ort
 
     from csa_cli.backends import open_backend
-    from csa_cli.backends.tensorrt_build import build_engines, read_engine_meta, tensorrt_version
+    from csa_cli.tensorrt.builder import build_engines, read_engine_meta, tensorrt_version
 
     version = tensorrt_version()
     assert version is not None
@@ -857,7 +857,7 @@ def fake_tensorrt(version: str, calls: list[tuple[str, Any]]) -> Any:
 def with_fake_trt(monkeypatch: pytest.MonkeyPatch) -> Any:
     import torch
 
-    import csa_cli.backends.tensorrt_build as tb
+    import csa_cli.tensorrt.builder as tb
 
     def install(version: str) -> list[tuple[str, Any]]:
         calls: list[tuple[str, Any]] = []
@@ -871,7 +871,7 @@ def with_fake_trt(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def test_executor_maps_the_plan_onto_tensorrt_8_6(with_fake_trt: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
-    from csa_cli.backends.tensorrt_build import build_engines, read_engine_meta
+    from csa_cli.tensorrt.builder import build_engines, read_engine_meta
 
     calls = with_fake_trt("8.6.11")
     plan = make_plan(
@@ -897,7 +897,7 @@ def test_executor_maps_the_plan_onto_tensorrt_8_6(with_fake_trt: Any, tiny: dict
 
 
 def test_executor_on_tensorrt_11_sets_no_removed_api(with_fake_trt: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
-    from csa_cli.backends.tensorrt_build import build_engines
+    from csa_cli.tensorrt.builder import build_engines
 
     calls = with_fake_trt("11.0.0")
     plan = make_plan("m", [inspect_onnx(tiny["qdq_b1"])], precision="int8", target="local", trt_version="11.0.0", restricted=True, engine_dir="")

@@ -19,8 +19,8 @@ import pytest
 import torch
 from torch import nn
 
-from csa_cli.core import imagenet
-from csa_cli.core.artifacts import load_results
+from csa_cli.data import imagenet
+from csa_cli.store import load_results
 from tests.fixtures.images import PHOTO_SYNSETS, ImageItem, ImageSet, load_photo, make_image_set, tint, variants
 
 # the oracle is exported with the TorchScript exporter: small, fast, and it handles ArgMin/Gather plainly
@@ -128,10 +128,10 @@ def test_exact_top1_top5_in_every_layout(layout: str, oracle_sets: dict[str, Ima
 def test_imagefolder_dir_limit_and_torch_backend(oracle_sets: dict[str, ImageSet]) -> None:
     """The core on the torch backend with DataLoader workers; --limit keeps the first N by file name."""
     from csa_cli.backends import open_backend
-    from csa_cli.core.datasets import resolve_dataset
-    from csa_cli.core.evaluate import run_eval
-    from csa_cli.core.preprocess import build_transform
+    from csa_cli.data.datasets import resolve_dataset
+    from csa_cli.data.preprocess import build_transform
     from csa_cli.manifest import load_manifest
+    from csa_cli.stages.evaluate.stage import run_eval
 
     image_set = oracle_sets["folders"]
     ds = resolve_dataset(str(image_set.val_dir), limit=11)
@@ -245,8 +245,8 @@ def test_torch_and_onnxruntime_give_the_same_predictions(model: str, imagenet_ph
 
 def test_backends_logits_agree_and_static_batch_split(exported, imagenet_photos: ImageSet) -> None:
     from csa_cli.backends import open_backend
-    from csa_cli.core.preprocess import load_batch
-    from csa_cli.core.weights import load_model
+    from csa_cli.data.preprocess import load_batch
+    from csa_cli.stages.pull.weights import load_model
 
     loaded = load_model("csa-nano", "random")
     batch = load_batch(imagenet_photos.files[:3], loaded.entry.preprocessing).numpy()
@@ -373,10 +373,10 @@ def test_fp16_on_the_cpu_is_a_missing_device(csa, imagenet_photos: ImageSet) -> 
 @pytest.mark.gpu
 def test_torch_cuda_fp16_with_pinned_workers_is_exact(oracle_sets: dict[str, ImageSet]) -> None:
     from csa_cli.backends import open_backend
-    from csa_cli.core.datasets import resolve_dataset
-    from csa_cli.core.evaluate import run_eval
-    from csa_cli.core.preprocess import build_transform
+    from csa_cli.data.datasets import resolve_dataset
+    from csa_cli.data.preprocess import build_transform
     from csa_cli.manifest import load_manifest
+    from csa_cli.stages.evaluate.stage import run_eval
 
     index = imagenet.synset_index()
     backend = open_backend("torch", ColourOracle([index[s] for s in CLASSES]), device="cuda", precision="fp16")
@@ -434,8 +434,8 @@ def test_predict_reads_a_piped_record(oracle_sets: dict[str, ImageSet], oracle_o
 
 def test_checkpoint_record_from_pull_is_evaluated_with_its_weights(hub_env, csa, imagenet_photos: ImageSet, tmp_path: Path) -> None:
     """`csa pull M | csa eval`: the pulled (pretrained) weights are the ones scored."""
-    from csa_cli.core.datasets import resolve_dataset
-    from csa_cli.core.preprocess import build_transform
+    from csa_cli.data.datasets import resolve_dataset
+    from csa_cli.data.preprocess import build_transform
     from csa_cli.manifest import load_manifest
 
     pulled = csa("pull", "test-convnext")

@@ -11,9 +11,9 @@ import numpy as np
 import onnx
 import pytest
 
-from csa_cli.core.artifacts import list_artifacts
-from csa_cli.core.export import export_stage, parse_img_size
 from csa_cli.errors import CsaError, UsageError
+from csa_cli.stages.export.stage import export_stage, parse_img_size
+from csa_cli.store import list_artifacts
 
 
 def run_onnx(path: str | Path, batch: int, size: tuple[int, int] = (224, 224)) -> np.ndarray:
@@ -118,7 +118,7 @@ def _tiny_graph(path: Path) -> None:
 
 
 def test_parity_failure_fails_and_keeps_nothing_unless_no_verify(monkeypatch: pytest.MonkeyPatch) -> None:
-    import csa_cli.core.onnx_export as onnx_export
+    import csa_cli.stages.export.onnx_export as onnx_export
 
     monkeypatch.setattr(onnx_export, "export_onnx", lambda module, path, **kw: _tiny_graph(Path(path)))
     monkeypatch.setattr(onnx_export, "onnx_parity", lambda *a, **kw: 0.25)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from csa_cli.core.onnx_export import CSA_ALLOWED_OPS, SHAPE_OPS, export_onnx, onnx_input_batch, onnx_parity, op_types
 from csa_cli.errors import UsageError
 from csa_cli.models import create_model
 from csa_cli.models.csa import CSANet, exact_scale, feature_sizes
+from csa_cli.stages.export.onnx_export import CSA_ALLOWED_OPS, SHAPE_OPS, export_onnx, onnx_input_batch, onnx_parity, op_types
 
 TOL = 1e-4
 

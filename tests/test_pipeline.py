@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from csa_cli.core import pipeline
-from csa_cli.core.artifacts import ArtifactMeta, artifact_dir, build_artifact, list_artifacts
-from csa_cli.core.pipeline import STAGES, RunOptions, Skip, run_pipeline
 from csa_cli.errors import CsaError
+from csa_cli.pipeline import run as pipeline
+from csa_cli.pipeline.run import STAGES, RunOptions, Skip, run_pipeline
 from csa_cli.records import Record, make_record
+from csa_cli.store import ArtifactMeta, artifact_dir, build_artifact, list_artifacts
 from tests.fixtures.cli import CliResult
 
 # ------------------------------------------------------------------ the framework, with stand-in stage bodies

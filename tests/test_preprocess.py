@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from csa_cli.core.preprocess import build_transform, default_preprocessing, load_batch, scale_size
+from csa_cli.data.preprocess import build_transform, default_preprocessing, load_batch, scale_size
 from csa_cli.manifest import Preprocessing, load_manifest
 from tests.fixtures.images import load_photo
 
@@ -98,7 +98,7 @@ def test_one_picklable_object_for_eval_calibration_and_predict(tmp_path) -> None
 
 
 def test_unreadable_image_is_a_clear_error(tmp_path) -> None:
-    from csa_cli.core.preprocess import open_image
+    from csa_cli.data.preprocess import open_image
     from csa_cli.errors import CsaError
 
     bad = tmp_path / "broken.JPEG"

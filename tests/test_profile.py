@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from csa_cli.core.profile import (
+from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
+from csa_cli.stages.profile.stage import (
     TRAFFIC_LABEL,
     BatchResult,
     MachineInfo,
@@ -31,7 +32,6 @@ from csa_cli.core.profile import (
     run_timed,
     summarize,
 )
-from csa_cli.core.roofline import MachinePeaks, machine_peaks, time_floor
 
 FAST = ("--iterations", "2", "--warmup", "1", "--threads", "1")  # one thread: no OpenMP barrier stalls on a busy CI machine
 RECORD_FIELDS = {
@@ -134,7 +134,7 @@ def test_warmup_is_excluded_and_inputs_rotate() -> None:
 
 
 def test_time_budget_runs_at_least_the_minimum() -> None:
-    from csa_cli.core.profile import MIN_ITERATIONS
+    from csa_cli.stages.profile.stage import MIN_ITERATIONS
 
     samples = run_timed(lambda i: 1.0, MeasureSettings(warmup=0, seconds=1e-6))
     assert len(samples) >= MIN_ITERATIONS
@@ -246,7 +246,7 @@ def test_both_backends_agree_on_the_static_estimate(nano_profiles: dict[str, dic
 
 
 def test_profiles_are_stored_for_compare(nano_profiles: dict[str, dict[str, Any]]) -> None:
-    from csa_cli.core.artifacts import load_results
+    from csa_cli.store import load_results
 
     stored = load_results("profile", "csa-nano")
     backends = {r["backend"] for r in stored}
@@ -274,7 +274,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, int], 
     """Small dynamic-batch ONNX files of different widths (exported here, no zoo model needed)."""
     import torch
 
-    from csa_cli.core.onnx_export import export_onnx
+    from csa_cli.stages.export.onnx_export import export_onnx
 
     folder = tmp_path_factory.mktemp("profile-onnx")
 
@@ -404,7 +404,7 @@ def test_a_missing_file_fails_with_one_line(tmp_path: Path) -> None:
 def test_a_static_onnx_refuses_other_batches(tiny_onnx: Callable[[str, int], Path], tmp_path: Path) -> None:
     import torch
 
-    from csa_cli.core.onnx_export import export_onnx
+    from csa_cli.stages.export.onnx_export import export_onnx
 
     static = export_onnx(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()).eval(), tmp_path / "static.onnx", batch=2, img_size=(16, 16))
     code, _, stderr = _invoke("profile", str(static), "--batch", "1,4", *FAST)
@@ -461,7 +461,7 @@ class _FakeEngine:
 
 def test_an_engine_record_profiles_each_engine_at_its_batch(tiny_onnx: Callable[[str, int], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import csa_cli.backends
-    import csa_cli.core.profile as core
+    import csa_cli.stages.profile.stage as core
 
     opened: dict[int, _FakeEngine] = {}
 

@@ -34,8 +34,8 @@ def _lock(env: HubEnv) -> dict[str, Any]:
 def test_pull_then_load_gives_the_saved_models_logits(hub_env: HubEnv, csa: Any, model: str) -> None:
     import torch
 
-    from csa_cli.core.hub import sha256_file
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.hub import sha256_file
+    from csa_cli.stages.pull.weights import load_model
 
     result = csa("pull", model)
     assert result.exit_code == 0, result.stderr
@@ -56,7 +56,7 @@ def test_pull_then_load_gives_the_saved_models_logits(hub_env: HubEnv, csa: Any,
 def test_pull_and_load_our_csa_checkpoint_format(hub_env: HubEnv, csa: Any) -> None:
     import torch
 
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     result = csa("pull", "test-csa")
     assert result.exit_code == 0, result.stderr
@@ -69,7 +69,7 @@ def test_pull_and_load_our_csa_checkpoint_format(hub_env: HubEnv, csa: Any) -> N
 
 
 def test_second_pull_and_loads_download_nothing(hub_env: HubEnv, csa: Any) -> None:
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     server, repo = hub_env.server, hub_env.repo("test-convnext")
     first = csa("pull", "test-convnext")
@@ -95,7 +95,7 @@ def test_second_pull_and_loads_download_nothing(hub_env: HubEnv, csa: Any) -> No
 def test_bin_only_repo_loads_through_weights_only_torch_load(hub_env: HubEnv, csa: Any) -> None:
     import torch
 
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     result = csa("pull", "test-binonly")
     assert result.exit_code == 0, result.stderr
@@ -108,8 +108,8 @@ def test_bin_only_repo_loads_through_weights_only_torch_load(hub_env: HubEnv, cs
 
 
 def test_corrupted_cached_blob_is_taken_out_of_use_then_force_repulls(hub_env: HubEnv, csa: Any) -> None:
-    from csa_cli.core.hub import HashMismatch
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.hub import HashMismatch
+    from csa_cli.stages.pull.weights import load_model
 
     assert csa("pull", "test-convnext").exit_code == 0
     cached = hub_env.snapshot_file("test-convnext", "model.safetensors")
@@ -182,7 +182,7 @@ def test_force_accepts_new_upstream_content_and_repins(hub_env: HubEnv, csa: Any
 
 
 def test_download_cut_halfway_resumes_and_verifies(hub_env: HubEnv, csa: Any) -> None:
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     server, repo = hub_env.server, hub_env.repo("test-convnext")
     server.cut(repo, "model.safetensors", times=1)
@@ -251,8 +251,8 @@ def test_revision_override_and_unknown_revision(hub_env: HubEnv, csa: Any) -> No
 
 
 def test_lock_goes_to_csa_home_unless_the_user_manifest_declares_the_source(hub_env: HubEnv, test_manifest_path: Path) -> None:
-    from csa_cli.core.hub import lock_path_for
     from csa_cli.manifest import load_manifest
+    from csa_cli.stages.pull.hub import lock_path_for
 
     entry = load_manifest(hub_env.manifest).get("test-convnext")
     assert lock_path_for(entry, hub_env.manifest) == hub_env.manifest.with_name("zoo.lock.json")
@@ -266,7 +266,7 @@ def test_lock_goes_to_csa_home_unless_the_user_manifest_declares_the_source(hub_
 def test_offline_with_and_without_cache(hub_env: HubEnv, csa: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     server = hub_env.server
     before = len(server.requests)
@@ -338,8 +338,8 @@ def test_unknown_model_suggests_names(hub_env: HubEnv, csa: Any) -> None:
 
 
 def test_entry_without_a_source(hub_env: HubEnv, csa: Any) -> None:
-    from csa_cli.core.weights import load_model
     from csa_cli.errors import CsaError
+    from csa_cli.stages.pull.weights import load_model
 
     result = csa("pull", "csa-tiny")
     assert result.exit_code == 1
@@ -356,7 +356,7 @@ def test_entry_without_a_source(hub_env: HubEnv, csa: Any) -> None:
 def test_auto_weights_never_download(hub_env: HubEnv, csa: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     before = len(hub_env.server.requests)
     first = load_model("test-convnext", "auto")
@@ -375,8 +375,8 @@ def test_auto_weights_never_download(hub_env: HubEnv, csa: Any, capsys: pytest.C
 def test_weights_path_strict_keys_and_no_pickles(hub_env: HubEnv, csa: Any, tmp_path: Path) -> None:
     import torch
 
-    from csa_cli.core.weights import load_model
     from csa_cli.errors import CsaError
+    from csa_cli.stages.pull.weights import load_model
 
     swin = Path(csa("pull", "test-swin").record["path"])
     loaded = load_model("test-swin", str(swin))
@@ -427,7 +427,7 @@ def test_two_pulls_at_once_in_two_processes_agree(hub_env: HubEnv) -> None:
 
 
 def test_cache_ls_rm_prune(hub_env: HubEnv, csa: Any) -> None:
-    from csa_cli.core.artifacts import build_artifact
+    from csa_cli.store import build_artifact
 
     server, repo = hub_env.server, hub_env.repo("test-swin")
     assert csa("pull", "test-swin").exit_code == 0
@@ -485,8 +485,8 @@ def test_full_size_convnext_tiny_zoo_entry(hub_env: HubEnv, csa: Any, tmp_path: 
     import torch
     from timm.models import save_for_hf
 
-    from csa_cli.core.weights import load_model
     from csa_cli.models import create_model
+    from csa_cli.stages.pull.weights import load_model
 
     with torch.random.fork_rng():
         torch.manual_seed(7)
@@ -507,7 +507,7 @@ def test_full_size_convnext_tiny_zoo_entry(hub_env: HubEnv, csa: Any, tmp_path: 
 
 def test_stage_default_weights_are_pretrained_with_a_source_else_random(hub_env: HubEnv) -> None:
     """A stage given no --weights (weights=None) downloads where a source exists, else warns and goes random."""
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     server, repo = hub_env.server, hub_env.repo("test-convnext")
     sourced = load_model("test-convnext", None, manifest=hub_env.manifest)

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from csa_cli.core.calibration import (
+from csa_cli.errors import CsaError
+from csa_cli.stages.quantize.calibration import (
     CalibFile,
     CalibrationCache,
     TensorHistogram,
@@ -24,7 +25,6 @@ from csa_cli.core.calibration import (
     select_calibration_files,
     write_calibration_cache,
 )
-from csa_cli.errors import CsaError
 
 SMALL = (64, 64)  # csa-nano's smallest input: keeps calibration fast
 
@@ -36,8 +36,8 @@ SMALL = (64, 64)  # csa-nano's smallest input: keeps calibration fast
 def export_small(name: str, path: Path, seed: int = 0) -> Path:
     import torch
 
-    from csa_cli.core.onnx_export import export_onnx
     from csa_cli.models import create_model, inference_form
+    from csa_cli.stages.export.onnx_export import export_onnx
 
     torch.manual_seed(seed)
     module = create_model(name).eval()
@@ -238,7 +238,7 @@ def test_cache_matches_summary_and_source_tensors(nano_int8: dict[str, Any], nan
 
 
 def test_same_seed_same_files_and_scales(nano_int8: dict[str, Any], nano_onnx: Path, calib_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from csa_cli.core.quantize import quantize_stage
+    from csa_cli.stages.quantize.stage import quantize_stage
 
     monkeypatch.setenv("CSA_HOME", str(tmp_path / "fresh-home"))  # no cached artifact: really recompute
     again = quantize_stage(str(nano_onnx), model="csa-nano", calib_dataset=str(calib_dir), calib_images=16, batch_size=4)
@@ -249,7 +249,7 @@ def test_same_seed_same_files_and_scales(nano_int8: dict[str, Any], nano_onnx: P
 
 
 def test_quantized_csa_graph_passes_check(nano_int8: dict[str, Any], csa: Any) -> None:
-    from csa_cli.core.check import check_onnx
+    from csa_cli.stages.check.stage import check_onnx
 
     report = check_onnx(nano_int8["path"])
     assert report.compliant, report.summary()
@@ -260,7 +260,7 @@ def test_quantized_csa_graph_passes_check(nano_int8: dict[str, Any], csa: Any) -
 def test_mixed_policy_keeps_gates_attention_stem_and_classifier(nano_onnx: Path, calib_dir: Path, tmp_path: Path) -> None:
     import onnx
 
-    from csa_cli.core.quantize import quantize_stage
+    from csa_cli.stages.quantize.stage import quantize_stage
 
     rec = quantize_stage(
         str(nano_onnx),
@@ -295,7 +295,7 @@ def test_convnext_quantizes_and_runs(calib_dir: Path, tmp_path: Path) -> None:
     import onnx
     import onnxruntime as ort
 
-    from csa_cli.core.quantize import quantize_stage
+    from csa_cli.stages.quantize.stage import quantize_stage
 
     src = export_small("test-convnext", tmp_path / "convnext-atto-64.onnx")
     rec = quantize_stage(str(src), model="test-convnext", calib_dataset=str(calib_dir), calib_images=8, batch_size=4, precision="mixed")
@@ -312,7 +312,7 @@ def test_convnext_quantizes_and_runs(calib_dir: Path, tmp_path: Path) -> None:
 def test_int8_agrees_with_fp32_on_held_out_digits(digits_csa_nano: Any, tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from csa_cli.core.quantize import quantize_onnx
+    from csa_cli.stages.quantize.stage import quantize_onnx
 
     d = digits_csa_nano
     assert d.fp32_accuracy > 0.9  # the model learned something: agreement is not between two guesses

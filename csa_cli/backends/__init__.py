@@ -35,7 +35,7 @@ def open_backend(name: str, artifact: Any, *, device: str = "cpu", precision: st
         return OnnxRuntimeBackend(Path(artifact), device=device, precision=precision, threads=threads)
     if name == "tensorrt":
         try:
-            from csa_cli.backends.tensorrt_backend import open_engine
+            from csa_cli.tensorrt.executor import open_engine
         except ImportError as exc:
             raise MissingBackend(f"the tensorrt backend is not available ({exc})", hint=TENSORRT_HINT) from None
         trt_device = device if str(device).startswith("cuda") else "cuda:0"

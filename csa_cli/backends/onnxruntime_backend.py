@@ -23,7 +23,7 @@ class GraphFacts(NamedTuple):
 @functools.lru_cache(maxsize=32)
 def _graph_facts(path: str, mtime_ns: int, size: int) -> GraphFacts:
 
-    from csa_cli.core.onnx_file import load_onnx
+    from csa_cli.graph.onnx_file import load_onnx
 
     model = load_onnx(path, load_external_data=False)
     graph = model.graph

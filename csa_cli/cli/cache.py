@@ -12,7 +12,7 @@ from csa_cli.console import Output, table
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from csa_cli.core.cache import CacheItem
+    from csa_cli.stages.pull.cache import CacheItem
 
 
 def _size(n: int) -> str:
@@ -49,8 +49,8 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """List cached weights (HF cache), artifacts (CSA_HOME) and locks, per zoo model."""
-        from csa_cli.core.cache import list_cache
         from csa_cli.manifest import load_manifest
+        from csa_cli.stages.pull.cache import list_cache
 
         items = list_cache(load_manifest(manifest), model, manifest)
         _emit(out, "ls", items, "csa cache")
@@ -63,8 +63,8 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """Delete MODEL's weights from the HF cache and its artifacts from CSA_HOME (its lock stays)."""
-        from csa_cli.core.cache import remove_model
         from csa_cli.manifest import load_manifest
+        from csa_cli.stages.pull.cache import remove_model
 
         removed = remove_model(load_manifest(manifest), model, manifest)
         if not removed:
@@ -81,8 +81,8 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """Remove unpinned weight snapshots of zoo repos, incomplete downloads and half-built artifacts."""
-        from csa_cli.core.cache import prune as prune_cache
         from csa_cli.manifest import load_manifest
+        from csa_cli.stages.pull.cache import prune as prune_cache
 
         found = prune_cache(load_manifest(manifest), dry_run=dry_run, manifest_path=manifest)
         verb = "Would remove" if dry_run else "Removed"

@@ -19,7 +19,7 @@ from csa_cli.errors import ExitCode
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from csa_cli.core.check import CheckReport
+    from csa_cli.stages.check.stage import CheckReport
 
 
 def render_report(report: CheckReport, report_path: str | None) -> RenderableType:
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """Check a graph against TensorRT restricted mode / Orin DLA rules: exit 0 compliant, 3 not."""
-        from csa_cli.core.check import check_stage
+        from csa_cli.stages.check.stage import check_stage
 
         given = resolve_stage_input(source, manifest)
         record, result = check_stage(record=given.record, path=given.path, model=given.model, rules=rules, report_dir=report, manifest=manifest)

@@ -30,7 +30,7 @@ ManifestOption = Annotated[
     Path | None,
     typer.Option("--manifest", help="A user manifest merged over the built-in zoo (also CSA_MANIFEST).", envvar="CSA_MANIFEST"),
 ]
-# Every stage that builds a model takes the same --weights; csa_cli.core.weights.load_model(model, weights) reads it.
+# Every stage that builds a model takes the same --weights; csa_cli.stages.pull.weights.load_model(model, weights) reads it.
 WeightsOption = Annotated[
     str,
     typer.Option(

@@ -14,8 +14,8 @@ from csa_cli.errors import UsageError
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from csa_cli.core.compare import Study
-    from csa_cli.core.pipeline import RunSummary
+    from csa_cli.pipeline.compare import Study
+    from csa_cli.pipeline.run import RunSummary
 
 
 def render_study(study: Study) -> RenderableType:
@@ -23,7 +23,7 @@ def render_study(study: Study) -> RenderableType:
     from rich.text import Text
 
     from csa_cli.console import table
-    from csa_cli.core.report import TABLES
+    from csa_cli.pipeline.report import TABLES
 
     parts: list[RenderableType] = []
     for heading, rows_of in TABLES.values():
@@ -55,8 +55,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare models from stored results, running through the pipeline whatever is missing."""
         from csa_cli.cli.run import _choice
-        from csa_cli.core.compare import compare_models
-        from csa_cli.core.pipeline import format_stage_line
+        from csa_cli.pipeline.compare import compare_models
+        from csa_cli.pipeline.run import format_stage_line
         from csa_cli.records import make_record
 
         if not models:
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
                 out.warn(f"{model}: {what}")
         fields = study.to_record_fields()
         if report is not None:
-            from csa_cli.core.report import write_report
+            from csa_cli.pipeline.report import write_report
 
             path = write_report(study, report)
             out.info(f"report written: {path}")

@@ -62,16 +62,16 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--workspace must be at least 1 MiB, got {workspace}")
         if target == "local" and trt_version is not None:
             raise UsageError("--trt-version is for --target orin; a local build uses the installed TensorRT")
-        from csa_cli.core.export import parse_img_size
+        from csa_cli.stages.export.stage import parse_img_size
 
         batches = parse_batch_list(batch) if batch is not None else None
         size = parse_img_size(img_size)
         if target == "local":
             # fail fast (exit 4) before reading stdin or exporting anything
-            from csa_cli.backends.tensorrt_build import require_tensorrt
+            from csa_cli.tensorrt.builder import require_tensorrt
 
             require_tensorrt()
-        from csa_cli.core.bundle import engine_stage
+        from csa_cli.tensorrt.bundle import engine_stage
 
         given = resolve_stage_input(source, manifest)
         upstream: Record | str | Path | None = given.record if given.record is not None else (given.path if given.path is not None else given.model)

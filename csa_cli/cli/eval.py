@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         out: Output,
     ) -> None:
         """Measure top-1 / top-5 the way the model's authors did, on the backend you deploy with."""
-        from csa_cli.core.evaluate import enforce_min_top1, evaluate_stage
+        from csa_cli.stages.evaluate.stage import enforce_min_top1, evaluate_stage
 
         require_positive(limit, "--limit")
         require_positive(batch_size, "--batch-size")

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """Export a model to ONNX (opset 17, input "input", output "logits"), verify it against PyTorch, keep it under CSA_HOME."""
-        from csa_cli.core.export import export_stage
+        from csa_cli.stages.export.stage import export_stage
 
         if batch is not None and dynamic_batch:
             raise UsageError("--batch and --dynamic-batch contradict each other", hint="give one of them")

@@ -72,8 +72,8 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """Everything the manifest knows about MODEL, its license, and what is cached locally."""
-        from csa_cli.core.cache import cached_items_for
         from csa_cli.manifest import load_manifest
+        from csa_cli.stages.pull.cache import cached_items_for
 
         entry = load_manifest(manifest).get(model)
         cached = cached_items_for(entry)

@@ -26,9 +26,9 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """Download MODEL's weights into the Hugging Face cache, pin them in a lock, verify them."""
-        from csa_cli.core.hub import pull
         from csa_cli.manifest import load_manifest
         from csa_cli.records import make_record
+        from csa_cli.stages.pull.hub import pull
 
         entry = load_manifest(manifest).get(model)
         out.info(f"License of {entry.name}: {entry.license}")

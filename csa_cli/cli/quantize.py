@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _render(record: Record) -> object:
-    from csa_cli.core.quantize import summary_json
+    from csa_cli.stages.quantize.stage import summary_json
 
     summary = summary_json(record)
     rows = [
@@ -55,9 +55,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """INT8 post-training quantization: QDQ ONNX (TensorRT 10), calibration cache (TensorRT 8.6), summary."""
         from csa_cli.cli.common import resolve_stage_input
-        from csa_cli.core.calibration import METHODS
-        from csa_cli.core.quantize import PRECISIONS, quantize_stage
         from csa_cli.errors import UsageError
+        from csa_cli.stages.quantize.calibration import METHODS
+        from csa_cli.stages.quantize.stage import PRECISIONS, quantize_stage
 
         # option checks first: a bad option must not cost an export
         if method not in METHODS:

@@ -1,7 +1,7 @@
 """The pipeline core: fetch → evaluate → export → check → quantize → eval-mixed → engine → profile.
 
 `csa run` and `csa compare` drive the same stage cores as the separate commands, in-process.
-Each finished stage leaves a small "run step" artifact under CSA_HOME (core/artifacts.py)
+Each finished stage leaves a small "run step" artifact under CSA_HOME (store.py)
 holding the record it produced, keyed by the stage's inputs (model, weights, options and the
 key of the step it consumed). A rerun with the same inputs finds the step and reports it as
 cached; `--redo STAGE` ignores the steps from that stage on (and rebuilds their artifacts);
@@ -22,11 +22,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from csa_cli.core.artifacts import artifact_key, build_artifact, find_artifact, store_result
 from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.paths import csa_home
 from csa_cli.paths import sha256_file as _sha256
 from csa_cli.records import Record, make_record
+from csa_cli.store import artifact_key, build_artifact, find_artifact, store_result
 
 StageName = Literal["fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "engine", "profile"]
 STAGES: tuple[StageName, ...] = ("fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "engine", "profile")
@@ -183,7 +183,7 @@ def _fetch(ctx: Context) -> Record:
             )
         ctx.weights = "random"
         raise Skip("no weights published: random weights")
-    from csa_cli.core import hub
+    from csa_cli.stages.pull import hub
 
     # --redo fetch downloads again (hub.pull force) instead of trusting the verified cache
     result = hub.pull(entry, manifest_path=ctx.options.manifest, force=ctx.options.redo == "fetch")
@@ -204,7 +204,7 @@ def _eval_workers(ctx: Context) -> int | None:
 
 def _evaluate(ctx: Context) -> Record:
     dataset = _dataset(ctx, "evaluate")
-    from csa_cli.core import evaluate
+    from csa_cli.stages.evaluate import stage as evaluate
 
     source: str | Record = ctx.model
     if ctx.options.eval_backend == "onnxruntime":
@@ -225,7 +225,7 @@ def _evaluate(ctx: Context) -> Record:
 
 
 def _export(ctx: Context) -> Record:
-    from csa_cli.core.export import export_stage
+    from csa_cli.stages.export.stage import export_stage
 
     return export_stage(
         ctx.model,
@@ -241,8 +241,8 @@ def _export(ctx: Context) -> Record:
 
 
 def _check(ctx: Context) -> Record:
-    from csa_cli.core.check import check_onnx
-    from csa_cli.core.costmodel import analyze
+    from csa_cli.graph.costmodel import analyze
+    from csa_cli.stages.check.stage import check_onnx
 
     onnx_record = ctx.records["export"]
     path = str(onnx_record.path)
@@ -280,7 +280,7 @@ def _quantize(ctx: Context) -> Record:
     if ctx.options.precision not in ("int8", "mixed"):
         raise Skip(f"precision {ctx.options.precision} needs no INT8 model")
     dataset = ctx.options.calib_dataset or _dataset(ctx, "calibrate")
-    from csa_cli.core import quantize
+    from csa_cli.stages.quantize import stage as quantize
 
     return quantize.quantize_stage(
         ctx.records.get("check") or ctx.records["export"],
@@ -298,7 +298,7 @@ def _eval_mixed(ctx: Context) -> Record:
     if "quantize" not in ctx.records:
         raise Skip("no quantized model")
     dataset = _dataset(ctx, "evaluate")
-    from csa_cli.core import evaluate
+    from csa_cli.stages.evaluate import stage as evaluate
 
     # the QDQ ONNX runs on ONNX Runtime; its calibration images are left out by the eval core
     return evaluate.evaluate_stage(
@@ -317,7 +317,7 @@ def _eval_mixed(ctx: Context) -> Record:
 def _engine(ctx: Context) -> Record:
     if ctx.options.target == "local" and importlib.util.find_spec("tensorrt") is None:
         raise Skip("TensorRT not installed here (--target orin makes a bundle to build on the device)")
-    from csa_cli.core import bundle
+    from csa_cli.tensorrt import bundle
 
     quantized = ctx.records.get("quantize")
     source: Record | str = quantized or ctx.records.get("check") or ctx.records["export"]
@@ -340,7 +340,7 @@ def _engine(ctx: Context) -> Record:
 
 
 def _profile(ctx: Context) -> Record:
-    from csa_cli.core.profile import MeasureSettings, ProfileOptions, profile_model
+    from csa_cli.stages.profile.stage import MeasureSettings, ProfileOptions, profile_model
 
     options = ProfileOptions(
         backend=ctx.options.backend,
@@ -384,7 +384,7 @@ def _fingerprint(ctx: Context, dataset: str | None) -> str | None:
     if not dataset:
         return None
     if dataset not in ctx.fingerprints:
-        from csa_cli.core.datasets import resolve_dataset
+        from csa_cli.data.datasets import resolve_dataset
 
         try:
             ctx.fingerprints[dataset] = resolve_dataset(dataset, ctx.options.data_dir).info.fingerprint

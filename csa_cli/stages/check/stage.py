@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from csa_cli.core.costmodel import GraphIndex, complete_shapes, index_graph
-from csa_cli.core.onnx_file import load_onnx
 from csa_cli.errors import UsageError
+from csa_cli.graph.costmodel import GraphIndex, complete_shapes, index_graph
+from csa_cli.graph.onnx_file import load_onnx
 from csa_cli.paths import atomic_write_text
 
 if TYPE_CHECKING:
@@ -840,7 +840,7 @@ def check_stage(
     if rules not in RULE_SELECTIONS:
         raise UsageError(f"unknown rule set {rules!r}", hint="use --rules restricted, dla or all")
     if (record is None and model is not None) or (record is not None and record.kind == "checkpoint"):
-        from csa_cli.core.export import export_stage
+        from csa_cli.stages.export.stage import export_stage
 
         # A MODEL, or `csa pull M | csa check`: export first, with the checkpoint's weights if piped.
         name = record.model if record is not None else model

@@ -1,6 +1,6 @@
 """The study as a markdown report with PNG plots (matplotlib, Agg backend: no display needed).
 
-Numbers are written with fixed decimals from the Study (core/compare.py), which holds the
+Numbers are written with fixed decimals from the Study (pipeline/compare.py), which holds the
 stored results unchanged; a missing number is written "missing", never estimated.
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from csa_cli.core.compare import ESTIMATE_LABEL, Study
 from csa_cli.paths import atomic_path
+from csa_cli.pipeline.compare import ESTIMATE_LABEL, Study
 
 MISSING = "missing"
 REPORT_FILE = "report.md"

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from csa_cli.core.engine_plan import BuildPlan, EngineSpec, plan_problems
 from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.paths import atomic_path, atomic_write_text, csa_dir
+from csa_cli.tensorrt.plan import BuildPlan, EngineSpec, plan_problems
 
 INSTALL_HINT = "install TensorRT where a CUDA GPU is present (pip install 'csa[tensorrt]'), or build on the device: csa engine ... --target orin"
 

@@ -6,7 +6,7 @@ Fig. 6:  latency at each batch size, ratios to the baseline       (results "prof
 Fig. 7:  memory traffic per frame at each batch size              (results "cost" = static estimate,
                                                                     "profile" where a profiler measured it)
 A piece that was never measured is None here and "missing" in every view; nothing is filled in.
-`compare_models` first runs what is missing through the pipeline core (core/pipeline.py).
+`compare_models` first runs what is missing through the pipeline core (pipeline/run.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from csa_cli.core.artifacts import load_results
+from csa_cli.store import load_results
 
 if TYPE_CHECKING:
-    from csa_cli.core.pipeline import RunSummary
+    from csa_cli.pipeline.run import RunSummary
 
 ESTIMATE_LABEL = "estimate (static, from the ONNX graph)"
 
@@ -302,8 +302,8 @@ def compare_models(
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Study:
     """Run what is missing through the pipeline core (cached stages are skipped), then build the study."""
-    from csa_cli.core.pipeline import RunOptions, run_pipeline
     from csa_cli.manifest import load_manifest
+    from csa_cli.pipeline.run import RunOptions, run_pipeline
 
     zoo = load_manifest(manifest)
     for m in models:

@@ -2,7 +2,7 @@
 
 How (docs/quantization.md has the why):
 1. Calibrate: every float tensor of the FP32 graph becomes a graph output; ONNX Runtime runs the
-   calibration images chunk by chunk and core/calibration.RangeCollector folds each chunk into
+   calibration images chunk by chunk and stages/quantize/calibration.RangeCollector folds each chunk into
    per-tensor |x| histograms, then drops it (memory is bounded by one chunk's activations).
 2. Ranges: entropy (TensorRT's KL threshold search), minmax or percentile -> amax per tensor.
 3. QDQ ONNX: onnxruntime.quantization.quantize_static with those ranges (handed over as its JSON
@@ -33,7 +33,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from csa_cli.core.calibration import (
+from csa_cli.errors import CsaError, UsageError
+from csa_cli.graph.onnx_file import load_onnx
+from csa_cli.paths import atomic_path, atomic_write_text
+from csa_cli.paths import sha256_file as file_sha256
+from csa_cli.stages.quantize.calibration import (
     INT8_MAX,
     METHODS,
     TRT_ALGORITHM,
@@ -44,10 +48,6 @@ from csa_cli.core.calibration import (
     scales_from_amax,
     write_calibration_cache,
 )
-from csa_cli.core.onnx_file import load_onnx
-from csa_cli.errors import CsaError, UsageError
-from csa_cli.paths import atomic_path, atomic_write_text
-from csa_cli.paths import sha256_file as file_sha256
 
 if TYPE_CHECKING:
     import onnx
@@ -614,7 +614,7 @@ def _files_key(files: Sequence[CalibFile]) -> str:
 
 def _preprocessing_for(model: str | None, onnx_hw: tuple[int, int] | None, manifest: str | Path | None) -> Preprocessing:
     """The model's eval preprocessing (manifest), sized to the ONNX input; timm defaults for a bare ONNX."""
-    from csa_cli.core.preprocess import default_preprocessing
+    from csa_cli.data.preprocess import default_preprocessing
 
     if model is not None:
         from csa_cli.manifest import load_manifest
@@ -639,7 +639,7 @@ def _resolve_source(source: Record | str | Path, *, weights: str | None, manifes
         if kind == "quantized":
             raise CsaError("the input is already quantized (a 'quantized' record)", hint="pipe the output of `csa export` or `csa check` instead")
         if kind == "checkpoint":
-            from csa_cli.core.export import export_stage
+            from csa_cli.stages.export.stage import export_stage
 
             if not source.model:
                 raise CsaError("the checkpoint record names no model")
@@ -656,7 +656,7 @@ def _resolve_source(source: Record | str | Path, *, weights: str | None, manifes
         return path, None, weights, {}
     if "/" in text or path.suffix == ".onnx":
         raise CsaError(f"file not found: {text}", hint="check the path")
-    from csa_cli.core.export import export_stage
+    from csa_cli.stages.export.stage import export_stage
 
     exported = export_stage(text, weights=weights or "auto", manifest=manifest)
     return Path(str(exported.path)), exported.model, exported.weights, _carried(exported)
@@ -691,9 +691,9 @@ def quantize_stage(
     The artifact lives under CSA_HOME keyed by the source ONNX's hash, the calibration files and
     every option; a second call with the same inputs reuses it.
     """
-    from csa_cli.core.artifacts import artifact_key, build_artifact, find_artifact
-    from csa_cli.core.calibration import iter_calibration_batches, list_dataset, select_calibration_files
     from csa_cli.records import make_record
+    from csa_cli.stages.quantize.calibration import iter_calibration_batches, list_dataset, select_calibration_files
+    from csa_cli.store import artifact_key, build_artifact, find_artifact
 
     _validate_options(method, precision)
     if calib_images < 1:

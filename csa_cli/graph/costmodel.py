@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from csa_cli.core.onnx_file import load_onnx
 from csa_cli.errors import CsaError
+from csa_cli.graph.onnx_file import load_onnx
 
 if TYPE_CHECKING:
     import numpy as np

@@ -23,7 +23,7 @@ class TensorRTBackend:
     name: BackendName = "tensorrt"
 
     def __init__(self, path: str | Path, *, device: str = "cuda:0", precision: str | None = None) -> None:
-        from csa_cli.backends.tensorrt_build import INSTALL_HINT, read_engine_meta, tensorrt_version
+        from csa_cli.tensorrt.builder import INSTALL_HINT, read_engine_meta, tensorrt_version
 
         self.path = Path(path)
         if not self.path.is_file():

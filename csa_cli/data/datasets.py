@@ -1,6 +1,6 @@
 """Labelled image datasets for eval and calibration: ImageNet-1K val (two layouts) and any ImageFolder.
 
-Class indices follow the sorted WordNet ids (csa_cli/core/imagenet.py), the order every pretrained
+Class indices follow the sorted WordNet ids (csa_cli/data/imagenet.py), the order every pretrained
 ImageNet head uses. An ImageFolder whose folder names are all WordNet ids is an ImageNet subset
 (Imagenette-style) and keeps those 1000-class indices; any other ImageFolder's classes are its
 sorted folder names, and a head must have exactly that many outputs.
@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from csa_cli.core import imagenet
+from csa_cli.data import imagenet
 from csa_cli.errors import CsaError, UsageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".gif"})

@@ -9,7 +9,7 @@ How a number is made, the same way on every backend:
   trtexec reports percentiles), mean, sample standard deviation, min and max; throughput is
   batch / median latency, per-image latency median / batch.
 Memory traffic and MACs per frame come from the static cost model of the ONNX graph: an
-estimate, labelled so. With the machine's measured peaks (core/roofline.py) they give each
+estimate, labelled so. With the machine's measured peaks (measure/roofline.py) they give each
 batch a time floor, and the measured median as a multiple of it.
 """
 
@@ -29,10 +29,10 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from csa_cli.core.artifacts import artifact_key, store_result
-from csa_cli.core.roofline import MachinePeaks, cpu_model, machine_peaks, time_floor
 from csa_cli.errors import CsaError, MissingBackend, UsageError
+from csa_cli.measure.roofline import MachinePeaks, cpu_model, machine_peaks, time_floor
 from csa_cli.records import Record, make_record
+from csa_cli.store import artifact_key, store_result
 
 ProfileBackend = Literal["torch", "onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8", "mixed"]
@@ -517,7 +517,7 @@ class OnnxInputInfo(BaseModel):
 def onnx_input_info(path: Path) -> OnnxInputInfo:
     """The first input's batch (None if dynamic), channels and size; whether it holds Q/DQ."""
 
-    from csa_cli.core.onnx_file import load_onnx
+    from csa_cli.graph.onnx_file import load_onnx
 
     proto = load_onnx(path, load_external_data=False)
     initializers = {i.name for i in proto.graph.initializer}
@@ -543,9 +543,9 @@ def frame_costs(onnx_path: Path, batches: Sequence[int]) -> dict[int, FrameCost]
     """MACs and bytes per frame at each batch size, from the static cost model (one analysis).
 
     Activations scale with the batch, weights are read once per batch pass, so traffic per
-    frame falls as the batch grows (csa_cli.core.costmodel.CostReport.traffic_at).
+    frame falls as the batch grows (csa_cli.graph.costmodel.CostReport.traffic_at).
     """
-    from csa_cli.core.costmodel import analyze
+    from csa_cli.graph.costmodel import analyze
 
     report = analyze(onnx_path)
     costs: dict[int, FrameCost] = {}
@@ -691,7 +691,7 @@ def _finish(
         try:
             costs = frame_costs(cost_source, batches)
         except ImportError:
-            note = "no static estimate: the cost model (csa_cli.core.costmodel) is not available"
+            note = "no static estimate: the cost model (csa_cli.graph.costmodel) is not available"
         if costs:
             peaks, note = _peaks_for(probe, probe.precision)
     elif not options.estimate:
@@ -761,7 +761,7 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
             f"--backend tensorrt profiles an engine, not a model name ({model})",
             hint=f"build one first: `csa engine {model} --target local --batch {','.join(map(str, batches))}`, then profile its record",
         )
-    from csa_cli.core.export import export_stage
+    from csa_cli.stages.export.stage import export_stage
 
     def export(batch: int, dynamic: bool) -> Record:
         return export_stage(model, weights=options.weights, batch=batch, img_size=options.img_size, dynamic_batch=dynamic, manifest=options.manifest)
@@ -793,8 +793,8 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
             weights_hash=record.field("weights_hash"),
         )
 
-    from csa_cli.core.weights import load_model
     from csa_cli.models import inference_form
+    from csa_cli.stages.pull.weights import load_model
 
     loaded = load_model(model, options.weights, manifest=options.manifest)
     img_size = options.img_size or tuple(loaded.entry.preprocessing.input_size)
@@ -848,7 +848,7 @@ def profile_onnx(
 
 
 def _require_tensorrt() -> None:
-    from csa_cli.core.environment import tensorrt_version
+    from csa_cli.measure.environment import tensorrt_version
 
     if tensorrt_version() is None:
         raise MissingBackend(

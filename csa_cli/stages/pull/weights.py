@@ -188,7 +188,7 @@ def load_model(
     None is what a stage that needs weights (eval) uses when the user named none: pretrained
     when the entry has a source (downloading if needed), else random with a warning.
     """
-    from csa_cli.core import hub
+    from csa_cli.stages.pull import hub
 
     entry = _entry(model, manifest)
     if weights is None:

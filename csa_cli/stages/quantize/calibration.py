@@ -1,7 +1,7 @@
 """INT8 calibration: which images, how they are fed, what ranges they give, and the TensorRT cache.
 
 - `select_calibration_files`: a deterministic, seeded, class-balanced sample of a dataset's files.
-- `iter_calibration_batches`: those files preprocessed exactly as for eval (core/preprocess), in chunks.
+- `iter_calibration_batches`: those files preprocessed exactly as for eval (data/preprocess), in chunks.
 - `RangeCollector`: per-tensor |x| histograms merged chunk by chunk (memory stays bounded by the
   chunk, not by the number of images), and the three ways to turn them into an amax:
   entropy (TensorRT's EntropyCalibration2 idea: the threshold minimising KL(P || Q) between the
@@ -61,9 +61,9 @@ class CalibFile(BaseModel):
 def list_dataset(dataset: str, data_dir: Path | None = None) -> tuple[list[CalibFile], str]:
     """The labelled files of `imagenet-val` or an ImageFolder DIR, and the dataset's fingerprint.
 
-    Listed by core/datasets, the same code eval uses, so both see the same files and labels.
+    Listed by data/datasets, the same code eval uses, so both see the same files and labels.
     """
-    from csa_cli.core.datasets import resolve_dataset
+    from csa_cli.data.datasets import resolve_dataset
 
     ds = resolve_dataset(dataset, data_dir)
     files = [CalibFile(path=str(Path(path).resolve()), label=int(label)) for path, label in ds.samples]
@@ -100,8 +100,8 @@ def select_calibration_files(files: Sequence[CalibFile], count: int, seed: int =
 
 
 def iter_calibration_batches(files: Sequence[CalibFile | str | Path], pre: Preprocessing, batch_size: int) -> Iterator[np.ndarray]:
-    """NCHW float32 batches of the files, preprocessed by the eval transform (core/preprocess)."""
-    from csa_cli.core.preprocess import load_batch
+    """NCHW float32 batches of the files, preprocessed by the eval transform (data/preprocess)."""
+    from csa_cli.data.preprocess import load_batch
 
     paths = [f.path if isinstance(f, CalibFile) else str(f) for f in files]
     for start in range(0, len(paths), batch_size):

@@ -3,7 +3,7 @@
 - What is evaluated (`resolve_target`): a zoo MODEL (torch, or exported for onnxruntime), a weights
   file with --model, an ONNX / QDQ ONNX file, an engine, or a checkpoint / onnx / quantized / engine
   record. The zoo entry named by the model (or the record's "model") gives the preprocessing.
-- Data: core/datasets (ImageNet val or an ImageFolder), preprocessed by core/preprocess in
+- Data: data/datasets (ImageNet val or an ImageFolder), preprocessed by data/preprocess in
   DataLoader workers (pinned memory on CUDA). Unreadable images are counted and left out of the
   metrics; images listed as the artifact's calibration images are left out and counted.
 - Result: an "eval" record (top1/top5 in percent, images, throughput, backend, precision, model,
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     import torch
 
     from csa_cli.backends.base import Backend
-    from csa_cli.core.datasets import LabeledDataset
-    from csa_cli.core.preprocess import EvalTransform
+    from csa_cli.data.datasets import LabeledDataset
+    from csa_cli.data.preprocess import EvalTransform
     from csa_cli.manifest import ModelEntry, Preprocessing
 
 ONNX_SUFFIXES = (".onnx",)
@@ -162,7 +162,7 @@ def _graph_classes(path: Path) -> int | None:
 
 def _file_target(path: Path, kind: str, model: str | None, backend: str | None, manifest: Any, record: Record | None = None) -> EvalTarget:
     """An ONNX or engine file: the zoo entry named by --model / the record gives the preprocessing."""
-    from csa_cli.core.preprocess import default_preprocessing
+    from csa_cli.data.preprocess import default_preprocessing
 
     if not path.is_file():
         raise CsaError(f"file not found: {path}", hint="check the path (a record's file may have been removed: rerun its stage)")
@@ -296,7 +296,7 @@ def _model_target(model: str, backend: str | None, weights: str | None, manifest
 
 def load_torch_model(target: EvalTarget, manifest: Any) -> None:
     """Fill target.artifact with the nn.Module (weights via core.weights.load_model)."""
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     loaded = load_model(target.model, target.weights, manifest=manifest)
     target.artifact = loaded.module
@@ -307,7 +307,7 @@ def load_torch_model(target: EvalTarget, manifest: Any) -> None:
 
 def export_for_onnxruntime(target: EvalTarget, manifest: Any) -> None:
     """A zoo model evaluated on onnxruntime: export it once (cached under CSA_HOME by the export stage)."""
-    from csa_cli.core.export import export_stage
+    from csa_cli.stages.export.stage import export_stage
 
     record = export_stage(target.model, weights=target.weights, batch=None, dynamic_batch=True, manifest=manifest)
     target.kind = "onnx"
@@ -605,9 +605,9 @@ def evaluate_stage(
     predictions_file: str | os.PathLike[str] | None = None,
 ) -> Record:
     """Evaluate and return the "eval" record (also stored under CSA_HOME/results/eval for `csa compare`)."""
-    from csa_cli.core.artifacts import artifact_key, store_result
-    from csa_cli.core.datasets import resolve_dataset
-    from csa_cli.core.preprocess import build_transform
+    from csa_cli.data.datasets import resolve_dataset
+    from csa_cli.data.preprocess import build_transform
+    from csa_cli.store import artifact_key, store_result
 
     out = current_output()
     if limit is not None and limit < 1:
@@ -726,8 +726,8 @@ def predict(
     """Top-k classes with softmax probabilities for each image, preprocessed as for eval."""
     import numpy as np
 
-    from csa_cli.core import imagenet
-    from csa_cli.core.preprocess import build_transform, open_image
+    from csa_cli.data import imagenet
+    from csa_cli.data.preprocess import build_transform, open_image
 
     if not images:
         raise UsageError("no images given", hint="csa predict MODEL IMAGE [IMAGE...]")

@@ -26,7 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from csa_cli.core.engine_plan import (
+from csa_cli.errors import CheckFailed, CsaError, UsageError
+from csa_cli.paths import atomic_dir
+from csa_cli.paths import sha256_file as _sha256
+from csa_cli.tensorrt.plan import (
     DEFAULT_ORIN_TRT,
     DEFAULT_WORKSPACE_MIB,
     PRECISIONS,
@@ -40,9 +43,6 @@ from csa_cli.core.engine_plan import (
     trtexec_run_args,
     validate_plan,
 )
-from csa_cli.errors import CheckFailed, CsaError, UsageError
-from csa_cli.paths import atomic_dir
-from csa_cli.paths import sha256_file as _sha256
 
 if TYPE_CHECKING:
     from csa_cli.records import Record
@@ -521,9 +521,11 @@ def _onnx_inputs(
             hint=f"quantize first: `csa quantize {model} ... | csa engine --precision {precision}`, or pass --calib-cache FILE",
         )
     try:
-        from csa_cli.core.export import export_stage
+        from csa_cli.stages.export.stage import export_stage
     except ImportError:
-        raise CsaError("the export stage (csa_cli.core.export) is not available in this build", hint="give an ONNX file instead of a model name") from None
+        raise CsaError(
+            "the export stage (csa_cli.stages.export.stage) is not available in this build", hint="give an ONNX file instead of a model name"
+        ) from None
     infos = []
     want = weights if record is None or not record.weights else record.weights
     for b in batches or [1]:
@@ -540,7 +542,7 @@ def _onnx_inputs(
 def _gate_on_check(infos: list[OnnxInfo], carried: dict[str, Any], *, force: bool) -> str:
     """Restricted/safety builds: refuse (exit 3) a non-compliant graph unless --force. Returns the summary."""
     from csa_cli.console import current_output
-    from csa_cli.core.check import check_onnx
+    from csa_cli.stages.check.stage import check_onnx
 
     upstream = carried.get("check")
     summaries = []
@@ -584,8 +586,8 @@ def engine_stage(
 ) -> Record:
     """Build engines (--target local, needs TensorRT and a GPU) or write an Orin bundle; one record."""
     from csa_cli.console import current_output
-    from csa_cli.core.artifacts import artifact_key, build_artifact, find_artifact
     from csa_cli.records import make_record
+    from csa_cli.store import artifact_key, build_artifact, find_artifact
 
     out = current_output()
     if precision not in PRECISIONS:
@@ -602,7 +604,7 @@ def engine_stage(
         raise CsaError(f"calibration cache not found: {calib_cache}")
     device = None
     if target == "local":
-        from csa_cli.backends.tensorrt_build import require_tensorrt
+        from csa_cli.tensorrt.builder import require_tensorrt
 
         trt, device = require_tensorrt()  # exit 4 before any export when TensorRT or the GPU is missing
         trt_version = str(trt.__version__)
@@ -678,7 +680,7 @@ def engine_stage(
             **common,
         )
 
-    from csa_cli.backends.tensorrt_build import build_engines
+    from csa_cli.tensorrt.builder import build_engines
 
     def _build(folder: Path) -> list[Path]:
         atomic_plan = folder / "plan.json"
@@ -833,8 +835,8 @@ def import_timings(
     path: str | os.PathLike[str], *, model: str | None = None, batch: int | None = None, precision: str | None = None, device: str | None = None
 ) -> Record:
     """Parse trtexec --exportTimes JSON, store it as a "timing" result for `csa compare`, return a profile record."""
-    from csa_cli.core.artifacts import artifact_key, store_result
     from csa_cli.records import make_record
+    from csa_cli.store import artifact_key, store_result
 
     source = Path(path)
     if batch is not None and batch < 1:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, overload
 from pydantic import BaseModel, ConfigDict
 
 from csa_cli.console import current_output
-from csa_cli.core.artifacts import artifact_key, build_artifact, find_artifact
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.paths import atomic_path
 from csa_cli.records import Record, make_record
+from csa_cli.store import artifact_key, build_artifact, find_artifact
 
 if TYPE_CHECKING:
     from torch import nn
@@ -95,9 +95,9 @@ def _code_hash() -> str:
     """A hash of the code that shapes an export (model builders, exporter): a change there is a new export."""
     import hashlib
 
-    root = Path(__file__).resolve().parent.parent
+    package = Path(__file__).resolve().parents[2]
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("models/*.py"), root / "core" / "onnx_export.py"]):
+    for path in sorted([*package.glob("models/*.py"), Path(__file__).with_name("onnx_export.py")]):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -112,7 +112,7 @@ def _versions() -> dict[str, str]:
 
 def _load(model: str, weights: str | None, manifest: str | os.PathLike[str] | None) -> tuple[nn.Module, ModelEntry, str, str, str | None]:
     """(module in eval mode, entry, weights label, weights hash, commit) via the hub's load_model."""
-    from csa_cli.core.weights import load_model
+    from csa_cli.stages.pull.weights import load_model
 
     loaded = load_model(model, weights, manifest=manifest)
     return loaded.module, loaded.entry, loaded.weights, loaded.weights_hash, loaded.commit
@@ -181,8 +181,8 @@ def export_stage(
 
     verify=False keeps a parity error above 1e-3 as a warning instead of a failure.
     """
-    from csa_cli.core.onnx_export import export_onnx, onnx_parity
     from csa_cli.manifest import load_manifest
+    from csa_cli.stages.export.onnx_export import export_onnx, onnx_parity
 
     out = current_output()
     if batch is not None and batch < 1:

@@ -3,7 +3,7 @@
 A BuildPlan names, per engine, the ONNX to parse, the engine file to write and its shapes,
 plus the builder settings shared by every engine: precision flags, calibration cache,
 workspace, timing cache, restricted/safety scope and DLA. The same plan drives the
-TensorRT Python API executor (backends/tensorrt_build.py) and the trtexec command lines
+TensorRT Python API executor (tensorrt/builder.py) and the trtexec command lines
 of an Orin bundle (`to_trtexec`), so the two cannot drift apart.
 
 Precision flags (TensorRT 8.6 / 10, weakly typed networks):
@@ -56,7 +56,7 @@ class OnnxInfo(BaseModel):
 def inspect_onnx(path: str | Path) -> OnnxInfo:
     """Input name/shape, output names and whether Q/DQ nodes are present (weights not loaded)."""
 
-    from csa_cli.core.onnx_file import load_onnx
+    from csa_cli.graph.onnx_file import load_onnx
 
     path = Path(path)
     model = load_onnx(path, load_external_data=False)
