@@ -6,7 +6,7 @@ a rich table otherwise. Everything else goes to stderr; progress bars only on a 
 
 from __future__ import annotations
 
-import contextvars
+import contextlib
 import functools
 import os
 import sys
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from csa_cli import events
 from csa_cli.errors import CsaError
 
 if TYPE_CHECKING:  # records pull in pydantic, rich costs tens of ms: keep both off the fast paths
@@ -36,6 +37,8 @@ class Output:
         self.json = json_flag or not self.stdout_is_terminal
         self.debug = debug or debug_from_env()
         self.stage = stage
+        self._spans: dict[int, Any] = {}  # open spinners and bars, by event span
+        self._lines: dict[int, tuple[float, float]] = {}  # plain progress lines: (last time, last fraction)
 
     # rich is imported on first use: a piped `csa list` never renders, so never pays for it
     @functools.cached_property
@@ -96,6 +99,72 @@ class Output:
             if view is not None:
                 self.stdout.print(view)
 
+    # what stages say (csa_cli.events), rendered here: the only place besides cli/ that prints
+    def listen(self) -> contextlib.AbstractContextManager[None]:
+        """Render the events of the stages called inside on stderr."""
+        return events.listening(self.render_event, live=self.stderr_is_terminal)
+
+    def render_event(self, event: events.Event) -> None:
+        if event.kind == "info":
+            self.info(event.message)
+        elif event.kind == "warning":
+            self.warn(event.message)
+        elif event.kind == "status":
+            self._render_status(event)
+        else:
+            self._render_progress(event)
+
+    def _render_status(self, event: events.Event) -> None:
+        if not self.stderr_is_terminal:
+            if not event.final:
+                self.info(event.message)
+            return
+        if event.final:
+            spinner = self._spans.pop(event.span, None)
+            if spinner is not None:
+                spinner.stop()
+            return
+        spinner = self.stderr.status(event.message)
+        spinner.start()
+        self._spans[event.span] = spinner
+
+    def _render_progress(self, event: events.Event) -> None:
+        """A bar with an ETA on a terminal; otherwise a plain line every 10% (or 15 s) and at the end."""
+        done, total = event.done or 0, max(event.total or 0, 1)
+        line = f"{event.message}: {done}/{event.total} {event.unit} ({100 * done / total:.0f}%), {event.rate:.1f} {event.unit}/s"
+        if not self.stderr_is_terminal:
+            if event.final:
+                self._lines.pop(event.span, None)
+                return
+            last_time, last_fraction = self._lines.setdefault(event.span, (0.0, 0.0))
+            fraction = done / total
+            if done and (done == event.total or fraction - last_fraction >= 0.1 or event.elapsed_s - last_time >= 15):
+                self.info(line)
+                self._lines[event.span] = (event.elapsed_s, fraction)
+            return
+        bar = self._spans.get(event.span)
+        if bar is None and not event.final:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=self.stderr,
+                transient=True,
+            )
+            bar.add_task(event.message, total=event.total, rate="")
+            bar.start()
+            self._spans[event.span] = bar
+        if bar is None:
+            return
+        if event.final:
+            self._spans.pop(event.span).stop()
+            return
+        bar.update(bar.task_ids[0], completed=done, rate=f"{event.rate:.1f} {event.unit}/s")
+
     @contextmanager
     def status(self, message: str) -> Iterator[None]:
         """A spinner on a terminal, a plain line otherwise."""
@@ -116,20 +185,3 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table
     for row in rows:
         view.add_row(*("" if v is None else str(v) for v in row))
     return view
-
-
-_current: contextvars.ContextVar[Output | None] = contextvars.ContextVar("csa_output", default=None)
-
-
-def current_output() -> Output:
-    """The Output of the command being run (a default one outside a command)."""
-    out = _current.get()
-    return out if out is not None else Output()
-
-
-def set_output(out: Output) -> contextvars.Token[Output | None]:
-    return _current.set(out)
-
-
-def reset_output(token: contextvars.Token[Output | None]) -> None:
-    _current.reset(token)

@@ -356,10 +356,12 @@ def test_entry_without_a_source(hub_env: HubEnv, csa: Any) -> None:
 def test_auto_weights_never_download(hub_env: HubEnv, csa: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
+    from csa_cli.console import Output
     from csa_cli.stages.pull.weights import load_model
 
     before = len(hub_env.server.requests)
-    first = load_model("test-convnext", "auto")
+    with Output().listen():  # stages report through events; the command's Output prints them
+        first = load_model("test-convnext", "auto")
     assert first.weights == "random" and len(hub_env.server.requests) == before
     assert "RANDOM weights" in capsys.readouterr().err
     again = load_model("test-convnext", "random")

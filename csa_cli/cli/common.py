@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from csa_cli.console import Output, reset_output, set_output
+from csa_cli.console import Output
 from csa_cli.errors import CsaError, ExitCode, UsageError
 
 if TYPE_CHECKING:  # records pull in pydantic: keep it off the `csa --help` path
@@ -61,11 +61,11 @@ def stage_command(stage: str) -> Callable[[F], F]:
         @functools.wraps(func)
         def wrapper(*args: Any, json_output: bool = False, debug: bool = False, **kwargs: Any) -> Any:
             out = Output(json_flag=json_output, debug=debug, stage=stage)
-            token = set_output(out)
             try:
                 if wants_out:
                     kwargs["out"] = out
-                return func(*args, **kwargs)
+                with out.listen():
+                    return func(*args, **kwargs)
             except typer.Exit:
                 raise
             except CsaError as exc:
@@ -81,8 +81,6 @@ def stage_command(stage: str) -> Callable[[F], F]:
                     raise
                 out.error(CsaError(f"{type(exc).__name__}: {exc}", hint="rerun with --debug for the traceback"))
                 raise typer.Exit(int(ExitCode.FAILURE)) from None
-            finally:
-                reset_output(token)
 
         wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

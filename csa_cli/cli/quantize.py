@@ -86,6 +86,5 @@ def register(app: typer.Typer) -> None:
             output=output,
             model=model,
             manifest=manifest,
-            progress=out.info,
         )
         out.emit(record, lambda: _render(record))

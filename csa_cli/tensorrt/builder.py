@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from csa_cli import events
 from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.paths import atomic_path, atomic_write_text, csa_dir
 from csa_cli.tensorrt.plan import BuildPlan, EngineSpec, plan_problems
@@ -143,7 +143,7 @@ def default_timing_cache(trt_version: str, device: str) -> Path:
 
 
 def _logger(trt: Any) -> Any:
-    """A TensorRT logger that writes the builder log to stderr (stdout carries the record)."""
+    """A TensorRT logger that passes the builder log on as events (the command shows them on stderr)."""
 
     class StderrLogger(trt.ILogger):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -152,7 +152,7 @@ def _logger(trt: Any) -> Any:
         def log(self, severity: Any, msg: str) -> None:
             # pybind enums compare by equality only: drop VERBOSE, keep INFO and above
             if severity != trt.ILogger.Severity.VERBOSE:
-                print(f"[TensorRT {str(severity).split('.')[-1]}] {msg}", file=sys.stderr, flush=True)
+                events.info(f"[TensorRT {str(severity).split('.')[-1]}] {msg}")
 
     return StderrLogger()
 
@@ -196,7 +196,7 @@ def build_engines(plan: BuildPlan, *, out_dir: Path | None = None, timing_cache:
     major = int(version.split(".")[0])
     settings = builder_settings(plan, major)
     for note in settings.notes:
-        print(f"Note: {note}", file=sys.stderr)
+        events.info(f"Note: {note}")
     cache_path = Path(plan.timing_cache) if plan.timing_cache else timing_cache or default_timing_cache(version, device)
     logger = _logger(trt)
     built: list[Path] = []
@@ -239,7 +239,7 @@ def _build_one(
     cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
     timing = config.create_timing_cache(cache_bytes)
     if not config.set_timing_cache(timing, False):
-        print(f"Note: timing cache {cache_path} does not match this TensorRT/GPU; starting a fresh one", file=sys.stderr)
+        events.info(f"Note: timing cache {cache_path} does not match this TensorRT/GPU; starting a fresh one")
         timing = config.create_timing_cache(b"")
         config.set_timing_cache(timing, False)
     serialized = builder.build_serialized_network(network, config)

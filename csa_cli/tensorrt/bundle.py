@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from csa_cli import events
 from csa_cli.errors import CheckFailed, CsaError, UsageError
 from csa_cli.paths import atomic_dir
 from csa_cli.paths import sha256_file as _sha256
@@ -541,7 +542,6 @@ def _onnx_inputs(
 
 def _gate_on_check(infos: list[OnnxInfo], carried: dict[str, Any], *, force: bool) -> str:
     """Restricted/safety builds: refuse (exit 3) a non-compliant graph unless --force. Returns the summary."""
-    from csa_cli.console import current_output
     from csa_cli.stages.check.stage import check_onnx
 
     upstream = carried.get("check")
@@ -554,7 +554,7 @@ def _gate_on_check(infos: list[OnnxInfo], carried: dict[str, Any], *, force: boo
             message = f"{Path(info.path).name} is not restricted-mode compliant: {len(report.violations)} violation(s) in {ops} ({report.summary()})"
             if not force:
                 raise CheckFailed(message, hint="fix the graph (see `csa check --report DIR`), or add --force to bundle it anyway")
-            current_output().warn(message + " (--force: going on)")
+            events.warn(message + " (--force: going on)")
     if isinstance(upstream, dict) and upstream.get("compliant") is False and not force:
         raise CheckFailed("the upstream `csa check` found the graph non-compliant", hint="add --force to build anyway")
     return "; ".join(summaries)
@@ -585,11 +585,9 @@ def engine_stage(
     seed: int = 0,
 ) -> Record:
     """Build engines (--target local, needs TensorRT and a GPU) or write an Orin bundle; one record."""
-    from csa_cli.console import current_output
     from csa_cli.records import make_record
     from csa_cli.store import artifact_key, build_artifact, find_artifact
 
-    out = current_output()
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint="use fp32, fp16, int8 or mixed")
     if target not in ("local", "orin"):
@@ -662,7 +660,7 @@ def engine_stage(
         else:
             found = None if force else find_artifact(model, "bundle", key)
             if found is not None:
-                out.info(f"bundle cached: {found}")
+                events.info(f"bundle cached: {found}")
                 folder = found
             else:
                 with build_artifact(model, "bundle", key, inputs) as tmp:
@@ -685,7 +683,7 @@ def engine_stage(
     def _build(folder: Path) -> list[Path]:
         atomic_plan = folder / "plan.json"
         atomic_plan.write_text(plan_json(plan), encoding="utf-8")
-        with out.status(f"building {len(plan.engines)} TensorRT engine(s) for {model} ({precision})"):
+        with events.status(f"building {len(plan.engines)} TensorRT engine(s) for {model} ({precision})"):
             return build_engines(plan, out_dir=folder)
 
     if output is not None:
@@ -698,7 +696,7 @@ def engine_stage(
     else:
         found = None if force else find_artifact(model, "engine", key)
         if found is not None:
-            out.info(f"engine cached: {found}")
+            events.info(f"engine cached: {found}")
             folder = found
         else:
             with build_artifact(model, "engine", key, inputs) as tmp:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from csa_cli.console import Output, current_output
+from csa_cli import events
 from csa_cli.errors import CheckFailed, CsaError, UsageError
 from csa_cli.manifest import get_entry
 from csa_cli.records import Record, make_record
@@ -185,10 +186,10 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         if hw is not None and tuple(pre.input_size) != hw:
             # exported at another size (as calibration does, keep the entry's crop_pct / filter / mean / std at the graph's size)
             pre = pre.model_copy(update={"input_size": hw})
-            current_output().info(f"{path.name} takes {hw[0]}x{hw[1]} images: {entry.name}'s preprocessing at that size")
+            events.info(f"{path.name} takes {hw[0]}x{hw[1]} images: {entry.name}'s preprocessing at that size")
     else:
         pre = default_preprocessing(hw or (224, 224))
-        current_output().warn(
+        events.warn(
             f"{path.name} names no zoo model: preprocessing falls back to timm's defaults at the graph's input size "
             f"({pre.input_size[0]}x{pre.input_size[1]}, crop_pct 0.875, bicubic, ImageNet mean/std); pass --model NAME for the model's own"
         )
@@ -220,7 +221,7 @@ def resolve_target(
     """MODEL | weights file (+ --model) | ONNX | engine | record -> what to evaluate (models not loaded yet)."""
     target = _resolve(source, model=model, backend=backend, weights=weights, manifest=manifest)
     if weights is not None and target.kind != "torch" and weights != target.weights:
-        current_output().warn(f"--weights {weights} is ignored: {Path(str(target.artifact)).name} carries its own weights")
+        events.warn(f"--weights {weights} is ignored: {Path(str(target.artifact)).name} carries its own weights")
     return target
 
 
@@ -376,54 +377,6 @@ class _ImageList:
             return torch.zeros(3, h, w), label, False
 
 
-class _Progress:
-    """Images/s on stderr: a bar on a terminal, a plain line every 10% (or 15 s) otherwise."""
-
-    def __init__(self, out: Output, total: int, label: str, enabled: bool = True) -> None:
-        self.out, self.total, self.label, self.enabled = out, total, label, enabled
-        self.start = time.perf_counter()
-        self.done = 0
-        self._last_line = self.start
-        self._last_fraction = 0.0
-        self._bar: Any = None
-        self._task: Any = None
-        if enabled and out.stderr_is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=out.stderr,
-                transient=True,
-            )
-            self._task = self._bar.add_task(label, total=total, rate="")
-            self._bar.start()
-
-    def rate(self) -> float:
-        elapsed = time.perf_counter() - self.start
-        return self.done / elapsed if elapsed > 0 else 0.0
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, rate=f"{self.rate():.1f} images/s")
-            return
-        now = time.perf_counter()
-        fraction = self.done / max(self.total, 1)
-        if self.done == self.total or fraction - self._last_fraction >= 0.1 or now - self._last_line >= 15:
-            self.out.info(f"{self.label}: {self.done}/{self.total} images ({100 * fraction:.0f}%), {self.rate():.1f} images/s")
-            self._last_line, self._last_fraction = now, fraction
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
 class ImageResult(BaseModel):
     """One line of --predictions: an evaluated image, its label and its top-5 class indices."""
 
@@ -508,7 +461,6 @@ def run_eval(
             f"no images left to evaluate: all {len(ds.samples)} are calibration images of this model", hint="evaluate on other images (--dataset / --limit)"
         )
 
-    out = current_output()
     on_cuda = str(getattr(backend, "device", "cpu")).startswith("cuda")
     loader = DataLoader(
         _ImageList(samples, transform),
@@ -524,10 +476,9 @@ def run_eval(
     unreadable_files: list[str] = []
     num_outputs = -1
     model_seconds = 0.0
-    bar = _Progress(out, len(samples), f"eval {model} ({backend.name})", enabled=progress)
     start = time.perf_counter()
     seen = 0
-    try:
+    with events.progress(f"eval {model} ({backend.name})", len(samples), "images") if progress else contextlib.nullcontext() as bar:
         for images, labels, ok in loader:
             t0 = time.perf_counter()
             logits = run_tensor(images) if run_tensor is not None else torch.from_numpy(np.asarray(backend.run(images.numpy())))
@@ -555,16 +506,15 @@ def run_eval(
                 top1 += int(hits[:, 0].sum())
                 top5 += int(hits.any(dim=1).sum())
                 evaluated += len(labels)
-            bar.update(len(ok))
-    finally:
-        bar.close()
+            if bar is not None:
+                bar.advance(len(ok))
     seconds = time.perf_counter() - start
     if evaluated == 0:
         raise CsaError(
             f"none of the {len(samples)} images could be read (first: {unreadable_files[0] if unreadable_files else '?'})", hint="check the dataset files"
         )
     if unreadable:
-        out.warn(f"{unreadable} unreadable image(s) left out (first: {unreadable_files[0]})")
+        events.warn(f"{unreadable} unreadable image(s) left out (first: {unreadable_files[0]})")
     return EvalMetrics(
         top1=100.0 * top1 / evaluated,
         top5=100.0 * top5 / evaluated,
@@ -609,7 +559,6 @@ def evaluate_stage(
     from csa_cli.data.preprocess import build_transform
     from csa_cli.store import artifact_key, store_result
 
-    out = current_output()
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
     if batch_size < 1:
@@ -617,12 +566,12 @@ def evaluate_stage(
     target = resolve_target(source, model=model, backend=backend, weights=weights, manifest=manifest)
     ds = resolve_dataset(dataset, data_dir, limit=limit)  # before loading the model: a bad dataset fails fast
     for warning in ds.info.warnings:
-        out.warn(f"{ds.info.name}: {warning}")
+        events.warn(f"{ds.info.name}: {warning}")
     if target.num_classes is not None:
         _check_head(target.num_classes, ds, target.model)
     engine, target = open_target(target, device=device, precision=precision, threads=threads, manifest=manifest)
     transform = build_transform(target.preprocessing)
-    out.info(f"eval {target.model} on {ds.info.name}: {len(ds)} images, {engine.name} {engine.precision}, {transform!r}")
+    events.info(f"eval {target.model} on {ds.info.name}: {len(ds)} images, {engine.name} {engine.precision}, {transform!r}")
     per_image: list[ImageResult] | None = [] if predictions_file is not None else None
     metrics = run_eval(
         engine, ds, transform, model=target.model, batch_size=batch_size, workers=workers, exclude=target.calib_files, progress=progress, predictions=per_image
@@ -632,7 +581,7 @@ def evaluate_stage(
 
         atomic_write_text(predictions_file, "".join(r.model_dump_json() + "\n" for r in per_image))
     if metrics.excluded_calibration:
-        out.info(f"{metrics.excluded_calibration} calibration image(s) of this model left out")
+        events.info(f"{metrics.excluded_calibration} calibration image(s) of this model left out")
     backend_info = engine.describe()
     fields: dict[str, Any] = {
         "model": target.model,

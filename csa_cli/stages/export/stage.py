@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import BaseModel, ConfigDict
 
-from csa_cli.console import current_output
+from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.paths import atomic_path
 from csa_cli.records import Record, make_record
@@ -136,7 +136,7 @@ def _verify_graph(path: Path, dynamic_batch: bool) -> list[str]:
         dims = vi.type.tensor_type.shape.dim
         if any(not d.HasField("dim_value") for axis, d in enumerate(dims) if not (dynamic_batch and axis == 0)):
             # Shape arithmetic left in the graph (swin's window reshapes): runnable, but `csa check` flags it.
-            current_output().warn(f"{path.name}: output {vi.name!r} has no static shape after shape inference (shape arithmetic in the graph)")
+            events.warn(f"{path.name}: output {vi.name!r} has no static shape after shape inference (shape arithmetic in the graph)")
     return sorted({n.op_type for n in inferred.graph.node})
 
 
@@ -184,7 +184,6 @@ def export_stage(
     from csa_cli.manifest import load_manifest
     from csa_cli.stages.export.onnx_export import export_onnx, onnx_parity
 
-    out = current_output()
     if batch is not None and batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
     if opset < 13:
@@ -212,24 +211,24 @@ def export_stage(
     cached = folder is not None
     if folder is not None:
         info = ExportInfo.model_validate_json((folder / INFO_FILE).read_text())
-        out.info(f"{model}: cached ONNX export ({key}), not redone: {folder / info.file}")
+        events.info(f"{model}: cached ONNX export ({key}), not redone: {folder / info.file}")
     else:
         with build_artifact(model, STAGE, key, inputs) as tmp:
             onnx_name = f"{model}.onnx"
             shape = f"batch {'dynamic' if dynamic_batch else static_batch}, {size[0]}x{size[1]}, opset {opset}"
-            with out.status(f"{model}: exporting to ONNX ({shape})"):
+            with events.status(f"{model}: exporting to ONNX ({shape})"):
                 export_onnx(module, tmp / onnx_name, batch=static_batch or 1, img_size=size, dynamic_batch=dynamic_batch, opset=opset)
             ops = _verify_graph(tmp / onnx_name, dynamic_batch)
             parity_batches = [1, 2] if dynamic_batch else [static_batch or 1]
             parity = onnx_parity(module, tmp / onnx_name, batch_sizes=parity_batches, img_size=size, seed=_fresh_seed())
-            out.info(f"{model}: parity ONNX Runtime vs PyTorch, max |ort - torch| / max |torch| = {parity:.2e} (fresh random input, batch {parity_batches})")
+            events.info(f"{model}: parity ONNX Runtime vs PyTorch, max |ort - torch| / max |torch| = {parity:.2e} (fresh random input, batch {parity_batches})")
             if parity > PARITY_LIMIT:
                 if verify:
                     raise CsaError(
                         f"{model}: the ONNX graph disagrees with PyTorch (relative error {parity:.2e} > {PARITY_LIMIT:g})",
                         hint="report it with the model name; --no-verify keeps the export anyway",
                     )
-                out.warn(f"{model}: relative error {parity:.2e} > {PARITY_LIMIT:g}, kept because of --no-verify")
+                events.warn(f"{model}: relative error {parity:.2e} > {PARITY_LIMIT:g}, kept because of --no-verify")
             info = ExportInfo(
                 model=model,
                 file=onnx_name,
@@ -250,7 +249,7 @@ def export_stage(
         folder = find_artifact(model, STAGE, key)
         if folder is None:  # build_artifact renamed it into place: absent means the store is broken
             raise CsaError(f"the export of {model} vanished from the artifact store", hint="check CSA_HOME")
-        out.info(f"{model}: exported {folder / info.file}")
+        events.info(f"{model}: exported {folder / info.file}")
     artifact = folder / info.file
     path = artifact
     if output is not None:
@@ -259,5 +258,5 @@ def export_stage(
             path = path / info.file
         with atomic_path(path) as tmp_copy:
             shutil.copyfile(artifact, tmp_copy)
-        out.info(f"{model}: copied to {path}")
+        events.info(f"{model}: copied to {path}")
     return _record(info, path, artifact, cached)

@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from csa_cli import events
 from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.measure.roofline import MachinePeaks, cpu_model, machine_peaks, time_floor
 from csa_cli.records import Record, make_record
@@ -596,12 +597,6 @@ def machine_info(threads: int | None, device: str = "cpu") -> MachineInfo:
 # ---------------------------------------------------------------------------------------------
 
 
-def _say(message: str) -> None:
-    from csa_cli.console import current_output
-
-    current_output().info(message)
-
-
 def _peaks_for(probe: Probe, precision: str) -> tuple[MachinePeaks | None, str | None]:
     if precision in ("int8", "mixed"):
         return None, "no roofline floor for int8: only fp32/fp16 peaks are measured here"
@@ -645,7 +640,7 @@ def profile_probe(
             samples = run_timed(step, settings)
         stats = summarize(samples, batch, settings.warmup)
         rows.append(BatchResult(**stats.model_dump()))
-        _say(
+        events.info(
             f"  batch {batch:>3}: median {stats.median_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms, {stats.throughput_ips:.1f} img/s ({stats.iterations} iterations)"
         )
     apply_floors(rows, costs, peaks)
@@ -667,9 +662,7 @@ def _checked_floors(probe: Probe, rows: list[BatchResult], costs: dict[int, Fram
         f"measured faster than the roofline floor at batch {', '.join(map(str, below))}: the static traffic counts every "
         "tensor once, unfused, through memory; fused kernels and cache-resident activations move less"
     )
-    from csa_cli.console import current_output
-
-    current_output().warn(note)
+    events.warn(note)
     return peaks, note
 
 
@@ -696,7 +689,7 @@ def _finish(
             peaks, note = _peaks_for(probe, probe.precision)
     elif not options.estimate:
         note = "static estimate and roofline skipped (--no-estimate)"
-    _say(f"profiling {model} on {probe.backend} ({probe.device}, {probe.precision}): {options.measure.describe()}")
+    events.info(f"profiling {model} on {probe.backend} ({probe.device}, {probe.precision}): {options.measure.describe()}")
     rows = profile_probe(probe, batches, options.measure, costs, peaks)
     if costs and peaks is not None:
         peaks, floor_note = _checked_floors(probe, rows, costs, peaks)

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from csa_cli.console import current_output
+from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.manifest import ModelEntry
 from csa_cli.paths import atomic_write_text, csa_home, sha256_file
@@ -470,7 +470,6 @@ def verified_cache(entry: ModelEntry, manifest_path: str | os.PathLike[str] | No
 
 def _pull_offline(entry: ModelEntry, repo: str, revision: str, pin: ModelLock | None, manifest_path: str | os.PathLike[str] | None) -> PullResult:
     assert entry.source is not None
-    out = current_output()
     commit = pin.commit if pin is not None else _cached_commit(repo, revision)
     if commit is None:
         raise _offline_missing(entry, repo, f"revision '{revision}'")
@@ -495,8 +494,8 @@ def _pull_offline(entry: ModelEntry, repo: str, revision: str, pin: ModelLock | 
             files={f: LockedFile(sha256=hashes[f], size=(folder / f).stat().st_size) for f in files},
         )
         write_lock(lock, entry, manifest_path)
-        out.info(f"Pinned {entry.name} to commit {commit[:12]} (from the offline cache) in {lock_path}")
-    out.info(f"{entry.name}: offline, {len(files)} cached file(s) verified at commit {commit[:12]}")
+        events.info(f"Pinned {entry.name} to commit {commit[:12]} (from the offline cache) in {lock_path}")
+    events.info(f"{entry.name}: offline, {len(files)} cached file(s) verified at commit {commit[:12]}")
     return _result(entry, lock, files, hashes, 0, lock_path, None)
 
 
@@ -519,7 +518,6 @@ def pull(
         raise no_source_error(entry)
     src = entry.source
     repo, rev = src.repo, revision or src.revision
-    out = current_output()
     lock = read_lock(entry, manifest_path)
     pin = lock if lock is not None and lock.repo == repo and lock.revision == rev else None
     lock_path = lock_path_for(entry, manifest_path)
@@ -536,7 +534,7 @@ def pull(
 
     repin = pin is None or (force and not locked)
     target = rev if repin else pin.commit  # type: ignore[union-attr]
-    out.info(f"Resolving {repo}@{target} on {hub_endpoint()}")
+    events.info(f"Resolving {repo}@{target} on {hub_endpoint()}")
     try:
         info = _model_info(repo, target)
     except Exception as exc:
@@ -567,14 +565,14 @@ def pull(
 
     folder = snapshot_dir(repo, commit)
     downloaded = 0
-    with _progress_bars(out.stderr_is_terminal):
+    with _progress_bars(events.is_live()):
         for name in files:
             size = getattr(siblings[name], "size", None) or 0
             cached = (folder / name).is_file() and not force
             if force:  # huggingface_hub keeps an existing snapshot entry even with force_download: drop it first
                 take_out_of_use(folder / name)
             if not cached:
-                out.info(f"Downloading {name} ({_human(size)}) from {repo}@{commit[:12]}")
+                events.info(f"Downloading {name} ({_human(size)}) from {repo}@{commit[:12]}")
             try:
                 hf_hub_download(repo, name, revision=commit, cache_dir=hub_cache_dir(), endpoint=hub_endpoint(), force_download=force)
             except Exception as exc:
@@ -607,10 +605,10 @@ def pull(
             files={f: LockedFile(sha256=hashes[f], size=(folder / f).stat().st_size, blob_id=getattr(siblings[f], "blob_id", None)) for f in files},
         )
         if lock is not None and (lock.commit != commit or {k: v.sha256 for k, v in lock.files.items()} != hashes):
-            out.info(f"Re-pinned {entry.name}: {lock.repo}@{lock.revision} commit {lock.commit[:12]} -> {repo}@{rev} commit {commit[:12]}")
+            events.info(f"Re-pinned {entry.name}: {lock.repo}@{lock.revision} commit {lock.commit[:12]} -> {repo}@{rev} commit {commit[:12]}")
         write_lock(new_lock, entry, manifest_path)
     if repin:  # only a freshly resolved revision says where the branch points now
         _write_ref(repo, rev, commit)
     verb = f"downloaded {_human(downloaded)}" if downloaded else "already cached, nothing downloaded"
-    out.info(f"{entry.name}: {len(files)} file(s) at commit {commit[:12]} verified ({verb}); lock: {lock_path}")
+    events.info(f"{entry.name}: {len(files)} file(s) at commit {commit[:12]} verified ({verb}); lock: {lock_path}")
     return _result(entry, new_lock, files, hashes, downloaded, lock_path, hub_license)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from csa_cli.console import current_output
+from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.manifest import ModelEntry, load_manifest
 
@@ -110,7 +110,7 @@ def _random(entry: ModelEntry, num_classes: int | None, reason: str) -> LoadedMo
     with torch.random.fork_rng():
         torch.manual_seed(RANDOM_SEED)
         module = _build(entry, num_classes)
-    current_output().warn(f"{entry.name}: using RANDOM weights ({reason}); accuracy numbers will be meaningless")
+    events.warn(f"{entry.name}: using RANDOM weights ({reason}); accuracy numbers will be meaningless")
     return LoadedModel(module.eval(), entry, "random", RANDOM_HASH)
 
 
@@ -161,7 +161,7 @@ def _load_file(entry: ModelEntry, module: nn.Module, path: Path, fmt: str | None
 
         name = read_metadata(path).model  # validates our metadata; the tensors are the state dict read above
         if name not in (entry.name, entry.architecture.name):
-            current_output().warn(f"{path.name} was saved for {name}, loading it into {entry.name}")
+            events.warn(f"{path.name} was saved for {name}, loading it into {entry.name}")
     _load_into(module, state, entry, f"weights {path.name}", fmt)
 
 
@@ -171,7 +171,7 @@ def _finish(module: nn.Module, entry: ModelEntry, num_classes: int | None) -> nn
         if reset is None:
             raise UsageError(f"{entry.name} cannot change its head to {num_classes} classes after loading", hint="load with the entry's num_classes")
         reset(num_classes)
-        current_output().warn(f"{entry.name}: new {num_classes}-class head (random); the backbone keeps its weights")
+        events.warn(f"{entry.name}: new {num_classes}-class head (random); the backbone keeps its weights")
     return module.eval()
 
 
@@ -207,7 +207,7 @@ def load_model(
                 return _random(entry, num_classes, f"none cached: `csa pull {entry.name}` fetches the pretrained ones")
             result = hub.pull(entry, offline=offline, manifest_path=manifest)
         else:
-            current_output().info(f"{entry.name}: pretrained weights from the cache (commit {result.commit[:12]}, verified)")
+            events.info(f"{entry.name}: pretrained weights from the cache (commit {result.commit[:12]}, verified)")
         module = _build(entry)
         _load_file(entry, module, Path(result.weights_path), result.format)
         return LoadedModel(_finish(module, entry, num_classes), entry, "pretrained", result.weights_hash, result.commit, result.weights_path)

@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.graph.onnx_file import load_onnx
 from csa_cli.paths import atomic_path, atomic_write_text
@@ -595,12 +596,6 @@ class CalibFileList(BaseModel):
     files: list[CalibFile]
 
 
-def _warn(message: str) -> None:
-    from csa_cli.console import current_output
-
-    current_output().warn(message)
-
-
 def _files_key(files: Sequence[CalibFile]) -> str:
     digest = hashlib.sha256()
     for f in files:
@@ -626,7 +621,7 @@ def _preprocessing_for(model: str | None, onnx_hw: tuple[int, int] | None, manif
                 pre = pre.model_copy(update={"input_size": onnx_hw})
             return pre
     size = onnx_hw or (224, 224)
-    _warn(f"no zoo model named for this ONNX: calibrating with timm's default preprocessing at {size[0]}x{size[1]} (name one with --model)")
+    events.warn(f"no zoo model named for this ONNX: calibrating with timm's default preprocessing at {size[0]}x{size[1]} (name one with --model)")
     return default_preprocessing(size)
 
 
@@ -684,7 +679,6 @@ def quantize_stage(
     model: str | None = None,
     weights: str | None = None,
     manifest: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
 ) -> Record:
     """`csa quantize`: an ONNX (path, zoo model name, or onnx/checkpoint record) -> a "quantized" record.
 
@@ -700,7 +694,6 @@ def quantize_stage(
         raise UsageError(f"--calib-images must be at least 1, got {calib_images}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    say = progress or (lambda _m: None)
     # the dataset first: a wrong folder must fail before a model is exported for nothing
     all_files, fingerprint = list_dataset(calib_dataset, Path(data_dir) if data_dir else None)
 
@@ -719,7 +712,7 @@ def quantize_stage(
         message = f"the calibration dataset has {len(files)} images, fewer than the {calib_images} asked for"
         if strict:
             raise CsaError(message, hint="add images, lower --calib-images, or drop --strict to use them all")
-        _warn(message + ": using them all")
+        events.warn(message + ": using them all")
 
     source_hash = file_sha256(onnx_path)
     inputs = {
@@ -737,7 +730,7 @@ def quantize_stage(
     name = zoo_model or onnx_path.stem
     folder = find_artifact(name, "quantize", key)
     if folder is None:
-        say(f"calibrating {name} on {len(files)} images ({method}, {precision})")
+        events.info(f"calibrating {name} on {len(files)} images ({method}, {precision})")
         with build_artifact(name, "quantize", key, inputs) as tmp:
             quantize_onnx(
                 onnx_path,
@@ -758,7 +751,7 @@ def quantize_stage(
         if folder is None:
             raise CsaError(f"the quantize artifact for {name} was not written completely")
     else:
-        say(f"reusing the quantized model in {folder}")
+        events.info(f"reusing the quantized model in {folder}")
 
     if output is not None:
         folder = _copy_out(folder, Path(output))
