@@ -66,10 +66,12 @@ def torch_graph_step(module: Any, batch: int, img: int) -> Any:
 
 def build_trt(name: str, module: Any, batches: list[int], img: int, work: Path) -> Any:
     """A dynamic-batch fp16 TensorRT engine for `module`, opened as a TensorRTBackend."""
+    from csa_cli.graph.onnx_file import inspect_onnx
     from csa_cli.stages.export.onnx_export import export_onnx
-    from csa_cli.tensorrt.builder import build_engines, tensorrt_version
+    from csa_cli.tensorrt.builder import build_engines
     from csa_cli.tensorrt.executor import TensorRTBackend
-    from csa_cli.tensorrt.plan import inspect_onnx, make_plan
+    from csa_cli.tensorrt.plan import make_plan
+    from csa_cli.tensorrt.runtime import tensorrt_version
 
     onnx_path = export_onnx(module, work / f"{name}.onnx", batch=max(batches), img_size=(img, img), dynamic_batch=True)
     plan = make_plan(name, [inspect_onnx(onnx_path)], precision="fp16", target="local", trt_version=str(tensorrt_version()), batches=batches, engine_dir="")
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from csa_cli.models import create_model, inference_form
-    from csa_cli.tensorrt.builder import tensorrt_version
+    from csa_cli.tensorrt.runtime import tensorrt_version
 
     if not torch.cuda.is_available():
         print("no CUDA GPU visible: run this on a GPU machine", file=sys.stderr)

@@ -19,7 +19,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from csa_cli.stages.profile.stage import TRAFFIC_LABEL, MeasureSettings, ProfileOptions, ProfileResult, plot_latency, profile_model
+from csa_cli.measure.timing import MeasureSettings
+from csa_cli.stages.profile.plot import plot_latency
+from csa_cli.stages.profile.records import TRAFFIC_LABEL, ProfileOptions, ProfileResult
+from csa_cli.stages.profile.stage import profile_model
 
 ZOO = ("csa-tiny", "convnext-tiny", "swin-tiny", "cvt-13")
 BASELINE = "convnext-tiny"

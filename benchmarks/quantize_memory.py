@@ -23,7 +23,8 @@ CHILD = r"""
 import json, sys, time
 from pathlib import Path
 import numpy as np
-from csa_cli.stages.quantize.stage import quantize_onnx, peak_rss_mib
+from csa_cli.measure.machine import peak_rss_mib
+from csa_cli.stages.quantize.stage import quantize_onnx
 
 onnx_path, out_dir, images, batch, size, method = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 start_rss = peak_rss_mib()

@@ -51,7 +51,7 @@ def measure(model: str) -> ZooRow:
     from csa_cli.graph.costmodel import analyze
     from csa_cli.manifest import get_entry
     from csa_cli.models import create_model
-    from csa_cli.stages.check.stage import check_onnx
+    from csa_cli.stages.check.checks import check_onnx
     from csa_cli.stages.export.stage import export_stage
 
     start = time.perf_counter()
@@ -100,7 +100,7 @@ def render(rows: list[ZooRow]) -> str:
     import onnx
     import torch
 
-    from csa_cli.stages.check.stage import RULE_SOURCE_NOTE
+    from csa_cli.stages.check.rules import RULE_SOURCE_NOTE
 
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     lines = [

@@ -12,7 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from csa_cli.errors import CsaError
-from csa_cli.stages.check.stage import RULES, CheckReport, check_onnx
+from csa_cli.stages.check.checks import check_onnx
+from csa_cli.stages.check.report import CheckReport
+from csa_cli.stages.check.rules import RULES
 
 
 def make_graph(

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 from csa_cli.errors import UsageError
-from csa_cli.tensorrt.plan import BuildPlan, inspect_onnx, make_plan, plan_problems, to_trtexec, validate_plan
+from csa_cli.graph.onnx_file import inspect_onnx
+from csa_cli.tensorrt.plan import BuildPlan, make_plan, plan_problems, to_trtexec, validate_plan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -524,7 +525,7 @@ def test_compare_outputs_on_fabricated_outputs(nano_bundle: Path, tmp_path: Path
 
 
 def test_engine_local_without_tensorrt_exits_4(csa: Any, tiny: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    import csa_cli.tensorrt.builder as tb
+    import csa_cli.tensorrt.runtime as tb
 
     monkeypatch.setattr(tb, "tensorrt_version", lambda: None)  # the same answer on a machine that has TensorRT
     result = csa("engine", str(tiny["fp32_b1"]), "--precision", "fp16", "--target", "local")
@@ -535,7 +536,7 @@ def test_engine_local_without_tensorrt_exits_4(csa: Any, tiny: dict[str, Path], 
 
 def test_engine_local_here_exits_4_or_builds(csa: Any, tiny: dict[str, Path]) -> None:
     """Unpatched: exit 4 here (no TensorRT / no GPU); an engine record where both exist."""
-    from csa_cli.tensorrt.builder import tensorrt_version
+    from csa_cli.tensorrt.runtime import tensorrt_version
 
     result = csa("engine", str(tiny["fp32_b1"]), "--precision", "fp32", "--target", "local")
     import torch
@@ -709,7 +710,8 @@ def test_real_engine_build_and_backend_matches_onnxruntime(tiny: dict[str, Path]
     import onnxruntime as ort
 
     from csa_cli.backends import open_backend
-    from csa_cli.tensorrt.builder import build_engines, read_engine_meta, tensorrt_version
+    from csa_cli.tensorrt.builder import build_engines, read_engine_meta
+    from csa_cli.tensorrt.runtime import tensorrt_version
 
     version = tensorrt_version()
     assert version is not None
@@ -857,7 +859,7 @@ def fake_tensorrt(version: str, calls: list[tuple[str, Any]]) -> Any:
 def with_fake_trt(monkeypatch: pytest.MonkeyPatch) -> Any:
     import torch
 
-    import csa_cli.tensorrt.builder as tb
+    import csa_cli.tensorrt.runtime as tb
 
     def install(version: str) -> list[tuple[str, Any]]:
         calls: list[tuple[str, Any]] = []

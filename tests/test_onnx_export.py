@@ -11,9 +11,10 @@ import torch
 from onnx import numpy_helper
 
 from csa_cli.errors import UsageError
+from csa_cli.graph.onnx_file import read_onnx_info
 from csa_cli.models import create_model
 from csa_cli.models.csa import CSANet, exact_scale, feature_sizes
-from csa_cli.stages.export.onnx_export import CSA_ALLOWED_OPS, SHAPE_OPS, export_onnx, onnx_input_batch, onnx_parity, op_types
+from csa_cli.stages.export.onnx_export import CSA_ALLOWED_OPS, SHAPE_OPS, export_onnx, onnx_parity, op_types
 
 TOL = 1e-4
 
@@ -115,7 +116,7 @@ def test_csa_nano_parity_batch_1(csa_nano_model: CSANet, csa_nano_onnx: Path) ->
 
 
 def test_csa_nano_dynamic_batch_non_square_parity_at_1_and_4(csa_nano_model: CSANet, nano_dynamic_224x384: Path) -> None:
-    assert onnx_input_batch(nano_dynamic_224x384) is None
+    assert read_onnx_info(nano_dynamic_224x384).batch is None
     model = assert_restricted_graph(nano_dynamic_224x384, dynamic_batch=True)
     sizes = feature_sizes(csa_nano_model.config, (224, 384))
     pools = [n for n in model.graph.node if n.op_type == "AveragePool"]

@@ -18,20 +18,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from csa_cli.measure.machine import MachineInfo
+from csa_cli.measure.probes import TorchProbe
 from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
-from csa_cli.stages.profile.stage import (
-    TRAFFIC_LABEL,
-    BatchResult,
-    MachineInfo,
-    MeasureSettings,
-    ProfileResult,
-    TorchProbe,
-    nearest_rank,
-    plot_latency,
-    profile_probe,
-    run_timed,
-    summarize,
-)
+from csa_cli.measure.stats import nearest_rank, summarize
+from csa_cli.measure.timing import MeasureSettings, run_timed
+from csa_cli.stages.profile.plot import plot_latency
+from csa_cli.stages.profile.records import TRAFFIC_LABEL, BatchResult, ProfileResult
+from csa_cli.stages.profile.stage import profile_probe
 
 FAST = ("--iterations", "2", "--warmup", "1", "--threads", "1")  # one thread: no OpenMP barrier stalls on a busy CI machine
 RECORD_FIELDS = {
@@ -134,7 +128,7 @@ def test_warmup_is_excluded_and_inputs_rotate() -> None:
 
 
 def test_time_budget_runs_at_least_the_minimum() -> None:
-    from csa_cli.stages.profile.stage import MIN_ITERATIONS
+    from csa_cli.measure.timing import MIN_ITERATIONS
 
     samples = run_timed(lambda i: 1.0, MeasureSettings(warmup=0, seconds=1e-6))
     assert len(samples) >= MIN_ITERATIONS

@@ -34,7 +34,7 @@ def _lock(env: HubEnv) -> dict[str, Any]:
 def test_pull_then_load_gives_the_saved_models_logits(hub_env: HubEnv, csa: Any, model: str) -> None:
     import torch
 
-    from csa_cli.stages.pull.hub import sha256_file
+    from csa_cli.paths import sha256_file
     from csa_cli.stages.pull.weights import load_model
 
     result = csa("pull", model)

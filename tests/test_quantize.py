@@ -249,7 +249,7 @@ def test_same_seed_same_files_and_scales(nano_int8: dict[str, Any], nano_onnx: P
 
 
 def test_quantized_csa_graph_passes_check(nano_int8: dict[str, Any], csa: Any) -> None:
-    from csa_cli.stages.check.stage import check_onnx
+    from csa_cli.stages.check.checks import check_onnx
 
     report = check_onnx(nano_int8["path"])
     assert report.compliant, report.summary()

@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from csa_cli.backends.base import BackendName
 from csa_cli.errors import CsaError, MissingBackend, UsageError
-
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"})
-
-
-class GraphFacts(NamedTuple):
-    quantized: bool  # holds Q/DQ (or QLinear) nodes
-    num_classes: int | None  # the output's second dim, when static
-    input_hw: tuple[int, int] | None  # the input's H x W, when static
-
-
-@functools.lru_cache(maxsize=32)
-def _graph_facts(path: str, mtime_ns: int, size: int) -> GraphFacts:
-
-    from csa_cli.graph.onnx_file import load_onnx
-
-    model = load_onnx(path, load_external_data=False)
-    graph = model.graph
-    quantized = any(node.op_type in QDQ_OPS for node in graph.node)
-    classes = None
-    if graph.output:
-        dims = graph.output[0].type.tensor_type.shape.dim
-        if len(dims) == 2 and dims[1].HasField("dim_value"):
-            classes = int(dims[1].dim_value)
-    input_hw = None
-    if graph.input:
-        dims = graph.input[0].type.tensor_type.shape.dim
-        if len(dims) == 4 and dims[2].HasField("dim_value") and dims[3].HasField("dim_value"):
-            input_hw = (int(dims[2].dim_value), int(dims[3].dim_value))
-    return GraphFacts(quantized, classes, input_hw)
-
-
-def graph_facts(path: Path) -> GraphFacts:
-    """What eval needs from a graph, read once per file version (the graph is parsed without external weights)."""
-    stat = Path(path).stat()
-    return _graph_facts(str(path), stat.st_mtime_ns, stat.st_size)
+from csa_cli.graph.onnx_file import read_onnx_info
 
 
 class OnnxRuntimeBackend:
@@ -58,7 +23,8 @@ class OnnxRuntimeBackend:
         self.path = Path(path)
         if not self.path.is_file():
             raise CsaError(f"ONNX file not found: {self.path}", hint="check the path, or export one with `csa export`")
-        self.quantized, self.num_classes, _ = graph_facts(self.path)
+        info = read_onnx_info(self.path)
+        self.quantized, self.num_classes = info.has_qdq, info.num_classes
         wanted = (device or "cpu").lower()
         available = ort.get_available_providers()
         if wanted == "auto":

@@ -19,7 +19,7 @@ from csa_cli.errors import ExitCode
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from csa_cli.stages.check.stage import CheckReport
+    from csa_cli.stages.check.report import CheckReport
 
 
 def render_report(report: CheckReport, report_path: str | None) -> RenderableType:

@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     @stage_command("doctor")
     def doctor(out: Output) -> None:
         """Report python, torch, onnxruntime providers, CUDA and TensorRT, and what each enables."""
-        from csa_cli.measure.environment import probe_environment
+        from csa_cli.measure.machine import probe_environment
 
         checks = probe_environment()
         out.emit_data(

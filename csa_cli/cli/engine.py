@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         size = parse_img_size(img_size)
         if target == "local":
             # fail fast (exit 4) before reading stdin or exporting anything
-            from csa_cli.tensorrt.builder import require_tensorrt
+            from csa_cli.tensorrt.runtime import require_tensorrt
 
             require_tensorrt()
         from csa_cli.tensorrt.bundle import engine_stage

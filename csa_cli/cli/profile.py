@@ -16,7 +16,7 @@ from csa_cli.errors import UsageError
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from csa_cli.stages.profile.stage import ProfileResult
+    from csa_cli.stages.profile.records import ProfileResult
 
 ESTIMATE = "estimate (static, from the ONNX graph)"
 
@@ -99,8 +99,11 @@ def register(app: typer.Typer) -> None:
         timed on its device: run its validate.sh there, then `csa import-timings`."""
         from pydantic import ValidationError
 
+        from csa_cli.measure.timing import MeasureSettings
         from csa_cli.stages.export.stage import parse_img_size
-        from csa_cli.stages.profile.stage import MeasureSettings, ProfileOptions, plot_latency, profile_target
+        from csa_cli.stages.profile.plot import plot_latency
+        from csa_cli.stages.profile.records import ProfileOptions
+        from csa_cli.stages.profile.stage import profile_target
 
         batches = parse_batch_list(batch) if batch is not None else None
         require_positive(threads, "--threads")

@@ -22,6 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from csa_cli.measure.machine import cpu_model
 from csa_cli.paths import atomic_write_text, csa_home
 
 ROOFLINE_SCHEMA = 1
@@ -63,19 +64,6 @@ class Floor(BaseModel):
 
 def _cache_path(key: str) -> Path:
     return csa_home() / "roofline" / f"{key}.json"
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (/proc/cpuinfo on Linux, platform elsewhere)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def peaks_key(device: str, dtype: str, threads: int | None, device_name: str, torch_version: str) -> str:

@@ -242,7 +242,7 @@ def _export(ctx: Context) -> Record:
 
 def _check(ctx: Context) -> Record:
     from csa_cli.graph.costmodel import analyze
-    from csa_cli.stages.check.stage import check_onnx
+    from csa_cli.stages.check.checks import check_onnx
 
     onnx_record = ctx.records["export"]
     path = str(onnx_record.path)
@@ -340,7 +340,9 @@ def _engine(ctx: Context) -> Record:
 
 
 def _profile(ctx: Context) -> Record:
-    from csa_cli.stages.profile.stage import MeasureSettings, ProfileOptions, profile_model
+    from csa_cli.measure.timing import MeasureSettings
+    from csa_cli.stages.profile.records import ProfileOptions
+    from csa_cli.stages.profile.stage import profile_model
 
     options = ProfileOptions(
         backend=ctx.options.backend,

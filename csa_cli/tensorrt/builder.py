@@ -25,11 +25,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from csa_cli import events
-from csa_cli.errors import CsaError, MissingBackend, UsageError
+from csa_cli.errors import CsaError, UsageError
 from csa_cli.paths import atomic_path, atomic_write_text, csa_dir
 from csa_cli.tensorrt.plan import BuildPlan, EngineSpec, plan_problems
-
-INSTALL_HINT = "install TensorRT where a CUDA GPU is present (pip install 'csa[tensorrt]'), or build on the device: csa engine ... --target orin"
+from csa_cli.tensorrt.runtime import require_tensorrt
 
 
 class BuilderSettings(BaseModel):
@@ -107,33 +106,6 @@ class EngineMeta(BaseModel):
     host: str
     build_seconds: float
     built_at: float
-
-
-def tensorrt_version() -> str | None:
-    """The installed TensorRT version, or None (cheap: no CUDA initialisation)."""
-    import importlib.util
-
-    if importlib.util.find_spec("tensorrt") is None:
-        return None
-    try:
-        import tensorrt as trt
-    except Exception:  # a broken install (missing libnvinfer) counts as absent
-        return None
-    return str(trt.__version__)
-
-
-def require_tensorrt() -> tuple[Any, str]:
-    """(tensorrt module, GPU name), or MissingBackend (exit 4) naming what to install or where to run."""
-    version = tensorrt_version()
-    if version is None:
-        raise MissingBackend("TensorRT is not installed here, so --target local cannot build an engine", hint=INSTALL_HINT)
-    import torch
-
-    if not torch.cuda.is_available():
-        raise MissingBackend(f"TensorRT {version} is installed but no CUDA GPU is visible, so --target local cannot build an engine", hint=INSTALL_HINT)
-    import tensorrt as trt
-
-    return trt, torch.cuda.get_device_name(0)
 
 
 def default_timing_cache(trt_version: str, device: str) -> Path:

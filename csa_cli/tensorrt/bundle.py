@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from csa_cli import events
 from csa_cli.errors import CheckFailed, CsaError, UsageError
+from csa_cli.graph.onnx_file import OnnxInfo, inspect_onnx
 from csa_cli.paths import atomic_dir
 from csa_cli.paths import sha256_file as _sha256
 from csa_cli.tensorrt.plan import (
@@ -36,8 +37,6 @@ from csa_cli.tensorrt.plan import (
     PRECISIONS,
     BuildPlan,
     EngineSpec,
-    OnnxInfo,
-    inspect_onnx,
     make_plan,
     plan_json,
     to_trtexec,
@@ -542,7 +541,7 @@ def _onnx_inputs(
 
 def _gate_on_check(infos: list[OnnxInfo], carried: dict[str, Any], *, force: bool) -> str:
     """Restricted/safety builds: refuse (exit 3) a non-compliant graph unless --force. Returns the summary."""
-    from csa_cli.stages.check.stage import check_onnx
+    from csa_cli.stages.check.checks import check_onnx
 
     upstream = carried.get("check")
     summaries = []
@@ -602,7 +601,7 @@ def engine_stage(
         raise CsaError(f"calibration cache not found: {calib_cache}")
     device = None
     if target == "local":
-        from csa_cli.tensorrt.builder import require_tensorrt
+        from csa_cli.tensorrt.runtime import require_tensorrt
 
         trt, device = require_tensorrt()  # exit 4 before any export when TensorRT or the GPU is missing
         trt_version = str(trt.__version__)

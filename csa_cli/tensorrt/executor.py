@@ -23,7 +23,8 @@ class TensorRTBackend:
     name: BackendName = "tensorrt"
 
     def __init__(self, path: str | Path, *, device: str = "cuda:0", precision: str | None = None) -> None:
-        from csa_cli.tensorrt.builder import INSTALL_HINT, read_engine_meta, tensorrt_version
+        from csa_cli.tensorrt.builder import read_engine_meta
+        from csa_cli.tensorrt.runtime import INSTALL_HINT, tensorrt_version
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -23,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from csa_cli.errors import CsaError, UsageError
+from csa_cli.graph.onnx_file import OnnxInfo
 
 Precision = Literal["fp32", "fp16", "int8", "mixed"]
 Target = Literal["local", "orin"]
@@ -30,53 +31,6 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8", "mixed")
 MAX_SAFETY_BATCH = 16  # TensorRT 7-era safety summary: batch <= 16 (restricted-mode.md)
 DEFAULT_WORKSPACE_MIB = 1024
 DEFAULT_ORIN_TRT = "8.6"  # DRIVE OS 6 ships TensorRT 8.6
-
-
-class OnnxInfo(BaseModel):
-    """What a plan needs to know about an ONNX file (read without running it)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str
-    input_name: str
-    input_shape: list[int | str] = Field(description="NCHW; a str is a symbolic (dynamic) dimension")
-    output_names: list[str]
-    has_qdq: bool
-
-    @property
-    def dynamic(self) -> bool:
-        return any(not isinstance(d, int) or d < 1 for d in self.input_shape)
-
-    @property
-    def batch(self) -> int | None:
-        first = self.input_shape[0] if self.input_shape else None
-        return first if isinstance(first, int) and first >= 1 else None
-
-
-def inspect_onnx(path: str | Path) -> OnnxInfo:
-    """Input name/shape, output names and whether Q/DQ nodes are present (weights not loaded)."""
-
-    from csa_cli.graph.onnx_file import load_onnx
-
-    path = Path(path)
-    model = load_onnx(path, load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise CsaError(f"{path} has {len(inputs)} graph inputs; csa engines take one image input", hint="export the classifier with a single NCHW input")
-    tensor = inputs[0]
-    shape: list[int | str] = []
-    for dim in tensor.type.tensor_type.shape.dim:
-        if dim.HasField("dim_value") and dim.dim_value > 0:
-            shape.append(int(dim.dim_value))
-        else:
-            shape.append(dim.dim_param or "?")
-    if len(shape) != 4:
-        raise CsaError(f"{path}: input '{tensor.name}' has rank {len(shape)}, expected NCHW (rank 4)")
-    if any(not isinstance(d, int) for d in shape[1:]):
-        raise CsaError(f"{path}: only the batch axis may be dynamic, input shape is {shape}", hint="export with a fixed --img-size")
-    qdq = any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
-    return OnnxInfo(path=str(path), input_name=tensor.name, input_shape=shape, output_names=[o.name for o in model.graph.output], has_qdq=qdq)
 
 
 class ShapeProfile(BaseModel):

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from csa_cli import events
 from csa_cli.errors import CheckFailed, CsaError, UsageError
+from csa_cli.graph.onnx_file import read_onnx_info
 from csa_cli.manifest import get_entry
 from csa_cli.records import Record, make_record
 
@@ -149,18 +150,6 @@ def read_sidecar(path: Path) -> _Sidecar:
     return _Sidecar.model_validate(merged)
 
 
-def _onnx_input_hw(path: Path) -> tuple[int, int] | None:
-    from csa_cli.backends.onnxruntime_backend import graph_facts
-
-    return graph_facts(path).input_hw
-
-
-def _graph_classes(path: Path) -> int | None:
-    from csa_cli.backends.onnxruntime_backend import graph_facts
-
-    return graph_facts(path).num_classes
-
-
 def _file_target(path: Path, kind: str, model: str | None, backend: str | None, manifest: Any, record: Record | None = None) -> EvalTarget:
     """An ONNX or engine file: the zoo entry named by --model / the record gives the preprocessing."""
     from csa_cli.data.preprocess import default_preprocessing
@@ -180,7 +169,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
     side = read_sidecar(path)
     model = model or (record.model if record is not None else None) or side.model
     entry = get_entry(model, manifest) if model else None
-    hw = _onnx_input_hw(path) if kind == "onnx" else None
+    hw = read_onnx_info(path).input_hw if kind == "onnx" else None
     if entry is not None:
         pre = entry.preprocessing
         if hw is not None and tuple(pre.input_size) != hw:
@@ -206,7 +195,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         precision=precision,
         source=str(path),
         calib_files=calibration_files(record, path),
-        num_classes=_graph_classes(path) if kind == "onnx" else None,  # the graph's head, not the entry's: a fine-tuned export may differ
+        num_classes=read_onnx_info(path).num_classes if kind == "onnx" else None,  # the graph's head, not the entry's: a fine-tuned export may differ
     )
 
 

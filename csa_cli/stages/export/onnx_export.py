@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from csa_cli.errors import CsaError, UsageError
+from csa_cli.graph.onnx_file import read_onnx_info
 from csa_cli.paths import atomic_path
 
 if TYPE_CHECKING:
@@ -175,25 +176,6 @@ def name_batch_axis(model: onnx.ModelProto, name: str = "batch") -> None:
             dims[0].dim_param = name
 
 
-def onnx_input_batch(onnx_path: str | Path) -> int | None:
-    """The batch dim of the graph's input: an int when static, None when dynamic."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    return int(dim.dim_value) if dim.HasField("dim_value") else None
-
-
-def _input_hw(onnx_path: str | Path) -> tuple[int, int] | None:
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    if len(dims) == 4 and dims[2].HasField("dim_value") and dims[3].HasField("dim_value"):
-        return int(dims[2].dim_value), int(dims[3].dim_value)
-    return None
-
-
 def onnx_parity(
     module: nn.Module,
     onnx_path: str | Path,
@@ -214,13 +196,14 @@ def onnx_parity(
     path = Path(onnx_path)
     if not path.is_file():
         raise CsaError(f"ONNX file not found: {path}")
-    static_batch = onnx_input_batch(path)
+    info = read_onnx_info(path)
+    static_batch = info.batch
     if static_batch is not None and any(b != static_batch for b in batch_sizes):
         raise UsageError(
             f"{path.name} has a static batch of {static_batch}; parity asked for batch {list(batch_sizes)}",
             hint="export with dynamic_batch=True or match the batch",
         )
-    hw = _input_hw(path)
+    hw = info.input_hw
     if hw is not None and hw != tuple(img_size):
         raise UsageError(f"{path.name} takes {hw[0]}x{hw[1]} inputs, parity asked for {img_size[0]}x{img_size[1]}")
     reference = copy.deepcopy(module).cpu().float().eval()

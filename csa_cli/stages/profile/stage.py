@@ -1,50 +1,28 @@
-"""Latency profiling: torch (CPU, or CUDA with events and CUDA graphs), ONNX Runtime, TensorRT.
+"""`csa profile`: latency of a zoo model, an ONNX file or an engine, with a static cost estimate.
 
-How a number is made, the same way on every backend:
-- warm-up iterations first, excluded from the statistics;
-- then a fixed iteration count, or a time budget (at least MIN_ITERATIONS);
-- each iteration takes the next input of a small pool of distinct random batches, so that
-  caches cannot flatter a loop that reads the same bytes again and again;
-- statistics: median, p90 and p99 by nearest rank (the sample at rank ceil(p/100 * n), as
-  trtexec reports percentiles), mean, sample standard deviation, min and max; throughput is
-  batch / median latency, per-image latency median / batch.
-Memory traffic and MACs per frame come from the static cost model of the ONNX graph: an
-estimate, labelled so. With the machine's measured peaks (measure/roofline.py) they give each
-batch a time floor, and the measured median as a multiple of it.
+The measurement itself lives in measure/ (probes, timing, statistics). Memory traffic and MACs
+per frame come from the static cost model of the ONNX graph: an estimate, labelled so. With the
+machine's measured peaks (measure/roofline.py) they give each batch a time floor, and the
+measured median as a multiple of it.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import math
-import os
-import platform
-import statistics
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Any, Literal
 
 from csa_cli import events
 from csa_cli.errors import CsaError, MissingBackend, UsageError
-from csa_cli.measure.roofline import MachinePeaks, cpu_model, machine_peaks, time_floor
-from csa_cli.records import Record, make_record
+from csa_cli.measure.machine import machine_info
+from csa_cli.measure.probes import BackendProbe, OrtProbe, Probe, TorchProbe
+from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
+from csa_cli.measure.stats import summarize
+from csa_cli.measure.timing import DEFAULT_BATCHES, MeasureSettings, run_timed
+from csa_cli.records import Record
+from csa_cli.stages.profile.records import BatchResult, FrameCost, ProfileOptions, ProfileResult
 from csa_cli.store import artifact_key, store_result
 
-ProfileBackend = Literal["torch", "onnxruntime", "tensorrt"]
-Precision = Literal["fp32", "fp16", "int8", "mixed"]
-
-DEFAULT_BATCHES = (1, 4, 8, 16)
-DEFAULT_WARMUP = 3
-DEFAULT_SECONDS = 2.0
-MIN_ITERATIONS = 5
-MAX_ITERATIONS = 10_000
-POOL_SIZE = 4
-TRAFFIC_LABEL = "estimate (static, from the ONNX graph)"
 BUNDLE_MARKERS = ("validate.sh", "build.sh", "plan.json")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -54,228 +32,9 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 # ---------------------------------------------------------------------------------------------
 
 
-class MeasureSettings(BaseModel):
-    """How long to measure: warm-up, then a fixed count or a time budget per batch size."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    warmup: int = Field(default=DEFAULT_WARMUP, ge=0)
-    iterations: int | None = Field(default=None, ge=1)
-    seconds: float | None = Field(default=None, gt=0)
-    pool: int = Field(default=POOL_SIZE, ge=1, description="distinct input batches the iterations rotate through")
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _one_stop_rule(self) -> MeasureSettings:
-        if self.iterations is not None and self.seconds is not None:
-            raise ValueError("give a fixed iteration count or a time budget, not both")
-        return self
-
-    def describe(self) -> str:
-        if self.iterations is not None:
-            return f"{self.iterations} iterations after {self.warmup} warm-up"
-        return f"{self.seconds or DEFAULT_SECONDS:g} s budget (at least {MIN_ITERATIONS} iterations) after {self.warmup} warm-up"
-
-
-class LatencyStats(BaseModel):
-    """Statistics of one batch size's samples (milliseconds per inference of the whole batch)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch: int = Field(ge=1)
-    iterations: int = Field(ge=1)
-    warmup: int = Field(ge=0)
-    median_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    std_ms: float
-    min_ms: float
-    max_ms: float
-    throughput_ips: float = Field(description="images per second at the median latency")
-    per_image_ms: float = Field(description="median latency / batch")
-
-
-class FrameCost(BaseModel):
-    """Static cost of one frame when run at `batch` (weights are read once per batch)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch: int
-    macs_per_frame: int
-    bytes_read_per_frame: int
-    bytes_written_per_frame: int
-    traffic_bytes_per_frame: int
-    label: str = TRAFFIC_LABEL
-
-
-class BatchResult(LatencyStats):
-    """One row of a profile: the measured statistics, the static estimate, the roofline floor."""
-
-    macs_per_frame: int | None = None
-    traffic_bytes_per_frame: int | None = Field(default=None, description=f"bytes read + written per frame, {TRAFFIC_LABEL}")
-    floor_ms: float | None = Field(default=None, description="roofline time floor for the whole batch")
-    floor_bound: Literal["compute", "memory"] | None = None
-    x_floor: float | None = Field(default=None, description="median latency / floor (>= 1 for an honest measurement)")
-
-
-class MachineInfo(BaseModel):
-    """Where a profile was measured."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    cpu: str
-    cpu_count: int
-    threads: int | None
-    gpu: str | None = None
-    cuda: str | None = None
-    os: str
-    python: str
-    libraries: dict[str, str]
-
-    def title(self, device: str = "cpu") -> str:
-        if device.startswith("cuda") and self.gpu:
-            return self.gpu
-        threads = self.threads or self.cpu_count
-        return f"{self.cpu}, {threads} thread{'s' if threads != 1 else ''}"
-
-
-class ProfileResult(BaseModel):
-    """A whole profile of one model on one backend: what `csa profile` prints and stores."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: str
-    backend: ProfileBackend
-    device: str
-    precision: str
-    provider: str | None = None
-    threads: int | None = None
-    cuda_graphs: bool | None = None
-    path: str | None = Field(default=None, description="the ONNX or engine profiled (None for a torch module)")
-    weights: str | None = None
-    weights_hash: str | None = None
-    img_size: tuple[int, int]
-    settings: str
-    results: list[BatchResult]
-    traffic_label: str = TRAFFIC_LABEL
-    roofline: MachinePeaks | None = None
-    roofline_note: str | None = None
-    machine: MachineInfo
-
-    def to_record(self) -> Record:
-        data = self.model_dump(mode="json", by_alias=True)
-        return make_record("profile", **data)
-
-    def result_at(self, batch: int) -> BatchResult | None:
-        return next((r for r in self.results if r.batch == batch), None)
-
-
-class ProfileOptions(BaseModel):
-    """Everything `csa profile` lets a user choose, validated once."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    backend: ProfileBackend | None = None
-    batches: list[int] | None = None
-    threads: int | None = Field(default=None, ge=1)
-    device: str | None = Field(default=None, description="cpu | cuda | cuda:N; default: cuda for torch where present, else cpu")
-    precision: Literal["fp32", "fp16"] = "fp32"
-    cuda_graphs: bool = True
-    dynamic_batch: bool = False
-    weights: str = "auto"
-    img_size: tuple[int, int] | None = None
-    estimate: bool = Field(default=True, description="static traffic/MACs estimate and roofline floor")
-    store: bool = True
-    manifest: str | None = None
-    measure: MeasureSettings = Field(default_factory=MeasureSettings)
-
-    @model_validator(mode="after")
-    def _positive_batches(self) -> ProfileOptions:
-        if self.batches is not None and (not self.batches or min(self.batches) < 1):
-            raise ValueError("batch sizes must be at least 1")
-        return self
-
-
 # ---------------------------------------------------------------------------------------------
 # statistics and the measurement loop
 # ---------------------------------------------------------------------------------------------
-
-
-def nearest_rank(sorted_samples: Sequence[float], percent: float) -> float:
-    """The nearest-rank percentile: the sample at rank ceil(percent/100 * n) (1-based)."""
-    if not sorted_samples:
-        raise ValueError("no samples")
-    if not 0 <= percent <= 100:
-        raise ValueError(f"percentile {percent} outside 0..100")
-    n = len(sorted_samples)
-    # Integer arithmetic where possible, so that 90% of 100 samples is rank 90, not 91.
-    rank = math.ceil(round(percent * n, 9) / 100)
-    return float(sorted_samples[min(max(rank, 1), n) - 1])
-
-
-def summarize(samples_ms: Sequence[float], batch: int, warmup: int) -> LatencyStats:
-    """Statistics of one batch size's samples."""
-    if not samples_ms:
-        raise ValueError("no samples to summarize")
-    ordered = sorted(float(s) for s in samples_ms)
-    median = float(statistics.median(ordered))
-    return LatencyStats(
-        batch=batch,
-        iterations=len(ordered),
-        warmup=warmup,
-        median_ms=median,
-        p90_ms=nearest_rank(ordered, 90),
-        p99_ms=nearest_rank(ordered, 99),
-        mean_ms=float(statistics.fmean(ordered)),
-        std_ms=float(statistics.stdev(ordered)) if len(ordered) > 1 else 0.0,
-        min_ms=ordered[0],
-        max_ms=ordered[-1],
-        throughput_ips=batch / median * 1e3 if median > 0 else float("inf"),
-        per_image_ms=median / batch,
-    )
-
-
-Step = Callable[[int], float]
-"""Runs iteration i (on input i mod pool size) and returns its latency in milliseconds."""
-
-
-def run_timed(step: Step, settings: MeasureSettings) -> list[float]:
-    """Warm-up (discarded), then a fixed count or a time budget of timed iterations."""
-    for i in range(settings.warmup):
-        step(i)
-    samples: list[float] = []
-    i = settings.warmup
-    if settings.iterations is not None:
-        for _ in range(settings.iterations):
-            samples.append(step(i))
-            i += 1
-        return samples
-    deadline = time.perf_counter() + (settings.seconds or DEFAULT_SECONDS)
-    while len(samples) < MIN_ITERATIONS or (time.perf_counter() < deadline and len(samples) < MAX_ITERATIONS):
-        samples.append(step(i))
-        i += 1
-    return samples
-
-
-def wall_clock_step(fn: Callable[[Any], Any], pool: Sequence[Any]) -> Step:
-    """A step timed on the host clock (for backends whose call returns when the work is done)."""
-
-    def step(i: int) -> float:
-        x = pool[i % len(pool)]
-        t0 = time.perf_counter_ns()
-        fn(x)
-        return (time.perf_counter_ns() - t0) / 1e6
-
-    return step
-
-
-def random_pool(batch: int, img_size: tuple[int, int], settings: MeasureSettings, channels: int = 3) -> list[Any]:
-    """Distinct float32 NCHW batches (numpy), reproducible from the seed."""
-    import numpy as np
-
-    rng = np.random.default_rng(settings.seed)
-    return [rng.standard_normal((batch, channels, *img_size), dtype=np.float32) for _ in range(settings.pool)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,261 +42,9 @@ def random_pool(batch: int, img_size: tuple[int, int], settings: MeasureSettings
 # ---------------------------------------------------------------------------------------------
 
 
-class Probe(Protocol):
-    backend: ProfileBackend
-    device: str
-    precision: str
-    provider: str | None
-    threads: int | None
-    cuda_graphs: bool | None
-    img_size: tuple[int, int]
-
-    def batches(self, requested: Sequence[int] | None) -> list[int]:
-        """The batch sizes to measure (a static-batch artifact allows only its own)."""
-        ...
-
-    @contextmanager
-    def stepper(self, batch: int, settings: MeasureSettings) -> Iterator[Step]: ...
-
-
-class TorchProbe:
-    """A torch module on the CPU (threads) or on CUDA (events; CUDA graphs by default)."""
-
-    backend: ProfileBackend = "torch"
-
-    def __init__(
-        self,
-        module: Any,
-        img_size: tuple[int, int],
-        *,
-        device: str = "cpu",
-        precision: str = "fp32",
-        threads: int | None = None,
-        cuda_graphs: bool = True,
-    ) -> None:
-        import torch
-
-        self.on_cuda = device.startswith("cuda")
-        if self.on_cuda and not torch.cuda.is_available():
-            raise MissingBackend("--device cuda: no CUDA GPU here", hint="profile on the CPU (--device cpu) or run on a machine with an NVIDIA GPU")
-        if precision == "fp16" and not self.on_cuda:
-            raise UsageError("--precision fp16 needs --device cuda (CPU fp16 inference is not a deployment target)", hint="use --precision fp32 on the CPU")
-        if precision not in ("fp32", "fp16"):
-            raise UsageError(f"the torch backend runs fp32 or fp16, not {precision}", hint="profile a quantized ONNX with --backend onnxruntime")
-        self.device = "cuda:0" if device == "cuda" else device
-        self.precision = precision
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.module = module.eval().to(device=self.device, dtype=self.dtype)
-        self.img_size = img_size
-        self.threads = None if self.on_cuda else (threads or torch.get_num_threads())
-        self.cuda_graphs = cuda_graphs if self.on_cuda else None
-        self.provider = None
-
-    def batches(self, requested: Sequence[int] | None) -> list[int]:
-        return list(requested or DEFAULT_BATCHES)
-
-    @contextmanager
-    def stepper(self, batch: int, settings: MeasureSettings) -> Iterator[Step]:
-        import torch
-
-        pool = [torch.from_numpy(x) for x in random_pool(batch, self.img_size, settings)]
-        if not self.on_cuda:
-            saved = torch.get_num_threads()
-            torch.set_num_threads(self.threads or saved)
-            try:
-                with torch.inference_mode():
-                    yield wall_clock_step(self.module, pool)
-            finally:
-                torch.set_num_threads(saved)
-            return
-        saved_benchmark = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = True  # let cuDNN pick its fastest kernels, as TensorRT does
-        try:
-            with torch.no_grad():
-                yield self._cuda_step([x.to(self.device, self.dtype) for x in pool])
-            torch.cuda.synchronize()
-        finally:
-            torch.backends.cudnn.benchmark = saved_benchmark
-
-    def _cuda_step(self, pool: list[Any]) -> Step:
-        """CUDA events around each launch; with graphs, one captured graph per pool input."""
-        import torch
-
-        replays: list[Callable[[], Any]] = []
-        if self.cuda_graphs:
-            # Capture needs a side-stream warm-up first (cudnn/cublas pick their kernels there).
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    self.module(pool[0])
-            torch.cuda.current_stream().wait_stream(side)
-            # One graph per pool input, each with its own memory pool: replays never share buffers.
-            for x in pool:
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    self.module(x)
-                replays.append(graph.replay)
-        else:
-            replays = [lambda x=x: self.module(x) for x in pool]
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-
-        def step(i: int) -> float:
-            start.record()
-            replays[i % len(replays)]()
-            end.record()
-            end.synchronize()
-            return float(start.elapsed_time(end))
-
-        return step
-
-
-class OrtProbe:
-    """ONNX Runtime on one ONNX with a dynamic batch axis, or one static ONNX per batch size."""
-
-    backend: ProfileBackend = "onnxruntime"
-    cuda_graphs = None
-
-    def __init__(self, paths: dict[int, Path] | Path, *, threads: int | None = None, device: str = "cpu") -> None:
-        import onnxruntime as ort
-
-        self.paths = paths
-        self.device = "cuda:0" if device == "cuda" else device
-        if self.device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise MissingBackend("--device cuda: this onnxruntime has no CUDAExecutionProvider", hint="install onnxruntime-gpu, or profile on the CPU")
-            self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        else:
-            self.providers = ["CPUExecutionProvider"]
-        self.threads = threads or os.cpu_count() or 1
-        first = paths if isinstance(paths, Path) else paths[min(paths)]
-        info = onnx_input_info(first)
-        self.static_batch = info.batch
-        self.img_size = info.img_size
-        self.channels = info.channels
-        self.precision = "int8" if info.quantized else "fp32"
-        self.metadata = info.metadata
-        self.provider: str | None = self.providers[0]
-
-    def batches(self, requested: Sequence[int] | None) -> list[int]:
-        if not isinstance(self.paths, Path):
-            return sorted(self.paths)
-        if self.static_batch is None:
-            return list(requested or DEFAULT_BATCHES)
-        if requested and list(requested) != [self.static_batch]:
-            raise UsageError(
-                f"{self.paths} has a static batch of {self.static_batch}; it cannot run --batch {','.join(map(str, requested))}",
-                hint=f"use --batch {self.static_batch}, export with --dynamic-batch, or profile the MODEL (exported per batch)",
-            )
-        return [self.static_batch]
-
-    def session(self, path: Path) -> Any:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
-        self.provider = sess.get_providers()[0]
-        return sess
-
-    @contextmanager
-    def stepper(self, batch: int, settings: MeasureSettings) -> Iterator[Step]:
-        path = self.paths if isinstance(self.paths, Path) else self.paths[batch]
-        sess = self.session(path)
-        name = sess.get_inputs()[0].name
-        outputs = [o.name for o in sess.get_outputs()]
-        pool = random_pool(batch, self.img_size, settings, self.channels)
-        yield wall_clock_step(lambda x: sess.run(outputs, {name: x}), pool)
-
-
-class BackendProbe:
-    """Any csa backend (csa_cli.backends.open_backend): how a TensorRT engine is profiled.
-
-    One backend with a dynamic batch serves every batch size; static engines come one per batch.
-    """
-
-    cuda_graphs = None
-
-    def __init__(self, backends: dict[int, Any] | Any, img_size: tuple[int, int] | None = None) -> None:
-        first = backends[min(backends)] if isinstance(backends, dict) else backends
-        described = first.describe() or {}
-        if isinstance(backends, dict):
-            self.by_batch: dict[int, Any] | None = dict(backends)
-            self.dynamic = False
-        else:
-            dynamic = bool(described.get("dynamic_batch"))
-            batch = described.get("engine_batch")
-            self.by_batch = None if dynamic or not isinstance(batch, int) else {batch: backends}
-            self.dynamic = self.by_batch is None
-        self.single = first
-        self.backend: ProfileBackend = first.name
-        self.device = first.device
-        self.precision = first.precision
-        self.provider = described.get("provider") or (f"TensorRT {described['tensorrt']}" if described.get("tensorrt") else None)
-        self.threads = described.get("threads")
-        chw = getattr(first, "_chw", None)  # the engine's input shape, where the backend exposes it
-        self.img_size = tuple(int(d) for d in chw[1:]) if chw and len(chw) == 3 else (img_size or (224, 224))
-
-    def batches(self, requested: Sequence[int] | None) -> list[int]:
-        if self.by_batch is None:
-            return list(requested or DEFAULT_BATCHES)
-        if requested:
-            missing = [b for b in requested if b not in self.by_batch]
-            if missing:
-                raise UsageError(
-                    f"no engine for batch {', '.join(map(str, missing))} (engines: batch {', '.join(map(str, sorted(self.by_batch)))})",
-                    hint="build one engine per batch size with `csa engine --batch ...`, or drop --batch",
-                )
-            return list(requested)
-        return sorted(self.by_batch)
-
-    @contextmanager
-    def stepper(self, batch: int, settings: MeasureSettings) -> Iterator[Step]:
-        impl = self.single if self.by_batch is None else self.by_batch[batch]
-        # The backend's run() returns host outputs, so it has synchronized: host time is latency.
-        yield wall_clock_step(impl.run, random_pool(batch, self.img_size, settings))
-
-
 # ---------------------------------------------------------------------------------------------
 # ONNX facts, static costs, the machine
 # ---------------------------------------------------------------------------------------------
-
-
-class OnnxInputInfo(BaseModel):
-    batch: int | None = Field(description="the static batch, or None for a dynamic batch axis")
-    channels: int
-    img_size: tuple[int, int]
-    quantized: bool
-    metadata: dict[str, str]
-
-
-def onnx_input_info(path: Path) -> OnnxInputInfo:
-    """The first input's batch (None if dynamic), channels and size; whether it holds Q/DQ."""
-
-    from csa_cli.graph.onnx_file import load_onnx
-
-    proto = load_onnx(path, load_external_data=False)
-    initializers = {i.name for i in proto.graph.initializer}
-    inputs = [i for i in proto.graph.input if i.name not in initializers]
-    if not inputs:
-        raise CsaError(f"{path} has no graph input")
-    dims = inputs[0].type.tensor_type.shape.dim
-    if len(dims) != 4:
-        raise CsaError(f"{path}: input {inputs[0].name!r} is not NCHW (rank {len(dims)})")
-
-    def static(d: Any) -> int | None:
-        return int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None
-
-    n, c, h, w = (static(d) for d in dims)
-    if c is None or h is None or w is None:
-        raise CsaError(f"{path}: input {inputs[0].name!r} needs static channels, height and width to be profiled", hint="export with a fixed --img-size")
-    quantized = any(node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for node in proto.graph.node)
-    metadata = {p.key: p.value for p in proto.metadata_props}
-    return OnnxInputInfo(batch=n, channels=c, img_size=(h, w), quantized=quantized, metadata=metadata)
 
 
 def frame_costs(onnx_path: Path, batches: Sequence[int]) -> dict[int, FrameCost]:
@@ -561,35 +68,6 @@ def frame_costs(onnx_path: Path, batches: Sequence[int]) -> dict[int, FrameCost]
             label=report.label,
         )
     return costs
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def machine_info(threads: int | None, device: str = "cpu") -> MachineInfo:
-    """CPU model, core count, threads used, GPU (when the profile ran on one), library versions."""
-    libraries = {d: v for d in ("csa", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "numpy", "timm", "transformers", "tensorrt") if (v := _version(d))}
-    gpu = cuda = None
-    if "torch" in sys.modules:  # never import torch just for this; every torch/export path has it loaded
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(torch.device(device) if device.startswith("cuda") else 0)
-            cuda = torch.version.cuda
-    return MachineInfo(
-        cpu=cpu_model(),
-        cpu_count=os.cpu_count() or 1,
-        threads=threads,
-        gpu=gpu,
-        cuda=cuda,
-        os=f"{platform.system()} {platform.release()}",
-        python=platform.python_version(),
-        libraries=libraries,
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -841,7 +319,7 @@ def profile_onnx(
 
 
 def _require_tensorrt() -> None:
-    from csa_cli.measure.environment import tensorrt_version
+    from csa_cli.tensorrt.runtime import tensorrt_version
 
     if tensorrt_version() is None:
         raise MissingBackend(
@@ -929,45 +407,3 @@ def profile_target(*, model: str | None, path: Path | None, record: Record | Non
 # ---------------------------------------------------------------------------------------------
 # the plot
 # ---------------------------------------------------------------------------------------------
-
-
-def plot_latency(results: Sequence[ProfileResult], path: Path) -> Path:
-    """Median latency vs batch (a min-p99 band) and per-image latency, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from csa_cli.paths import atomic_path
-
-    if not results:
-        raise CsaError("nothing to plot")
-    fig, (ax_lat, ax_img) = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    batches: set[int] = set()
-    for res in results:
-        xs = [r.batch for r in res.results]
-        batches.update(xs)
-        label = f"{res.model} ({res.backend}, {res.precision})"
-        (line,) = ax_lat.plot(xs, [r.median_ms for r in res.results], marker="o", label=label)
-        ax_lat.fill_between(xs, [r.min_ms for r in res.results], [r.p99_ms for r in res.results], color=line.get_color(), alpha=0.15)
-        ax_img.plot(xs, [r.per_image_ms for r in res.results], marker="o", color=line.get_color(), label=label)
-    ticks = sorted(batches)
-    for ax, ylabel, title in (
-        (ax_lat, "latency per batch, ms (median; band min-p99)", "Latency vs batch"),
-        (ax_img, "latency per image, ms (median / batch)", "Per-image latency vs batch"),
-    ):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize="small")
-    machine = results[0].machine
-    fig.suptitle(f"csa profile on {machine.title(results[0].device)} ({results[0].settings})")
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return target
