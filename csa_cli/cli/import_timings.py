@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str | None, typer.Option("--device", help='Where they were measured, e.g. "Orin AGX".')] = None,
     ) -> None:
         """Import trtexec timings measured on a device, for `csa compare`."""
-        from csa_cli.tensorrt.bundle import import_timings as run_import
+        from csa_cli.stages.engine.timings import import_timings as run_import
 
         record = run_import(file, model=model, batch=batch, precision=precision, device=device)
         out.info(f"stored: {record.field('stored')}")

@@ -108,8 +108,8 @@ def load_checkpoint(path: str | Path) -> tuple[str, dict[str, torch.Tensor], dic
 
 def load_model_from_checkpoint(path: str | Path, *, manifest: Any = None) -> tuple[str, nn.Module]:
     """(model name, module with the checkpoint's weights): CSA checkpoints rebuild from their own config."""
-    from csa_cli.models import create_model
     from csa_cli.models.csa import CSAConfig, CSANet
+    from csa_cli.models.factory import create_model
 
     name, state_dict, meta_dict = load_checkpoint(path)
     meta = CheckpointMeta.model_validate(meta_dict)

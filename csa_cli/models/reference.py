@@ -150,8 +150,8 @@ def from_reference_state_dict(name: str, state_dict: dict[str, Any], *, manifest
     """
     import torch
 
-    from csa_cli.models import create_model
     from csa_cli.models.csa import CSANet
+    from csa_cli.models.factory import create_model
 
     state_dict = unwrap_training_checkpoint(state_dict)
     translated: dict[str, torch.Tensor] = {}

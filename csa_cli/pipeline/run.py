@@ -317,7 +317,7 @@ def _eval_mixed(ctx: Context) -> Record:
 def _engine(ctx: Context) -> Record:
     if ctx.options.target == "local" and importlib.util.find_spec("tensorrt") is None:
         raise Skip("TensorRT not installed here (--target orin makes a bundle to build on the device)")
-    from csa_cli.tensorrt import bundle
+    from csa_cli.stages.engine.stage import engine_stage
 
     quantized = ctx.records.get("quantize")
     source: Record | str = quantized or ctx.records.get("check") or ctx.records["export"]
@@ -327,7 +327,7 @@ def _engine(ctx: Context) -> Record:
         # exports one FP32 ONNX per batch, and INT8 comes from the calibration cache of the same calibration
         source = ctx.model
         calib_cache = quantized.field("calib_cache") if quantized is not None else None
-    return bundle.engine_stage(
+    return engine_stage(
         source,
         precision=ctx.options.precision,
         target=ctx.options.target,

@@ -9,18 +9,17 @@ into engine-sized chunks and the last one padded. Not run against a real TensorR
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from csa_cli.backends.base import BackendName
 from csa_cli.errors import CsaError, MissingBackend
 
 
 class TensorRTBackend:
     """An engine file on one CUDA device; `run` takes float32 NCHW and returns float32 logits."""
 
-    name: BackendName = "tensorrt"
+    name: Literal["tensorrt"] = "tensorrt"  # implements backends.base.Backend (a Protocol: no import needed)
 
     def __init__(self, path: str | Path, *, device: str = "cuda:0", precision: str | None = None) -> None:
         from csa_cli.tensorrt.builder import read_engine_meta

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from csa_cli.paths import atomic_write_text
 from csa_cli.stages.check.rules import RULE_SOURCE_NOTE, RULES, RuleSelection, RuleSet, Verdict
-
-if TYPE_CHECKING:
-    pass
 
 
 class Finding(BaseModel):

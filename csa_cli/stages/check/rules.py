@@ -12,14 +12,11 @@ warnings (layers no public source confirms either way, DLA FP16-only layers) do 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
 from csa_cli.graph.qdq import QDQ_OPS
-
-if TYPE_CHECKING:
-    pass
 
 RuleSet = Literal["restricted", "dla"]
 RuleSelection = Literal["restricted", "dla", "all"]

@@ -7,14 +7,15 @@ ops only and not on their outputs, bias left in float.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from csa_cli import events
 from csa_cli.stages.quantize.policy import WEIGHTED_OPS
 
 if TYPE_CHECKING:
@@ -23,15 +24,20 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def quiet_ort() -> Iterator[None]:
-    """onnxruntime.quantization prints progress to stdout and warns on the root logger: stdout is for records."""
+    """onnxruntime.quantization prints progress to stdout and warns on the root logger: stdout is for
+    records, and a stage speaks through events, so what it prints is passed on as notes."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
+    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(printed):
             yield
     finally:
         root.setLevel(level)
+        for line in printed.getvalue().splitlines():
+            if line.strip():
+                events.info(f"onnxruntime: {line.strip()}")
 
 
 def write_qdq(model: onnx.ModelProto, amax: dict[str, float], excluded: list[str], out_path: Path, workdir: Path) -> None:

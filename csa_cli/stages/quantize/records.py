@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,9 +11,6 @@ from csa_cli.stages.quantize.calibration import (
     CalibFile,
 )
 from csa_cli.stages.quantize.policy import KeptNode
-
-if TYPE_CHECKING:
-    pass
 
 
 class TensorRange(BaseModel):
