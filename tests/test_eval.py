@@ -131,7 +131,7 @@ def test_imagefolder_dir_limit_and_torch_backend(oracle_sets: dict[str, ImageSet
     from csa_cli.data.datasets import resolve_dataset
     from csa_cli.data.preprocess import build_transform
     from csa_cli.manifest import load_manifest
-    from csa_cli.stages.evaluate.stage import run_eval
+    from csa_cli.stages.evaluate.loop import run_eval
 
     image_set = oracle_sets["folders"]
     ds = resolve_dataset(str(image_set.val_dir), limit=11)
@@ -376,7 +376,7 @@ def test_torch_cuda_fp16_with_pinned_workers_is_exact(oracle_sets: dict[str, Ima
     from csa_cli.data.datasets import resolve_dataset
     from csa_cli.data.preprocess import build_transform
     from csa_cli.manifest import load_manifest
-    from csa_cli.stages.evaluate.stage import run_eval
+    from csa_cli.stages.evaluate.loop import run_eval
 
     index = imagenet.synset_index()
     backend = open_backend("torch", ColourOracle([index[s] for s in CLASSES]), device="cuda", precision="fp16")

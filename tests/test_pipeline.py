@@ -15,8 +15,11 @@ from typing import Any
 import pytest
 
 from csa_cli.errors import CsaError
-from csa_cli.pipeline import run as pipeline
-from csa_cli.pipeline.run import STAGES, RunOptions, Skip, run_pipeline
+from csa_cli.pipeline import options as run_options
+from csa_cli.pipeline import steps
+from csa_cli.pipeline.options import STAGES, RunOptions
+from csa_cli.pipeline.run import run_pipeline
+from csa_cli.pipeline.steps import Skip
 from csa_cli.records import Record, make_record
 from csa_cli.store import ArtifactMeta, artifact_dir, build_artifact, list_artifacts
 from tests.fixtures.cli import CliResult
@@ -30,8 +33,8 @@ def fake_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
     monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))
     state: dict[str, Any] = {"calls": {s: 0 for s in STAGES}, "fail": None, "skip": {}}
 
-    def body(name: str) -> Callable[[pipeline.Context], Record]:
-        def run(ctx: pipeline.Context) -> Record:
+    def body(name: str) -> Callable[[steps.Context], Record]:
+        def run(ctx: steps.Context) -> Record:
             state["calls"][name] += 1
             if state["fail"] == name:
                 raise CsaError(f"{name} broke on purpose", hint="fix it")
@@ -48,11 +51,11 @@ def fake_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
 
     for name in STAGES:
         if name != "fetch":
-            monkeypatch.setitem(pipeline.STAGE_BODIES, name, body(name))
+            monkeypatch.setitem(steps.STAGE_BODIES, name, body(name))
     return state
 
 
-def _statuses(summary: pipeline.RunSummary) -> dict[str, str]:
+def _statuses(summary: run_options.RunSummary) -> dict[str, str]:
     return {s.name: s.status for s in summary.stages}
 
 
@@ -115,7 +118,7 @@ def test_skipped_stage_is_shown_with_its_reason(fake_stages: dict[str, Any]) -> 
     summary = run_pipeline(RunOptions(model="csa-nano", to="export"))
     assert summary.ok and summary.stage("evaluate").status == "skipped"
     assert summary.stage("evaluate").reason == "no dataset (give --dataset to evaluate)"
-    assert pipeline.format_stage_line(summary.stage("evaluate")).startswith("[evaluate] skipped (")
+    assert run_options.format_stage_line(summary.stage("evaluate")).startswith("[evaluate] skipped (")
 
 
 def test_removed_artifact_is_rebuilt(fake_stages: dict[str, Any]) -> None:

@@ -108,7 +108,7 @@ def test_bin_only_repo_loads_through_weights_only_torch_load(hub_env: HubEnv, cs
 
 
 def test_corrupted_cached_blob_is_taken_out_of_use_then_force_repulls(hub_env: HubEnv, csa: Any) -> None:
-    from csa_cli.stages.pull.hub import HashMismatch
+    from csa_cli.stages.pull.hub_errors import HashMismatch
     from csa_cli.stages.pull.weights import load_model
 
     assert csa("pull", "test-convnext").exit_code == 0
@@ -252,7 +252,7 @@ def test_revision_override_and_unknown_revision(hub_env: HubEnv, csa: Any) -> No
 
 def test_lock_goes_to_csa_home_unless_the_user_manifest_declares_the_source(hub_env: HubEnv, test_manifest_path: Path) -> None:
     from csa_cli.manifest import load_manifest
-    from csa_cli.stages.pull.hub import lock_path_for
+    from csa_cli.stages.pull.lock import lock_path_for
 
     entry = load_manifest(hub_env.manifest).get("test-convnext")
     assert lock_path_for(entry, hub_env.manifest) == hub_env.manifest.with_name("zoo.lock.json")

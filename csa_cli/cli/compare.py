@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from csa_cli.pipeline.compare import Study
-    from csa_cli.pipeline.run import RunSummary
+    from csa_cli.pipeline.options import RunSummary
 
 
 def render_study(study: Study) -> RenderableType:
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         """Compare models from stored results, running through the pipeline whatever is missing."""
         from csa_cli.cli.run import _choice
         from csa_cli.pipeline.compare import compare_models
-        from csa_cli.pipeline.run import format_stage_line
+        from csa_cli.pipeline.options import format_stage_line
         from csa_cli.records import make_record
 
         if not models:

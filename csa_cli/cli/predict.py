@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         out: Output,
     ) -> None:
         """Classify images: top-5 labels (ImageNet names for a 1000-class head) with probabilities."""
-        from csa_cli.stages.evaluate.stage import predict
+        from csa_cli.stages.evaluate.predict import predict
 
         source, images = _split(items)
         record = input_record(source)

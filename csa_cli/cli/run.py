@@ -13,7 +13,7 @@ from csa_cli.errors import CsaError, ExitCode, UsageError
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from csa_cli.pipeline.run import RunSummary
+    from csa_cli.pipeline.options import RunSummary
 
 _STYLE = {"done": "green", "cached": "cyan", "running": "yellow", "failed": "bold red", "skipped": "dim", "pending": "dim"}
 
@@ -76,7 +76,7 @@ class _Progress:
     def __call__(self, summary: RunSummary) -> None:
         import time
 
-        from csa_cli.pipeline.run import format_stage_line
+        from csa_cli.pipeline.options import format_stage_line
 
         for s in summary.stages:
             if self.seen.get(s.name) != s.status and s.status != "pending":
@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
         manifest: ManifestOption = None,
     ) -> None:
         """Run the chain fetch → evaluate → export → check → quantize → eval-mixed → engine → profile."""
-        from csa_cli.pipeline.run import RunOptions, run_pipeline, stage_name
+        from csa_cli.pipeline.options import RunOptions, stage_name
+        from csa_cli.pipeline.run import run_pipeline
 
         options = RunOptions(
             model=model,

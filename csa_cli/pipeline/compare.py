@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from csa_cli.store import load_results
 
 if TYPE_CHECKING:
-    from csa_cli.pipeline.run import RunSummary
+    from csa_cli.pipeline.options import RunSummary
 
 ESTIMATE_LABEL = "estimate (static, from the ONNX graph)"
 
@@ -303,7 +303,8 @@ def compare_models(
 ) -> Study:
     """Run what is missing through the pipeline core (cached stages are skipped), then build the study."""
     from csa_cli.manifest import load_manifest
-    from csa_cli.pipeline.run import RunOptions, run_pipeline
+    from csa_cli.pipeline.options import RunOptions
+    from csa_cli.pipeline.run import run_pipeline
 
     zoo = load_manifest(manifest)
     for m in models:

@@ -6,6 +6,7 @@ from typing import Any
 
 from csa_cli.errors import MissingBackend
 
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # what a serialized TensorRT engine is saved as
 INSTALL_HINT = "install TensorRT where a CUDA GPU is present (pip install 'csa[tensorrt]'), or build on the device: csa engine ... --target orin"
 
 

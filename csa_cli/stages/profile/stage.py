@@ -22,9 +22,9 @@ from csa_cli.measure.timing import DEFAULT_BATCHES, MeasureSettings, run_timed
 from csa_cli.records import Record
 from csa_cli.stages.profile.records import BatchResult, FrameCost, ProfileOptions, ProfileResult
 from csa_cli.store import artifact_key, store_result
+from csa_cli.tensorrt.runtime import ENGINE_SUFFIXES
 
 BUNDLE_MARKERS = ("validate.sh", "build.sh", "plan.json")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 # ---------------------------------------------------------------------------------------------

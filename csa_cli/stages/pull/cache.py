@@ -42,7 +42,7 @@ def _scan() -> Any:
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
-    from csa_cli.stages.pull.hub import hub_cache_dir
+    from csa_cli.stages.pull.hub_env import hub_cache_dir
 
     try:
         return scan_cache_dir(hub_cache_dir())
@@ -51,7 +51,7 @@ def _scan() -> Any:
 
 
 def _pinned_commit(entry: ModelEntry, manifest_path: str | os.PathLike[str] | None) -> str | None:
-    from csa_cli.stages.pull.hub import read_lock
+    from csa_cli.stages.pull.lock import read_lock
 
     try:
         lock = read_lock(entry, manifest_path)
@@ -98,7 +98,7 @@ def _artifact_items(entry: ModelEntry) -> list[CacheItem]:
 
 
 def _lock_items(entry: ModelEntry, manifest_path: str | os.PathLike[str] | None) -> list[CacheItem]:
-    from csa_cli.stages.pull.hub import lock_path_for
+    from csa_cli.stages.pull.lock import lock_path_for
 
     where: Literal["CSA_HOME", "beside manifest"]
 
@@ -149,7 +149,7 @@ def remove_model(manifest: Manifest, model: str, manifest_path: str | os.PathLik
 
 def prune(manifest: Manifest, *, dry_run: bool = False, manifest_path: str | os.PathLike[str] | None = None) -> list[CacheItem]:
     """Remove what nothing uses: unpinned snapshots of zoo repos, incomplete downloads, half-built artifacts."""
-    from csa_cli.stages.pull.hub import repo_storage
+    from csa_cli.stages.pull.hub_env import repo_storage
 
     info = _scan()
     found: list[CacheItem] = []

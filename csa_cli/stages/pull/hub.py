@@ -14,62 +14,28 @@ Where the lock lives:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.manifest import ModelEntry
-from csa_cli.paths import atomic_write_text, csa_home, sha256_file
+from csa_cli.paths import atomic_write_text, sha256_file
+from csa_cli.stages.pull.hub_env import hub_cache_dir, hub_endpoint, is_offline, repo_storage, snapshot_dir
+from csa_cli.stages.pull.hub_errors import HashMismatch, hub_error, no_source_error, offline_missing
+from csa_cli.stages.pull.lock import LockedFile, ModelLock, combined_hash, lock_path_for, read_lock, write_lock
 
-LOCK_SCHEMA = 1
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 # ----------------------------------------------------------------------------- file formats
-
-
-class LockedFile(BaseModel):
-    """One pinned file: its content hash and size, and the Hub's id of it (git blob id)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=0)
-    blob_id: str | None = None
-
-
-class ModelLock(BaseModel):
-    """What one model is pinned to: repo, revision, the commit it resolved to, every file's hash."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    schema_version: int = Field(default=LOCK_SCHEMA, alias="schema")
-    model: str
-    repo: str
-    revision: str
-    commit: str = Field(pattern=r"^[0-9a-f]{40}$")
-    files: dict[str, LockedFile]
-    locked_at: float = Field(default_factory=time.time)
-
-
-class ManifestLock(BaseModel):
-    """The lock beside a user manifest: one pin per model the manifest gives a source."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    schema_version: int = Field(default=LOCK_SCHEMA, alias="schema")
-    models: dict[str, ModelLock] = Field(default_factory=dict)
 
 
 class PullResult(BaseModel):
@@ -108,193 +74,13 @@ class PullResult(BaseModel):
         }
 
 
-class HashMismatch(CsaError):
-    """A file that does not match its lock."""
-
-
 # ----------------------------------------------------------------------------- environment
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def is_offline(offline: bool | None = None) -> bool:
-    """--offline, else HF_HUB_OFFLINE (read now, not at import as huggingface_hub does)."""
-    return bool(offline) if offline is not None else _env_flag("HF_HUB_OFFLINE")
-
-
-def hub_cache_dir() -> Path:
-    """The Hugging Face cache, by huggingface_hub's own rules, read from the environment now."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
-        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "huggingface" / "hub"
-
-
-def hub_endpoint() -> str:
-    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
-
-
-def repo_storage(repo: str) -> Path:
-    """The repo's folder in the HF cache (models--org--name)."""
-    return hub_cache_dir() / ("models--" + repo.replace("/", "--"))
-
-
-def snapshot_dir(repo: str, commit: str) -> Path:
-    return repo_storage(repo) / "snapshots" / commit
-
-
-def combined_hash(files: dict[str, str]) -> str:
-    """One hash for a set of files: the file's own sha256 when there is one, else of the sorted name:sha256 lines."""
-    if len(files) == 1:
-        return next(iter(files.values()))
-    lines = "".join(f"{name}:{sha}\n" for name, sha in sorted(files.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- locks
 
 
-def _declares_source(manifest_path: Path, model: str) -> bool:
-    try:
-        with manifest_path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-    entry = data.get("models", {}).get(model)
-    return isinstance(entry, dict) and isinstance(entry.get("source"), dict)
-
-
-def lock_path_for(entry: ModelEntry, manifest_path: str | os.PathLike[str] | None = None) -> Path:
-    """Beside the user manifest when it declares this entry's source, else CSA_HOME/locks/<model>.lock.json."""
-    from csa_cli.manifest import user_manifest_path
-
-    user = user_manifest_path(manifest_path)
-    if user is not None and _declares_source(user, entry.name):
-        return user.with_name(f"{user.stem}.lock.json")
-    return csa_home() / "locks" / f"{entry.name}.lock.json"
-
-
-def _is_manifest_lock(path: Path) -> bool:
-    return path.parent != csa_home() / "locks"
-
-
-@contextmanager
-def _lock_file_guard(path: Path) -> Iterator[None]:
-    """Serialise read-modify-write of a lock file between processes."""
-    from filelock import FileLock
-
-    # the OS lock file lives under CSA_HOME, not beside the user's manifest
-    guard = csa_home() / "locks" / ".guards" / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16] + ".lock")
-    guard.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(guard), timeout=120):
-        yield
-
-
-def _read_json_model(path: Path, cls: type[BaseModel]) -> Any:
-    try:
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (ValidationError, ValueError) as exc:
-        raise CsaError(f"the lock {path} is not valid ({str(exc).splitlines()[0]})", hint=f"delete {path} and run `csa pull` again to re-pin") from None
-
-
-def read_lock(entry: ModelEntry, manifest_path: str | os.PathLike[str] | None = None) -> ModelLock | None:
-    """The model's pin, or None when it was never pulled."""
-    path = lock_path_for(entry, manifest_path)
-    if _is_manifest_lock(path):
-        whole = _read_json_model(path, ManifestLock)
-        return None if whole is None else whole.models.get(entry.name)
-    return _read_json_model(path, ModelLock)
-
-
-def write_lock(lock: ModelLock, entry: ModelEntry, manifest_path: str | os.PathLike[str] | None = None) -> Path:
-    path = lock_path_for(entry, manifest_path)
-    with _lock_file_guard(path):
-        if _is_manifest_lock(path):
-            whole = _read_json_model(path, ManifestLock) or ManifestLock()
-            whole.models[entry.name] = lock
-            atomic_write_text(path, whole.model_dump_json(by_alias=True, indent=2) + "\n")
-        else:
-            atomic_write_text(path, lock.model_dump_json(by_alias=True, indent=2) + "\n")
-    return path
-
-
 # ----------------------------------------------------------------------------- errors
-
-
-def no_source_error(entry: ModelEntry) -> CsaError:
-    return CsaError(
-        f"{entry.name} has no published weights (its manifest entry names no Hub source)",
-        hint=(
-            f"convert a checkpoint trained with NVIDIA's reference code: `csa import-reference CHECKPOINT.pth --model {entry.name}`, "
-            "then pass --weights PATH; or use --weights random for graph-only work"
-        ),
-    )
-
-
-def _offline_missing(entry: ModelEntry, repo: str, what: str) -> CsaError:
-    return CsaError(
-        f"offline and {what} of {entry.name} ({repo}) is not in the Hugging Face cache at {hub_cache_dir()}",
-        hint=f"run `csa pull {entry.name}` with network access to {hub_endpoint()} (same HF_HOME), or unset HF_HUB_OFFLINE / drop --offline",
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no answer"
-
-
-def _hub_error(exc: BaseException, entry: ModelEntry, repo: str, revision: str, filename: str | None = None) -> CsaError:
-    """One clear CsaError for whatever huggingface_hub or the network raised."""
-    import httpx2
-    from huggingface_hub import errors as hf
-
-    token_hint = "set HF_TOKEN to a token with access, or run `hf auth login`"
-    endpoint = hub_endpoint()
-    if isinstance(exc, hf.OfflineModeIsEnabled):
-        return _offline_missing(entry, repo, "the files")
-    if isinstance(exc, hf.GatedRepoError):
-        return CsaError(
-            f"{repo} is gated: the Hub refused access (403)", hint=f"accept its conditions on {endpoint}/{repo} with your account, and {token_hint}"
-        )
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if status == 401:
-        return CsaError(f"the Hub refused {repo} without valid credentials (401): it is private or gated, or the token is wrong", hint=token_hint)
-    if status == 403:
-        return CsaError(f"access to {repo} is forbidden (403): the token lacks permission for it", hint=token_hint)
-    if isinstance(exc, hf.RevisionNotFoundError):
-        return CsaError(f"revision '{revision}' not found in {repo} (404)", hint="check --revision, or source.revision in the manifest")
-    if isinstance(exc, hf.RemoteEntryNotFoundError) or (isinstance(exc, hf.EntryNotFoundError) and filename):
-        return CsaError(f"{filename or 'a file'} not found in {repo} at revision '{revision}' (404)", hint="check source.files in the manifest")
-    if isinstance(exc, hf.RepositoryNotFoundError) or status == 404:
-        return CsaError(f"repo {repo} not found on {endpoint} (404)", hint=f"check source.repo of {entry.name} in the manifest, and HF_ENDPOINT")
-    if isinstance(exc, hf.HfHubHTTPError) and status is not None:
-        return CsaError(f"the Hub answered {status} for {repo}: {str(exc).strip().splitlines()[0]}", hint="try again later")
-    if filename and isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError | httpx2.ReadTimeout):
-        return CsaError(
-            f"the download of {filename} from {repo} was cut off ({type(exc).__name__}: {_first_line(exc)}); nothing partial was kept",
-            hint=f"run `csa pull {entry.name}` again",
-        )
-    if isinstance(exc, httpx2.TransportError | hf.LocalEntryNotFoundError | ConnectionError):
-        what = f"downloading {filename}" if filename else "resolving the revision"
-        return CsaError(
-            f"cannot reach the Hub at {endpoint} while {what} of {repo} ({type(exc).__name__}: {_first_line(exc)})",
-            hint=f"check the connection and HF_ENDPOINT, then run `csa pull {entry.name}` again (nothing partial was kept); a pulled model also works offline",
-        )
-    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
-        return CsaError(
-            f"the download of {filename} from {repo} was cut short (size differs from the Hub's); nothing partial was kept",
-            hint=f"run `csa pull {entry.name}` again",
-        )
-    return CsaError(f"pulling {repo} failed: {type(exc).__name__}: {exc}")
 
 
 # ----------------------------------------------------------------------------- selection and verification
@@ -472,14 +258,14 @@ def _pull_offline(entry: ModelEntry, repo: str, revision: str, pin: ModelLock | 
     assert entry.source is not None
     commit = pin.commit if pin is not None else _cached_commit(repo, revision)
     if commit is None:
-        raise _offline_missing(entry, repo, f"revision '{revision}'")
+        raise offline_missing(entry, repo, f"revision '{revision}'")
     folder = snapshot_dir(repo, commit)
     available = {f for f in (pin.files if pin is not None else entry.source.files) if (folder / f).is_file()}
     files = select_files(entry, available)
     wanted = select_files(entry, set(pin.files)) if pin is not None else files
     missing = [f for f in wanted if f not in available]
     if missing or not _weights_of(files):
-        raise _offline_missing(entry, repo, ", ".join(missing) or "the weights")
+        raise offline_missing(entry, repo, ", ".join(missing) or "the weights")
     lock_path = lock_path_for(entry, manifest_path)
     if pin is not None:
         hashes = _verify_against_lock(entry, pin, folder, files)
@@ -538,7 +324,7 @@ def pull(
     try:
         info = _model_info(repo, target)
     except Exception as exc:
-        raise _hub_error(exc, entry, repo, target) from None
+        raise hub_error(exc, entry, repo, target) from None
     commit = str(info.sha)
     siblings = {s.rfilename: s for s in (info.siblings or [])}
     files = select_files(entry, set(siblings))
@@ -576,7 +362,7 @@ def pull(
             try:
                 hf_hub_download(repo, name, revision=commit, cache_dir=hub_cache_dir(), endpoint=hub_endpoint(), force_download=force)
             except Exception as exc:
-                raise _hub_error(exc, entry, repo, rev, name) from None
+                raise hub_error(exc, entry, repo, rev, name) from None
             if not cached:
                 downloaded += size
 

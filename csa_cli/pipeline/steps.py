@@ -1,0 +1,252 @@
+"""The body of each pipeline stage: the same stage functions the separate commands call.
+
+Each body takes the run's Context (options, the records of the stages before it) and returns the
+record its stage prints. A stage that cannot run here raises Skip with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from csa_cli.errors import CsaError
+from csa_cli.paths import sha256_file as _sha256
+from csa_cli.pipeline.options import RunOptions, StageName
+from csa_cli.records import Record, make_record
+from csa_cli.store import artifact_key, store_result
+
+
+class Skip(Exception):
+    """A stage that cannot run here (no dataset, no TensorRT): shown as skipped with the reason."""
+
+    def __init__(self, reason: str, record: Record | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.record = record
+
+
+@dataclass
+class Context:
+    """What the stages share during one run."""
+
+    options: RunOptions
+    weights: str = "auto"
+    records: dict[str, Record] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.options.model
+
+
+def _fetch(ctx: Context) -> Record:
+    from csa_cli.manifest import load_manifest
+
+    entry = load_manifest(ctx.options.manifest).get(ctx.model)
+    wanted = ctx.options.weights
+    if wanted == "random":
+        ctx.weights = "random"
+        raise Skip("random weights asked (--weights random)")
+    if wanted not in ("auto", "pretrained"):
+        path = Path(wanted).expanduser()
+        if not path.is_file():
+            raise CsaError(f"--weights: file not found: {wanted}", hint="give a checkpoint file, or --weights pretrained|random")
+        ctx.weights = str(path.resolve())
+        # the file's hash goes into every later key: a changed checkpoint at the same path is not "cached"
+        record = make_record("checkpoint", model=ctx.model, path=ctx.weights, weights=ctx.weights, weights_hash=_sha256(path))
+        raise Skip(f"weights from {path.name}", record)
+    if entry.source is None:
+        if wanted == "pretrained":
+            raise CsaError(
+                f"{ctx.model} has no published weights",
+                hint="use --weights random, a checkpoint path, or `csa import-reference` to convert one",
+            )
+        ctx.weights = "random"
+        raise Skip("no weights published: random weights")
+    from csa_cli.stages.pull import hub
+
+    # --redo fetch downloads again (hub.pull force) instead of trusting the verified cache
+    result = hub.pull(entry, manifest_path=ctx.options.manifest, force=ctx.options.redo == "fetch")
+    ctx.weights = "pretrained"
+    return make_record("checkpoint", **result.record_fields())
+
+
+def _dataset(ctx: Context, what: str) -> str:
+    if not ctx.options.dataset:
+        raise Skip(f"no dataset (give --dataset to {what})")
+    return ctx.options.dataset
+
+
+def _eval_workers(ctx: Context) -> int | None:
+    """Loader processes for an evaluation: none for a few images (starting them costs more than they save)."""
+    return 0 if ctx.options.limit is not None and ctx.options.limit <= 64 else None
+
+
+def _evaluate(ctx: Context) -> Record:
+    dataset = _dataset(ctx, "evaluate")
+    from csa_cli.stages.evaluate import stage as evaluate
+
+    source: str | Record = ctx.model
+    if ctx.options.eval_backend == "onnxruntime":
+        # the very ONNX the export stage keeps (the core caches it): one export serves eval, check, quantize and profile
+        source = _export(ctx)
+    return evaluate.evaluate_stage(
+        source,
+        dataset=dataset,
+        data_dir=ctx.options.data_dir,
+        backend=ctx.options.eval_backend,
+        precision="fp32",
+        limit=ctx.options.limit,
+        weights=ctx.weights,
+        manifest=ctx.options.manifest,
+        threads=ctx.options.threads,
+        workers=_eval_workers(ctx),
+    )
+
+
+def _export(ctx: Context) -> Record:
+    from csa_cli.stages.export.stage import export_stage
+
+    return export_stage(
+        ctx.model,
+        weights=ctx.weights,
+        batch=ctx.options.batch[0],
+        img_size=ctx.options.img_size,
+        dynamic_batch=False,
+        opset=17,
+        verify=True,
+        output=None,
+        manifest=ctx.options.manifest,
+    )
+
+
+def _check(ctx: Context) -> Record:
+    from csa_cli.graph.costmodel import analyze
+    from csa_cli.stages.check.checks import check_onnx
+
+    onnx_record = ctx.records["export"]
+    path = str(onnx_record.path)
+    verdicts: dict[str, Any] = {}
+    for rules in ("restricted", "dla"):
+        report = check_onnx(path, rules)
+        verdicts[rules] = {"compliant": bool(report.compliant), "violations": len(report.violations), "warnings": len(report.warnings)}
+    cost = analyze(path, 1)
+    traffic = {str(b): _traffic_per_frame(cost, b) for b in sorted(set(ctx.options.batch) | {1})}
+    check = {
+        "rules": "restricted",
+        "compliant": verdicts["restricted"]["compliant"],
+        "violations": verdicts["restricted"]["violations"],
+        "warnings": verdicts["restricted"]["warnings"],
+        "dla": verdicts["dla"],
+    }
+    cost_data = {"params": int(cost.params), "macs": int(cost.macs), "traffic_bytes_per_frame": traffic}
+    key = artifact_key(model=ctx.model, onnx=path, weights=ctx.weights)
+    store_result("check", ctx.model, key, {"kind": "check", "model": ctx.model, "weights": ctx.weights, "onnx": path, **verdicts})
+    store_result(
+        "cost",
+        ctx.model,
+        key,
+        {"kind": "cost", "model": ctx.model, "weights": ctx.weights, "onnx": path, "estimate": "static, from the ONNX graph", **cost_data},
+    )
+    return onnx_record.with_fields(check=check, cost=cost_data)
+
+
+def _traffic_per_frame(cost: Any, batch: int) -> float:
+    """Static memory traffic per frame at a batch size: weights are read once per batch, activations per image."""
+    return float(cost.traffic_at(batch).bytes_per_frame)
+
+
+def _quantize(ctx: Context) -> Record:
+    if ctx.options.precision not in ("int8", "mixed"):
+        raise Skip(f"precision {ctx.options.precision} needs no INT8 model")
+    dataset = ctx.options.calib_dataset or _dataset(ctx, "calibrate")
+    from csa_cli.stages.quantize import stage as quantize
+
+    return quantize.quantize_stage(
+        ctx.records.get("check") or ctx.records["export"],
+        calib_dataset=dataset,
+        data_dir=ctx.options.data_dir,
+        calib_images=ctx.options.calib_images,
+        method=ctx.options.method,
+        precision=ctx.options.precision,
+        weights=ctx.weights,
+        manifest=ctx.options.manifest,
+    )
+
+
+def _eval_mixed(ctx: Context) -> Record:
+    if "quantize" not in ctx.records:
+        raise Skip("no quantized model")
+    dataset = _dataset(ctx, "evaluate")
+    from csa_cli.stages.evaluate import stage as evaluate
+
+    # the QDQ ONNX runs on ONNX Runtime; its calibration images are left out by the eval core
+    return evaluate.evaluate_stage(
+        ctx.records["quantize"],
+        dataset=dataset,
+        data_dir=ctx.options.data_dir,
+        backend="onnxruntime",
+        limit=ctx.options.limit,
+        weights=ctx.weights,
+        manifest=ctx.options.manifest,
+        threads=ctx.options.threads,
+        workers=_eval_workers(ctx),
+    )
+
+
+def _engine(ctx: Context) -> Record:
+    if ctx.options.target == "local" and importlib.util.find_spec("tensorrt") is None:
+        raise Skip("TensorRT not installed here (--target orin makes a bundle to build on the device)")
+    from csa_cli.stages.engine.stage import engine_stage
+
+    quantized = ctx.records.get("quantize")
+    source: Record | str = quantized or ctx.records.get("check") or ctx.records["export"]
+    calib_cache = None
+    if len(ctx.options.batch) > 1:
+        # the exported (and QDQ) ONNX is static at the first batch size: for several, the engine core
+        # exports one FP32 ONNX per batch, and INT8 comes from the calibration cache of the same calibration
+        source = ctx.model
+        calib_cache = quantized.field("calib_cache") if quantized is not None else None
+    return engine_stage(
+        source,
+        precision=ctx.options.precision,
+        target=ctx.options.target,
+        batch=ctx.options.batch,
+        weights=ctx.weights,
+        manifest=ctx.options.manifest,
+        img_size=ctx.options.img_size,
+        calib_cache=calib_cache,
+    )
+
+
+def _profile(ctx: Context) -> Record:
+    from csa_cli.measure.timing import MeasureSettings
+    from csa_cli.stages.profile.records import ProfileOptions
+    from csa_cli.stages.profile.stage import profile_model
+
+    options = ProfileOptions(
+        backend=ctx.options.backend,
+        batches=list(ctx.options.batch),
+        threads=ctx.options.threads,
+        weights=ctx.weights,
+        img_size=ctx.options.img_size,
+        manifest=ctx.options.manifest,
+        measure=MeasureSettings(warmup=ctx.options.warmup, iterations=ctx.options.iterations),
+    )
+    return profile_model(ctx.model, options).to_record()  # stored for `csa compare` by the core
+
+
+STAGE_BODIES: dict[StageName, Callable[[Context], Record]] = {
+    "fetch": _fetch,
+    "evaluate": _evaluate,
+    "export": _export,
+    "check": _check,
+    "quantize": _quantize,
+    "eval-mixed": _eval_mixed,
+    "engine": _engine,
+    "profile": _profile,
+}
