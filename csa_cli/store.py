@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from csa_cli import __version__
+from csa_cli.errors import CsaError
 from csa_cli.paths import atomic_dir, atomic_write_text, csa_home
 
 ARTIFACT_META = "artifact.json"
@@ -78,6 +79,19 @@ def build_artifact(model: str, stage: str, key: str, inputs: dict[str, Any]) -> 
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
         meta = ArtifactMeta(model=model, stage=stage, key=key, inputs=inputs, files=files, created=time.time())
         (tmp / ARTIFACT_META).write_text(meta.model_dump_json(by_alias=True, indent=2))
+
+
+def cached_or_built(model: str, stage: str, key: str, inputs: dict[str, Any], build: Callable[[Path], Any], *, redo: bool = False) -> tuple[Path, bool]:
+    """(the complete artifact for `key`, whether it was cached): built first, atomically, when absent or `redo`."""
+    found = None if redo else find_artifact(model, stage, key)
+    if found is not None:
+        return found, True
+    with build_artifact(model, stage, key, inputs) as tmp:
+        build(tmp)
+    folder = find_artifact(model, stage, key)
+    if folder is None:  # build_artifact renames into place and names every file: absent only if that failed
+        raise CsaError(f"the {stage} artifact of {model} was not stored in {artifact_dir(model, stage, key)}")
+    return folder, False
 
 
 def list_artifacts(model: str | None = None) -> list[tuple[Path, ArtifactMeta]]:

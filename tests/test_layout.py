@@ -211,3 +211,23 @@ def test_only_the_cli_and_the_output_object_print() -> None:
         if found := _prints(module):
             offenders[module] = found
     assert not offenders, f"stages report through csa_cli.events, they do not print: {offenders}"
+
+
+MODULE_LINES = 500
+FUNCTION_LINES = 60
+BIG_ON_PURPOSE = {"csa_cli.models.csa"}  # one file per architecture family, as in timm
+
+
+def test_modules_stay_small() -> None:
+    big = {m: n for m, p in MODULES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MODULE_LINES and m not in BIG_ON_PURPOSE}
+    assert not big, f"modules over {MODULE_LINES} lines: split them by concern ({big})"
+
+
+def test_long_functions_say_why() -> None:
+    unexplained = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno and node.end_lineno - node.lineno + 1 > FUNCTION_LINES:
+                if "Long because" not in (ast.get_docstring(node) or ""):
+                    unexplained.append(f"{module}.{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not unexplained, f"functions over {FUNCTION_LINES} lines without 'Long because ...' in their docstring: {unexplained}"

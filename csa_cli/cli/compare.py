@@ -34,6 +34,9 @@ def render_study(study: Study) -> RenderableType:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the command(s) to `app`. Long because typer reads each option from the command's
+    signature: one annotated parameter per option."""
+
     @app.command("compare")
     @stage_command("compare")
     def compare(
@@ -53,7 +56,11 @@ def register(app: typer.Typer) -> None:
         no_run: Annotated[bool, typer.Option("--no-run", help="Only show what is stored; run nothing.")] = False,
         manifest: ManifestOption = None,
     ) -> None:
-        """Compare models from stored results, running through the pipeline whatever is missing."""
+        """Compare models from stored results, running through the pipeline whatever is missing.
+        \f
+        Long because typer reads each option from this signature: one annotated parameter per
+        option.
+        """
         from csa_cli.cli.run import _choice
         from csa_cli.pipeline.compare import compare_models
         from csa_cli.pipeline.options import format_stage_line

@@ -32,6 +32,9 @@ def _render(record: Record) -> Any:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the command(s) to `app`. Long because typer reads each option from the command's
+    signature: one annotated parameter per option."""
+
     @app.command("engine")
     @stage_command("engine")
     def engine(
@@ -53,7 +56,11 @@ def register(app: typer.Typer) -> None:
         img_size: Annotated[str | None, typer.Option("--img-size", help="N or HxW, when a MODEL is exported.")] = None,
         manifest: ManifestOption = None,
     ) -> None:
-        """Build TensorRT engines (--target local) or a self-contained Orin bundle (--target orin)."""
+        """Build TensorRT engines (--target local) or a self-contained Orin bundle (--target orin).
+        \f
+        Long because typer reads each option from this signature: one annotated parameter per
+        option.
+        """
         if precision not in PRECISION_CHOICES:
             raise UsageError(f"--precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
         if target not in TARGET_CHOICES:

@@ -24,6 +24,9 @@ def _top1(entry: ModelEntry) -> float | None:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the command(s) to `app`. Long because typer reads each option from the command's
+    signature: one annotated parameter per option."""
+
     @app.command("list")
     @stage_command("list")
     def list_models(out: Output, manifest: ManifestOption = None) -> None:

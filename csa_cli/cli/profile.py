@@ -68,6 +68,9 @@ def render(results: "list[ProfileResult]") -> "Table":
 
 
 def register(app: typer.Typer) -> None:
+    """Add the command(s) to `app`. Long because typer reads each option from the command's
+    signature: one annotated parameter per option."""
+
     @app.command("profile")
     @stage_command("profile")
     def profile(
@@ -96,7 +99,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Latency (median, p90, p99, mean ± std, min), throughput and per-image latency at each batch size,
         with memory traffic and MACs per frame (static estimate) and a roofline floor. A bundle is
-        timed on its device: run its validate.sh there, then `csa import-timings`."""
+        timed on its device: run its validate.sh there, then `csa import-timings`.
+        \f
+        Long because typer reads each option from this signature: one annotated parameter per
+        option.
+        """
         from pydantic import ValidationError
 
         from csa_cli.measure.timing import MeasureSettings

@@ -279,6 +279,10 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
     `batch`: the batch size for a graph with a dynamic batch axis (default 1), and the batch over
     which weight reads are shared in the per-image `bytes_read`. Per-image activation figures are
     the graph's figures divided by its batch.
+
+    Long because it is one pass over the nodes that adds up five figures per node at once
+    (parameters, MACs, activation reads, weight reads, writes); split, each piece would need them
+    all.
     """
     if batch is not None and batch < 1:
         raise CsaError(f"batch must be at least 1, got {batch}")

@@ -196,6 +196,9 @@ def complete_shapes(g: GraphIndex, *, fold: bool = True) -> None:
     output types with those values known. The graph's nodes are not changed: the evaluated ones
     become constant-only (folded, cost 0), which is what a runtime does with them at build time;
     with fold=False (the checker) they stay as they are and only the shapes are filled in.
+
+    Long because it is one walk over the nodes in order, and each node either folds, infers or stays
+    unknown; the three ways share the values seen so far.
     """
     import numpy as np
     import onnx

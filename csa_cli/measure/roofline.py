@@ -84,6 +84,9 @@ def measure_peaks(
 
     Many short repetitions, keeping the best: on a shared machine the fastest repetition is
     the one least disturbed by other work, and a floor must not be set by a disturbed one.
+
+    Long because a fair peak needs its warm-up, its thread and TF32 settings restored, and the best
+    of many repeats, all around two timed lines.
     """
     import torch
 

@@ -218,7 +218,11 @@ def build_study(
     dataset: str | None = None,
     limit: int | None = None,
 ) -> Study:
-    """The four views from stored results; missing pieces stay None."""
+    """The four views from stored results; missing pieces stay None.
+
+    Long because it fills the four views of the seed's study from one pass over the stored results,
+    with a note for each missing piece.
+    """
     batches = list(batches)
     table1 = [table1_row(m) for m in models]
     fig5 = [fig5_row(m, dataset, limit) for m in models]

@@ -145,6 +145,9 @@ def run_pipeline(options: RunOptions, on_update: Callable[[RunSummary], None] | 
 
     A failing stage stops the run (summary.ok False, its message kept); nothing is raised for it,
     so that the caller can show the summary before reporting the failure.
+
+    Long because one loop decides, per stage, between the cached step, a redo, a skip and a failure,
+    and keeps the live summary in step with it; the stage bodies are in steps.py.
     """
     from csa_cli.manifest import load_manifest
 

@@ -217,6 +217,9 @@ def write_bundle_into(root: Path, plan: BuildPlan, *, seed: int = 0, check_summa
 
     `plan` names the source files (ONNX, calibration cache) where they are now; the bundle's
     plan.json names the copies, relative to the bundle root. Returns that relative plan.
+
+    Long because it lays out every file of a bundle in one place, so that the layout in this
+    module's docstring can be read against it.
     """
     for sub in ("onnx", "data"):
         (root / sub).mkdir(parents=True, exist_ok=True)

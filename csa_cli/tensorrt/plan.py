@@ -212,6 +212,9 @@ def make_plan(
     `batches` matters only for a dynamic ONNX (profile min/max; opt defaults to max); a static
     ONNX is built at its own batch. Engine files are named <model>_<precision>_b<batch>.engine
     under `engine_dir`.
+
+    Long because it takes every builder setting by name; the engine specs are a short loop and
+    validation is plan_problems.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint="use fp32, fp16, int8 or mixed")

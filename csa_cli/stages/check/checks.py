@@ -389,7 +389,11 @@ def _graph_io_findings(g: GraphIndex, rule_sets: list[str]) -> list[Finding]:
 
 
 def check_graph(g: GraphIndex, rules: str = "restricted", *, model: str | None = None, path: str | None = None) -> CheckReport:
-    """Check an indexed graph (see `check_onnx`)."""
+    """Check an indexed graph (see `check_onnx`).
+
+    Long because it runs both rule sets over every node and gathers findings, counts and the verdict
+    in one pass.
+    """
     if rules not in RULE_SELECTIONS:
         raise UsageError(f"unknown rule set {rules!r}", hint="use --rules restricted, dla or all")
     rule_sets = ["restricted", "dla"] if rules == "all" else [rules]

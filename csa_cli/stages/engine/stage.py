@@ -16,11 +16,13 @@ from csa_cli.errors import CheckFailed, CsaError, UsageError
 from csa_cli.graph.onnx_file import OnnxInfo, inspect_onnx
 from csa_cli.paths import atomic_dir
 from csa_cli.paths import sha256_file as _sha256
+from csa_cli.store import cached_or_built
 from csa_cli.tensorrt.bundle import bundle_files, read_bundle_plan, write_bundle, write_bundle_into
 from csa_cli.tensorrt.plan import (
     DEFAULT_ORIN_TRT,
     DEFAULT_WORKSPACE_MIB,
     PRECISIONS,
+    BuildPlan,
     make_plan,
     plan_json,
 )
@@ -39,7 +41,11 @@ def _onnx_inputs(
     manifest: str | os.PathLike[str] | None,
     calib_cache: str | None,
 ) -> tuple[str, list[OnnxInfo], dict[str, Any]]:
-    """(model name, ONNX files, fields carried from upstream: weights, weights_hash, calib_cache, check)."""
+    """(model name, ONNX files, fields carried from upstream: weights, weights_hash, calib_cache, check).
+
+    Long because it accepts every input `csa engine` takes (record, ONNX path, model name) and says
+    in words what each cannot do.
+    """
     from csa_cli.records import Record
 
     carried: dict[str, Any] = {"weights": None, "weights_hash": None, "calib_cache": calib_cache, "check": None, "source_onnx": []}
@@ -128,6 +134,57 @@ def _file_hash(path: str | None) -> str | None:
     return _sha256(Path(path)) if path else None
 
 
+def _check_options(precision: str, target: str, batch: list[int] | None, workspace_mib: int, dla: int | None, calib_cache: str | None) -> None:
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}", hint="use fp32, fp16, int8 or mixed")
+    if target not in ("local", "orin"):
+        raise UsageError(f"unknown target {target!r}", hint="use --target local or --target orin")
+    if batch is not None and (not batch or min(batch) < 1):
+        raise UsageError(f"--batch must be at least 1, got {batch}", hint="e.g. --batch 1,4,8,16")
+    if workspace_mib < 1:
+        raise UsageError(f"--workspace must be at least 1 MiB, got {workspace_mib}")
+    if dla is not None and dla < 0:
+        raise UsageError(f"--dla must be a DLA core number (0 or 1 on Orin), got {dla}")
+    if calib_cache and not Path(calib_cache).is_file():
+        raise CsaError(f"calibration cache not found: {calib_cache}")
+
+
+def _bundle_folder(
+    plan: BuildPlan, key: str, inputs: dict[str, Any], *, output: str | os.PathLike[str] | None, force: bool, seed: int, check_summary: str | None
+) -> Path:
+    """The Orin bundle: written to --output, or the cached artifact (written first if absent)."""
+    if output is not None:
+        return Path(write_bundle(output, plan, seed=seed, force=force, check_summary=check_summary).path)
+    folder, cached = cached_or_built(
+        plan.model, "bundle", key, inputs, lambda tmp: write_bundle_into(tmp, plan, seed=seed, check_summary=check_summary), redo=force
+    )
+    if cached:
+        events.info(f"bundle cached: {folder}")
+    return folder
+
+
+def _engine_folder(plan: BuildPlan, key: str, inputs: dict[str, Any], *, output: str | os.PathLike[str] | None, force: bool) -> Path:
+    """Engines built here: into --output, or the cached artifact (built first if absent)."""
+    from csa_cli.tensorrt.builder import build_engines
+
+    def build(folder: Path) -> list[Path]:
+        (folder / "plan.json").write_text(plan_json(plan), encoding="utf-8")
+        with events.status(f"building {len(plan.engines)} TensorRT engine(s) for {plan.model} ({plan.precision})"):
+            return build_engines(plan, out_dir=folder)
+
+    if output is not None:
+        target_dir = Path(output)
+        if target_dir.exists() and not force:
+            raise CsaError(f"{target_dir} already exists", hint="choose another --output, or add --force to replace it")
+        with atomic_dir(target_dir) as tmp:
+            build(tmp)
+        return target_dir
+    folder, cached = cached_or_built(plan.model, "engine", key, inputs, build, redo=force)
+    if cached:
+        events.info(f"engine cached: {folder}")
+    return folder
+
+
 def engine_stage(
     source: Record | str | Path | None,
     *,
@@ -148,22 +205,16 @@ def engine_stage(
     img_size: int | tuple[int, int] | None = None,
     seed: int = 0,
 ) -> Record:
-    """Build engines (--target local, needs TensorRT and a GPU) or write an Orin bundle; one record."""
-    from csa_cli.records import make_record
-    from csa_cli.store import artifact_key, build_artifact, find_artifact
+    """Build engines (--target local, needs TensorRT and a GPU) or write an Orin bundle; one record.
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}", hint="use fp32, fp16, int8 or mixed")
-    if target not in ("local", "orin"):
-        raise UsageError(f"unknown target {target!r}", hint="use --target local or --target orin")
-    if batch is not None and (not batch or min(batch) < 1):
-        raise UsageError(f"--batch must be at least 1, got {batch}", hint="e.g. --batch 1,4,8,16")
-    if workspace_mib < 1:
-        raise UsageError(f"--workspace must be at least 1 MiB, got {workspace_mib}")
-    if dla is not None and dla < 0:
-        raise UsageError(f"--dla must be a DLA core number (0 or 1 on Orin), got {dla}")
-    if calib_cache and not Path(calib_cache).is_file():
-        raise CsaError(f"calibration cache not found: {calib_cache}")
+    Long because it takes every `csa engine` option by name (the command and `csa run` call it
+    alike) and names the record's fields in one place; the work is in _onnx_inputs, _gate_on_check,
+    make_plan and the _*_folder helpers.
+    """
+    from csa_cli.records import make_record
+    from csa_cli.store import artifact_key
+
+    _check_options(precision, target, batch, workspace_mib, dla, calib_cache)
     device = None
     if target == "local":
         from csa_cli.tensorrt.runtime import require_tensorrt
@@ -218,18 +269,7 @@ def engine_stage(
         "check": check_summary,
     }
     if target == "orin":
-        if output is not None:
-            result = write_bundle(output, plan, seed=seed, force=force, check_summary=check_summary)
-            folder = Path(result.path)
-        else:
-            found = None if force else find_artifact(model, "bundle", key)
-            if found is not None:
-                events.info(f"bundle cached: {found}")
-                folder = found
-            else:
-                with build_artifact(model, "bundle", key, inputs) as tmp:
-                    write_bundle_into(tmp, plan, seed=seed, check_summary=check_summary)
-                folder = find_artifact(model, "bundle", key) or Path()
+        folder = _bundle_folder(plan, key, inputs, output=output, force=force, seed=seed, check_summary=check_summary)
         rel = read_bundle_plan(folder)
         return make_record(
             "bundle",
@@ -241,38 +281,8 @@ def engine_stage(
             validate="validate.sh",
             **common,
         )
-
-    from csa_cli.tensorrt.builder import build_engines
-
-    def _build(folder: Path) -> list[Path]:
-        atomic_plan = folder / "plan.json"
-        atomic_plan.write_text(plan_json(plan), encoding="utf-8")
-        with events.status(f"building {len(plan.engines)} TensorRT engine(s) for {model} ({precision})"):
-            return build_engines(plan, out_dir=folder)
-
-    if output is not None:
-        target_dir = Path(output)
-        if target_dir.exists() and not force:
-            raise CsaError(f"{target_dir} already exists", hint="choose another --output, or add --force to replace it")
-        with atomic_dir(target_dir) as tmp:
-            _build(tmp)
-        folder = target_dir
-    else:
-        found = None if force else find_artifact(model, "engine", key)
-        if found is not None:
-            events.info(f"engine cached: {found}")
-            folder = found
-        else:
-            with build_artifact(model, "engine", key, inputs) as tmp:
-                _build(tmp)
-            folder = find_artifact(model, "engine", key) or Path()
+    folder = _engine_folder(plan, key, inputs, output=output, force=force)
     engines = [{"batch": s.batch, "path": str(folder / s.engine)} for s in plan.engines]
     return make_record(
-        "engine",
-        path=engines[0]["path"],
-        engines=engines,
-        plan=str(folder / "plan.json"),
-        device=device,
-        calib_cache=plan.calib_cache,
-        **common,
+        "engine", path=engines[0]["path"], engines=engines, plan=str(folder / "plan.json"), device=device, calib_cache=plan.calib_cache, **common
     )

@@ -11,6 +11,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +99,62 @@ def check_head(num_outputs: int, ds: LabeledDataset, model: str) -> None:
     )
 
 
+def _without_calibration(ds: LabeledDataset, exclude: Sequence[str]) -> tuple[list[tuple[str, int]], int]:
+    """The dataset's samples minus the model's calibration images, and how many were left out."""
+    root = Path(ds.info.root)
+    excluded_keys = {os.path.normpath(p) for p in exclude}
+    samples: list[tuple[str, int]] = []
+    excluded = 0
+    for path, label in ds.samples:
+        # calibration lists hold resolved absolute paths; a relative entry is relative to the dataset root
+        if excluded_keys and (os.path.normpath(os.path.realpath(path)) in excluded_keys or os.path.normpath(os.path.relpath(path, root)) in excluded_keys):
+            excluded += 1
+            continue
+        samples.append((path, label))
+    if not samples:
+        raise CsaError(
+            f"no images left to evaluate: all {len(ds.samples)} are calibration images of this model", hint="evaluate on other images (--dataset / --limit)"
+        )
+    return samples, excluded
+
+
+@dataclass
+class _Tally:
+    """Running counts of one evaluation, batch by batch."""
+
+    samples: list[tuple[str, int]]
+    predictions: list[ImageResult] | None
+    top1: int = 0
+    top5: int = 0
+    evaluated: int = 0
+    unreadable: int = 0
+    unreadable_files: list[str] = field(default_factory=list)
+    seen: int = 0
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, ok: torch.Tensor) -> None:
+        """One batch: `ok` marks the images that could be read (the others are counted, not scored)."""
+        first = self.seen
+        for i in (~ok).nonzero().flatten().tolist():
+            self.unreadable += 1
+            if len(self.unreadable_files) < 10:
+                self.unreadable_files.append(self.samples[first + i][0])
+        self.seen += len(labels)
+        paths = [self.samples[first + i][0] for i in range(len(ok)) if bool(ok[i])]
+        logits, labels = logits[ok], labels[ok]
+        if not len(labels):
+            return
+        pred = logits.float().topk(min(TOPK, int(logits.shape[1])), dim=1).indices
+        if self.predictions is not None:
+            self.predictions.extend(
+                ImageResult(image=path, label=int(label), top=[int(c) for c in row])
+                for path, label, row in zip(paths, labels.tolist(), pred.tolist(), strict=True)
+            )
+        hits = pred == labels.view(-1, 1)
+        self.top1 += int(hits[:, 0].sum())
+        self.top5 += int(hits.any(dim=1).sum())
+        self.evaluated += len(labels)
+
+
 def run_eval(
     backend: Backend,
     ds: LabeledDataset,
@@ -113,6 +170,9 @@ def run_eval(
     """Top-1/top-5 of `backend` on `ds` (its samples as selected), leaving out the files in `exclude`.
 
     `predictions`, when given, is filled with each evaluated image's label and top-5 classes.
+
+    Long because the DataLoader settings and the timing of model time apart from loading belong
+    together; the counting is _Tally.
     """
     import numpy as np
     import torch
@@ -123,21 +183,7 @@ def run_eval(
     workers = default_workers() if workers is None else workers
     if workers < 0:
         raise UsageError(f"--workers must be 0 or more, got {workers}")
-    root = Path(ds.info.root)
-    excluded_keys = {os.path.normpath(p) for p in exclude}
-    samples: list[tuple[str, int]] = []
-    excluded = 0
-    for path, label in ds.samples:
-        # calibration lists hold resolved absolute paths; a relative entry is relative to the dataset root
-        if excluded_keys and (os.path.normpath(os.path.realpath(path)) in excluded_keys or os.path.normpath(os.path.relpath(path, root)) in excluded_keys):
-            excluded += 1
-            continue
-        samples.append((path, label))
-    if not samples:
-        raise CsaError(
-            f"no images left to evaluate: all {len(ds.samples)} are calibration images of this model", hint="evaluate on other images (--dataset / --limit)"
-        )
-
+    samples, excluded = _without_calibration(ds, exclude)
     on_cuda = str(getattr(backend, "device", "cpu")).startswith("cuda")
     loader = DataLoader(
         _ImageList(samples, transform),
@@ -149,12 +195,10 @@ def run_eval(
         prefetch_factor=4 if workers > 0 else None,
     )
     run_tensor = getattr(backend, "run_tensor", None)
-    top1 = top5 = evaluated = unreadable = 0
-    unreadable_files: list[str] = []
+    tally = _Tally(samples, predictions)
     num_outputs = -1
     model_seconds = 0.0
     start = time.perf_counter()
-    seen = 0
     with events.progress(f"eval {model} ({backend.name})", len(samples), "images") if progress else contextlib.nullcontext() as bar:
         for images, labels, ok in loader:
             t0 = time.perf_counter()
@@ -163,46 +207,27 @@ def run_eval(
             if num_outputs < 0:
                 num_outputs = int(logits.shape[1])
                 check_head(num_outputs, ds, model)
-            bad = (~ok).nonzero().flatten().tolist()
-            for i in bad:
-                unreadable += 1
-                if len(unreadable_files) < 10:
-                    unreadable_files.append(samples[seen + i][0])
-            seen += len(labels)
-            batch_paths = [samples[seen - len(ok) + i][0] for i in range(len(ok)) if bool(ok[i])]
-            logits, labels = logits[ok], labels[ok]
-            if len(labels):
-                k = min(TOPK, num_outputs)
-                pred = logits.float().topk(k, dim=1).indices
-                if predictions is not None:
-                    predictions.extend(
-                        ImageResult(image=path, label=int(label), top=[int(c) for c in row])
-                        for path, label, row in zip(batch_paths, labels.tolist(), pred.tolist(), strict=True)
-                    )
-                hits = pred == labels.view(-1, 1)
-                top1 += int(hits[:, 0].sum())
-                top5 += int(hits.any(dim=1).sum())
-                evaluated += len(labels)
+            tally.add(logits, labels, ok)
             if bar is not None:
                 bar.advance(len(ok))
     seconds = time.perf_counter() - start
-    if evaluated == 0:
-        raise CsaError(
-            f"none of the {len(samples)} images could be read (first: {unreadable_files[0] if unreadable_files else '?'})", hint="check the dataset files"
-        )
-    if unreadable:
-        events.warn(f"{unreadable} unreadable image(s) left out (first: {unreadable_files[0]})")
+    if tally.evaluated == 0:
+        first = tally.unreadable_files[0] if tally.unreadable_files else "?"
+        raise CsaError(f"none of the {len(samples)} images could be read (first: {first})", hint="check the dataset files")
+    if tally.unreadable:
+        events.warn(f"{tally.unreadable} unreadable image(s) left out (first: {tally.unreadable_files[0]})")
+    total = tally.evaluated + tally.unreadable
     return EvalMetrics(
-        top1=100.0 * top1 / evaluated,
-        top5=100.0 * top5 / evaluated,
-        top1_correct=top1,
-        top5_correct=top5,
-        images=evaluated,
-        unreadable=unreadable,
-        unreadable_files=unreadable_files,
+        top1=100.0 * tally.top1 / tally.evaluated,
+        top5=100.0 * tally.top5 / tally.evaluated,
+        top1_correct=tally.top1,
+        top5_correct=tally.top5,
+        images=tally.evaluated,
+        unreadable=tally.unreadable,
+        unreadable_files=tally.unreadable_files,
         excluded_calibration=excluded,
         num_outputs=num_outputs,
         seconds=seconds,
-        throughput=(evaluated + unreadable) / seconds if seconds > 0 else math.inf,
-        model_throughput=(evaluated + unreadable) / model_seconds if model_seconds > 0 else math.inf,
+        throughput=total / seconds if seconds > 0 else math.inf,
+        model_throughput=total / model_seconds if model_seconds > 0 else math.inf,
     )

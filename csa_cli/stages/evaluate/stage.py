@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from csa_cli import events
 from csa_cli.errors import CheckFailed, UsageError
 from csa_cli.records import Record, make_record
-from csa_cli.stages.evaluate.loop import ImageResult, check_head, default_workers, run_eval
-from csa_cli.stages.evaluate.targets import open_target, resolve_target
+from csa_cli.stages.evaluate.loop import EvalMetrics, ImageResult, check_head, default_workers, run_eval
+from csa_cli.stages.evaluate.targets import EvalTarget, open_target, resolve_target
 
 if TYPE_CHECKING:
-    pass
+    from csa_cli.backends.base import Backend
+    from csa_cli.data.datasets import LabeledDataset
+    from csa_cli.data.preprocess import EvalTransform
 
 
 # ---------------------------------------------------------------------------------------------
@@ -33,53 +35,20 @@ if TYPE_CHECKING:
 # the stage
 
 
-def evaluate_stage(
-    source: str | Record | None,
+def _eval_fields(
+    target: EvalTarget,
+    engine: Backend,
+    ds: LabeledDataset,
+    metrics: EvalMetrics,
+    transform: EvalTransform,
     *,
-    dataset: str,
-    data_dir: str | os.PathLike[str] | None = None,
-    backend: str | None = None,
-    precision: str | None = None,
-    limit: int | None = None,
-    weights: str | None = None,
-    manifest: str | os.PathLike[str] | None = None,
-    model: str | None = None,
-    batch_size: int = 32,
-    workers: int | None = None,
-    device: str = "auto",
-    threads: int | None = None,
-    progress: bool = True,
-    store: bool = True,
-    predictions_file: str | os.PathLike[str] | None = None,
-) -> Record:
-    """Evaluate and return the "eval" record (also stored under CSA_HOME/results/eval for `csa compare`)."""
-    from csa_cli.data.datasets import resolve_dataset
-    from csa_cli.data.preprocess import build_transform
-    from csa_cli.store import artifact_key, store_result
+    batch_size: int,
+    workers: int | None,
+    limit: int | None,
+) -> dict[str, Any]:
+    """The "eval" record's fields, and the key that stores it (same model, weights, backend and data: same key)."""
+    from csa_cli.store import artifact_key
 
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    target = resolve_target(source, model=model, backend=backend, weights=weights, manifest=manifest)
-    ds = resolve_dataset(dataset, data_dir, limit=limit)  # before loading the model: a bad dataset fails fast
-    for warning in ds.info.warnings:
-        events.warn(f"{ds.info.name}: {warning}")
-    if target.num_classes is not None:
-        check_head(target.num_classes, ds, target.model)
-    engine, target = open_target(target, device=device, precision=precision, threads=threads, manifest=manifest)
-    transform = build_transform(target.preprocessing)
-    events.info(f"eval {target.model} on {ds.info.name}: {len(ds)} images, {engine.name} {engine.precision}, {transform!r}")
-    per_image: list[ImageResult] | None = [] if predictions_file is not None else None
-    metrics = run_eval(
-        engine, ds, transform, model=target.model, batch_size=batch_size, workers=workers, exclude=target.calib_files, progress=progress, predictions=per_image
-    )
-    if predictions_file is not None and per_image is not None:
-        from csa_cli.paths import atomic_write_text
-
-        atomic_write_text(predictions_file, "".join(r.model_dump_json() + "\n" for r in per_image))
-    if metrics.excluded_calibration:
-        events.info(f"{metrics.excluded_calibration} calibration image(s) of this model left out")
     backend_info = engine.describe()
     fields: dict[str, Any] = {
         "model": target.model,
@@ -122,11 +91,62 @@ def evaluate_stage(
         excluded=metrics.excluded_calibration,
     )
     fields["result_key"] = key
+    return fields
+
+
+def evaluate_stage(
+    source: str | Record | None,
+    *,
+    dataset: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+    limit: int | None = None,
+    weights: str | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    progress: bool = True,
+    store: bool = True,
+    predictions_file: str | os.PathLike[str] | None = None,
+) -> Record:
+    """Evaluate and return the "eval" record (also stored under CSA_HOME/results/eval for `csa compare`)."""
+    from csa_cli.data.datasets import resolve_dataset
+    from csa_cli.data.preprocess import build_transform
+    from csa_cli.store import store_result
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    target = resolve_target(source, model=model, backend=backend, weights=weights, manifest=manifest)
+    ds = resolve_dataset(dataset, data_dir, limit=limit)  # before loading the model: a bad dataset fails fast
+    for warning in ds.info.warnings:
+        events.warn(f"{ds.info.name}: {warning}")
+    if target.num_classes is not None:
+        check_head(target.num_classes, ds, target.model)
+    engine, target = open_target(target, device=device, precision=precision, threads=threads, manifest=manifest)
+    transform = build_transform(target.preprocessing)
+    events.info(f"eval {target.model} on {ds.info.name}: {len(ds)} images, {engine.name} {engine.precision}, {transform!r}")
+    per_image: list[ImageResult] | None = [] if predictions_file is not None else None
+    metrics = run_eval(
+        engine, ds, transform, model=target.model, batch_size=batch_size, workers=workers, exclude=target.calib_files, progress=progress, predictions=per_image
+    )
+    if predictions_file is not None and per_image is not None:
+        from csa_cli.paths import atomic_write_text
+
+        atomic_write_text(predictions_file, "".join(r.model_dump_json() + "\n" for r in per_image))
+    if metrics.excluded_calibration:
+        events.info(f"{metrics.excluded_calibration} calibration image(s) of this model left out")
+    fields = _eval_fields(target, engine, ds, metrics, transform, batch_size=batch_size, workers=workers, limit=limit)
     if predictions_file is not None:
         fields["predictions"] = str(Path(predictions_file))
     record = make_record("eval", **fields)
     if store:
-        stored = store_result("eval", target.model, key, record.model_dump(mode="json", by_alias=True, exclude_none=True))
+        stored = store_result("eval", target.model, fields["result_key"], record.model_dump(mode="json", by_alias=True, exclude_none=True))
         record = record.with_fields(result=str(stored))
     return record
 

@@ -62,6 +62,9 @@ def export_onnx(
 
     The written graph passes onnx.checker, and shape inference gives every tensor static dims
     except the batch axis when dynamic_batch is set.
+
+    Long because the TorchScript exporter's settings and the graph clean-up each need a comment on
+    why.
     """
     import torch
 

@@ -22,7 +22,7 @@ from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.paths import atomic_path
 from csa_cli.records import Record, make_record
-from csa_cli.store import artifact_key, build_artifact, find_artifact
+from csa_cli.store import artifact_key, cached_or_built
 
 if TYPE_CHECKING:
     from torch import nn
@@ -165,6 +165,53 @@ def _record(info: ExportInfo, path: Path, artifact: Path, cached: bool) -> Recor
     )
 
 
+def _export_into(
+    folder: Path,
+    module: nn.Module,
+    entry: ModelEntry,
+    *,
+    size: tuple[int, int],
+    static_batch: int | None,
+    dynamic_batch: bool,
+    opset: int,
+    verify: bool,
+    provenance: dict[str, Any],
+) -> None:
+    """Export, check the op set and shapes, compare with PyTorch on a fresh input, and write export.json."""
+    from csa_cli.stages.export.onnx_export import export_onnx, onnx_parity
+
+    model = entry.name
+    onnx_name = f"{model}.onnx"
+    shape = f"batch {'dynamic' if dynamic_batch else static_batch}, {size[0]}x{size[1]}, opset {opset}"
+    with events.status(f"{model}: exporting to ONNX ({shape})"):
+        export_onnx(module, folder / onnx_name, batch=static_batch or 1, img_size=size, dynamic_batch=dynamic_batch, opset=opset)
+    ops = _verify_graph(folder / onnx_name, dynamic_batch)
+    parity_batches = [1, 2] if dynamic_batch else [static_batch or 1]
+    parity = onnx_parity(module, folder / onnx_name, batch_sizes=parity_batches, img_size=size, seed=_fresh_seed())
+    events.info(f"{model}: parity ONNX Runtime vs PyTorch, max |ort - torch| / max |torch| = {parity:.2e} (fresh random input, batch {parity_batches})")
+    if parity > PARITY_LIMIT:
+        if verify:
+            raise CsaError(
+                f"{model}: the ONNX graph disagrees with PyTorch (relative error {parity:.2e} > {PARITY_LIMIT:g})",
+                hint="report it with the model name; --no-verify keeps the export anyway",
+            )
+        events.warn(f"{model}: relative error {parity:.2e} > {PARITY_LIMIT:g}, kept because of --no-verify")
+    info = ExportInfo(
+        model=model,
+        file=onnx_name,
+        batch=static_batch,
+        dynamic_batch=dynamic_batch,
+        img_size=size,
+        opset=opset,
+        parity=parity,
+        parity_batches=parity_batches,
+        license=entry.license,
+        ops=ops,
+        **provenance,
+    )
+    (folder / INFO_FILE).write_text(info.model_dump_json(indent=2))
+
+
 def export_stage(
     model: str,
     *,
@@ -180,9 +227,11 @@ def export_stage(
     """Export `model` to ONNX (input "input", output "logits"), verify it, keep it under CSA_HOME; an "onnx" record.
 
     verify=False keeps a parity error above 1e-3 as a warning instead of a failure.
+
+    Long because the artifact key names every input of an export in one place; the export itself is
+    _export_into.
     """
     from csa_cli.manifest import load_manifest
-    from csa_cli.stages.export.onnx_export import export_onnx, onnx_parity
 
     if batch is not None and batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
@@ -207,48 +256,30 @@ def export_stage(
         **versions,
     }
     key = artifact_key(**inputs)
-    folder = find_artifact(model, STAGE, key)
-    cached = folder is not None
-    if folder is not None:
-        info = ExportInfo.model_validate_json((folder / INFO_FILE).read_text())
+
+    def build(tmp: Path) -> None:
+        _export_into(
+            tmp,
+            module,
+            entry,
+            size=size,
+            static_batch=static_batch,
+            dynamic_batch=dynamic_batch,
+            opset=opset,
+            verify=verify,
+            provenance={
+                "weights": weights_label,
+                "weights_hash": weights_hash,
+                "commit": commit,
+                **versions,
+            },
+        )
+
+    folder, cached = cached_or_built(model, STAGE, key, inputs, build)
+    info = ExportInfo.model_validate_json((folder / INFO_FILE).read_text())
+    if cached:
         events.info(f"{model}: cached ONNX export ({key}), not redone: {folder / info.file}")
     else:
-        with build_artifact(model, STAGE, key, inputs) as tmp:
-            onnx_name = f"{model}.onnx"
-            shape = f"batch {'dynamic' if dynamic_batch else static_batch}, {size[0]}x{size[1]}, opset {opset}"
-            with events.status(f"{model}: exporting to ONNX ({shape})"):
-                export_onnx(module, tmp / onnx_name, batch=static_batch or 1, img_size=size, dynamic_batch=dynamic_batch, opset=opset)
-            ops = _verify_graph(tmp / onnx_name, dynamic_batch)
-            parity_batches = [1, 2] if dynamic_batch else [static_batch or 1]
-            parity = onnx_parity(module, tmp / onnx_name, batch_sizes=parity_batches, img_size=size, seed=_fresh_seed())
-            events.info(f"{model}: parity ONNX Runtime vs PyTorch, max |ort - torch| / max |torch| = {parity:.2e} (fresh random input, batch {parity_batches})")
-            if parity > PARITY_LIMIT:
-                if verify:
-                    raise CsaError(
-                        f"{model}: the ONNX graph disagrees with PyTorch (relative error {parity:.2e} > {PARITY_LIMIT:g})",
-                        hint="report it with the model name; --no-verify keeps the export anyway",
-                    )
-                events.warn(f"{model}: relative error {parity:.2e} > {PARITY_LIMIT:g}, kept because of --no-verify")
-            info = ExportInfo(
-                model=model,
-                file=onnx_name,
-                batch=static_batch,
-                dynamic_batch=dynamic_batch,
-                img_size=size,
-                opset=opset,
-                parity=parity,
-                parity_batches=parity_batches,
-                weights=weights_label,
-                weights_hash=weights_hash,
-                commit=commit,
-                license=entry.license,
-                ops=ops,
-                **versions,
-            )
-            (tmp / INFO_FILE).write_text(info.model_dump_json(indent=2))
-        folder = find_artifact(model, STAGE, key)
-        if folder is None:  # build_artifact renamed it into place: absent means the store is broken
-            raise CsaError(f"the export of {model} vanished from the artifact store", hint="check CSA_HOME")
         events.info(f"{model}: exported {folder / info.file}")
     artifact = folder / info.file
     path = artifact

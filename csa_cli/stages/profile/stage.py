@@ -223,7 +223,11 @@ def _default_device(backend: str, requested: str | None) -> str:
 
 
 def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
-    """A zoo model: torch directly, or ONNX Runtime on ONNX exported per batch (or once, dynamic)."""
+    """A zoo model: torch directly, or ONNX Runtime on ONNX exported per batch (or once, dynamic).
+
+    Long because the torch and ONNX Runtime paths each set up their probe and cost source; they
+    share _finish.
+    """
     backend = options.backend or "torch"
     batches = list(options.batches or DEFAULT_BATCHES)
     if backend == "tensorrt":

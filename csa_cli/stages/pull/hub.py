@@ -285,68 +285,44 @@ def _pull_offline(entry: ModelEntry, repo: str, revision: str, pin: ModelLock | 
     return _result(entry, lock, files, hashes, 0, lock_path, None)
 
 
-def pull(
-    entry: ModelEntry,
-    *,
-    revision: str | None = None,
-    locked: bool = False,
-    offline: bool | None = None,
-    force: bool = False,
-    manifest_path: str | os.PathLike[str] | None = None,
-) -> PullResult:
-    """Download (or find in the cache) the entry's files at its pinned commit, verify them, and pin them.
-
-    revision: overrides the manifest's. locked: use only what the lock pins, never re-pin.
-    offline: None reads HF_HUB_OFFLINE. force: download again; without --locked, also re-resolve
-    the revision and re-pin the lock to what the Hub serves now.
-    """
-    if entry.source is None:
-        raise no_source_error(entry)
-    src = entry.source
-    repo, rev = src.repo, revision or src.revision
+def _pin_for(
+    entry: ModelEntry, repo: str, rev: str, *, locked: bool, manifest_path: str | os.PathLike[str] | None
+) -> tuple[ModelLock | None, ModelLock | None]:
+    """(the lock, the pin it holds for repo@rev or None); --locked without such a pin is an error."""
     lock = read_lock(entry, manifest_path)
     pin = lock if lock is not None and lock.repo == repo and lock.revision == rev else None
-    lock_path = lock_path_for(entry, manifest_path)
     if locked and pin is None:
         have = f"it pins {lock.repo}@{lock.revision}" if lock is not None else "there is none"
         raise CsaError(
-            f"--locked: no lock pins {entry.name} to {repo}@{rev} ({have}; looked in {lock_path})",
+            f"--locked: no lock pins {entry.name} to {repo}@{rev} ({have}; looked in {lock_path_for(entry, manifest_path)})",
             hint=f"run `csa pull {entry.name}` without --locked once to create the pin",
         )
-    if is_offline(offline):
-        if force:
-            raise UsageError("--force downloads again, which needs the network", hint="drop --offline / unset HF_HUB_OFFLINE")
-        return _pull_offline(entry, repo, rev, pin, manifest_path)
+    return lock, pin
 
-    repin = pin is None or (force and not locked)
-    target = rev if repin else pin.commit  # type: ignore[union-attr]
-    events.info(f"Resolving {repo}@{target} on {hub_endpoint()}")
-    try:
-        info = _model_info(repo, target)
-    except Exception as exc:
-        raise hub_error(exc, entry, repo, target) from None
-    commit = str(info.sha)
-    siblings = {s.rfilename: s for s in (info.siblings or [])}
+
+def _wanted_files(
+    entry: ModelEntry, repo: str, rev: str, commit: str, siblings: dict[str, Any], pin: ModelLock | None, locked: bool, lock_path: Path
+) -> list[str]:
+    """The entry's files the repo serves; every listed file is needed, except that weight files are alternatives."""
+    assert entry.source is not None
     files = select_files(entry, set(siblings))
-    # every listed file is needed, except that the listed weight files are alternatives (safetensors first)
-    missing = [f for f in src.files if f not in siblings and not f.endswith(_WEIGHT_SUFFIXES)]
+    missing = [f for f in entry.source.files if f not in siblings and not f.endswith(_WEIGHT_SUFFIXES)]
     if missing or not _weights_of(files):
         raise CsaError(
             f"{repo}@{rev} (commit {commit[:12]}) lacks {', '.join(missing) or 'weights'}",
             hint=f"check source.files of {entry.name} in the manifest (the repo has: {', '.join(sorted(siblings)[:8])})",
         )
-    if locked:
-        assert pin is not None
+    if locked and pin is not None:
         extra = [f for f in files if f not in pin.files]
         if extra:
             raise CsaError(
                 f"--locked: {', '.join(extra)} of {entry.name} is not in the lock {lock_path}", hint=f"run `csa pull {entry.name}` without --locked to re-pin"
             )
-    if not repin:
-        _check_upstream(entry, pin, siblings, files)  # type: ignore[arg-type]
-    card = getattr(info, "card_data", None)
-    hub_license = getattr(card, "license", None) if card is not None else None
+    return files
 
+
+def _download(entry: ModelEntry, repo: str, rev: str, commit: str, files: list[str], siblings: dict[str, Any], *, force: bool) -> int:
+    """Fetch what the cache lacks (or everything, with force) into the HF cache; the bytes downloaded."""
     from huggingface_hub import hf_hub_download
 
     folder = snapshot_dir(repo, commit)
@@ -365,36 +341,84 @@ def pull(
                 raise hub_error(exc, entry, repo, rev, name) from None
             if not cached:
                 downloaded += size
+    return downloaded
 
-    if not repin:
-        assert pin is not None
-        hashes = _verify_against_lock(entry, pin, folder, files)
+
+def _fresh_lock(entry: ModelEntry, repo: str, rev: str, commit: str, files: list[str], siblings: dict[str, Any]) -> tuple[ModelLock, dict[str, str]]:
+    """A new pin of the downloaded files; a file whose sha256 differs from the Hub's listing is taken out of use."""
+    folder = snapshot_dir(repo, commit)
+    hashes = {}
+    for name in files:
+        path = folder / name
+        hashes[name] = sha256_file(path)
+        lfs = getattr(siblings[name], "lfs", None)
+        if lfs and lfs["sha256"] != hashes[name]:
+            take_out_of_use(path)
+            raise HashMismatch(
+                f"{name} downloaded from {repo}@{commit[:12]} has sha256 {hashes[name][:16]}…, the Hub lists {lfs['sha256'][:16]}…;"
+                " the bad file was taken out of use",
+                hint=f"run `csa pull {entry.name} --force` to download it again",
+            )
+    lock = ModelLock(
+        model=entry.name,
+        repo=repo,
+        revision=rev,
+        commit=commit,
+        files={f: LockedFile(sha256=hashes[f], size=(folder / f).stat().st_size, blob_id=getattr(siblings[f], "blob_id", None)) for f in files},
+    )
+    return lock, hashes
+
+
+def pull(
+    entry: ModelEntry,
+    *,
+    revision: str | None = None,
+    locked: bool = False,
+    offline: bool | None = None,
+    force: bool = False,
+    manifest_path: str | os.PathLike[str] | None = None,
+) -> PullResult:
+    """Download (or find in the cache) the entry's files at its pinned commit, verify them, and pin them.
+
+    revision: overrides the manifest's. locked: use only what the lock pins, never re-pin.
+    offline: None reads HF_HUB_OFFLINE. force: download again; without --locked, also re-resolve
+    the revision and re-pin the lock to what the Hub serves now.
+    """
+    if entry.source is None:
+        raise no_source_error(entry)
+    repo, rev = entry.source.repo, revision or entry.source.revision
+    lock, pin = _pin_for(entry, repo, rev, locked=locked, manifest_path=manifest_path)
+    lock_path = lock_path_for(entry, manifest_path)
+    if is_offline(offline):
+        if force:
+            raise UsageError("--force downloads again, which needs the network", hint="drop --offline / unset HF_HUB_OFFLINE")
+        return _pull_offline(entry, repo, rev, pin, manifest_path)
+
+    repin = pin is None or (force and not locked)
+    target = rev if repin or pin is None else pin.commit
+    events.info(f"Resolving {repo}@{target} on {hub_endpoint()}")
+    try:
+        info = _model_info(repo, target)
+    except Exception as exc:
+        raise hub_error(exc, entry, repo, target) from None
+    commit = str(info.sha)
+    siblings = {s.rfilename: s for s in (info.siblings or [])}
+    files = _wanted_files(entry, repo, rev, commit, siblings, pin, locked, lock_path)
+    if not repin and pin is not None:
+        _check_upstream(entry, pin, siblings, files)
+    card = getattr(info, "card_data", None)
+    hub_license = getattr(card, "license", None) if card is not None else None
+
+    downloaded = _download(entry, repo, rev, commit, files, siblings, force=force)
+    if not repin and pin is not None:
+        hashes = _verify_against_lock(entry, pin, snapshot_dir(repo, commit), files)
         new_lock = pin
     else:
-        hashes = {}
-        for name in files:
-            path = folder / name
-            hashes[name] = sha256_file(path)
-            lfs = getattr(siblings[name], "lfs", None)
-            if lfs and lfs["sha256"] != hashes[name]:
-                take_out_of_use(path)
-                raise HashMismatch(
-                    f"{name} downloaded from {repo}@{commit[:12]} has sha256 {hashes[name][:16]}…, the Hub lists {lfs['sha256'][:16]}…;"
-                    " the bad file was taken out of use",
-                    hint=f"run `csa pull {entry.name} --force` to download it again",
-                )
-        new_lock = ModelLock(
-            model=entry.name,
-            repo=repo,
-            revision=rev,
-            commit=commit,
-            files={f: LockedFile(sha256=hashes[f], size=(folder / f).stat().st_size, blob_id=getattr(siblings[f], "blob_id", None)) for f in files},
-        )
+        new_lock, hashes = _fresh_lock(entry, repo, rev, commit, files, siblings)
         if lock is not None and (lock.commit != commit or {k: v.sha256 for k, v in lock.files.items()} != hashes):
             events.info(f"Re-pinned {entry.name}: {lock.repo}@{lock.revision} commit {lock.commit[:12]} -> {repo}@{rev} commit {commit[:12]}")
         write_lock(new_lock, entry, manifest_path)
-    if repin:  # only a freshly resolved revision says where the branch points now
-        _write_ref(repo, rev, commit)
+        _write_ref(repo, rev, commit)  # only a freshly resolved revision says where the branch points now
     verb = f"downloaded {_human(downloaded)}" if downloaded else "already cached, nothing downloaded"
     events.info(f"{entry.name}: {len(files)} file(s) at commit {commit[:12]} verified ({verb}); lock: {lock_path}")
     return _result(entry, new_lock, files, hashes, downloaded, lock_path, hub_license)

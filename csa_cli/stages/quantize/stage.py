@@ -97,7 +97,11 @@ def quantize_onnx(
     calib_dataset: str | None = None,
     threads: int | None = None,
 ) -> QuantizeResult:
-    """Calibrate `source` (an FP32 ONNX) on `batches` and write the QDQ ONNX, cache and summary into `out_dir`."""
+    """Calibrate `source` (an FP32 ONNX) on `batches` and write the QDQ ONNX, cache and summary into `out_dir`.
+
+    Long because its steps share the graph, the ranges and the timings that summary.json reports;
+    each step is one call (collect_ranges, write_qdq, write_calibration_cache).
+    """
     import onnx
     import onnxruntime
 
@@ -236,6 +240,19 @@ def _carried(record: Record) -> dict[str, Any]:
     return {k: record.field(k) for k in keep if record.field(k) is not None}
 
 
+def _selected_files(all_files: Sequence[CalibFile], count: int, seed: int, *, strict: bool) -> list[CalibFile]:
+    """`count` calibration files chosen by seed; fewer than asked is an error with --strict, else a warning."""
+    from csa_cli.stages.quantize.calibration import select_calibration_files
+
+    files = select_calibration_files(all_files, count, seed)
+    if len(files) < count:
+        message = f"the calibration dataset has {len(files)} images, fewer than the {count} asked for"
+        if strict:
+            raise CsaError(message, hint="add images, lower --calib-images, or drop --strict to use them all")
+        events.warn(message + ": using them all")
+    return files
+
+
 def quantize_stage(
     source: Record | str | Path,
     *,
@@ -257,10 +274,12 @@ def quantize_stage(
 
     The artifact lives under CSA_HOME keyed by the source ONNX's hash, the calibration files and
     every option; a second call with the same inputs reuses it.
+
+    Long because it takes every `csa quantize` option by name and states the artifact key's inputs
+    in one place; the work is in quantize_onnx, _selected_files and _quantized_record.
     """
-    from csa_cli.records import make_record
-    from csa_cli.stages.quantize.calibration import iter_calibration_batches, list_dataset, select_calibration_files
-    from csa_cli.store import artifact_key, build_artifact, find_artifact
+    from csa_cli.stages.quantize.calibration import iter_calibration_batches, list_dataset
+    from csa_cli.store import artifact_key, cached_or_built
 
     _validate_options(method, precision)
     if calib_images < 1:
@@ -279,12 +298,7 @@ def quantize_stage(
     del proto
     pre = _preprocessing_for(zoo_model, onnx_hw, manifest)
 
-    files = select_calibration_files(all_files, calib_images, seed)
-    if len(files) < calib_images:
-        message = f"the calibration dataset has {len(files)} images, fewer than the {calib_images} asked for"
-        if strict:
-            raise CsaError(message, hint="add images, lower --calib-images, or drop --strict to use them all")
-        events.warn(message + ": using them all")
+    files = _selected_files(all_files, calib_images, seed, strict=strict)
 
     source_hash = file_sha256(onnx_path)
     inputs = {
@@ -300,33 +314,37 @@ def quantize_stage(
     }
     key = artifact_key(stage="quantize", **inputs)
     name = zoo_model or onnx_path.stem
-    folder = find_artifact(name, "quantize", key)
-    if folder is None:
-        events.info(f"calibrating {name} on {len(files)} images ({method}, {precision})")
-        with build_artifact(name, "quantize", key, inputs) as tmp:
-            quantize_onnx(
-                onnx_path,
-                tmp,
-                iter_calibration_batches(files, pre, batch_size),
-                method=method,
-                precision=precision,
-                keep_fp=keep_fp,
-                model_name=zoo_model,
-                images_requested=calib_images,
-                seed=seed,
-                batch_size=batch_size,
-                calib_dataset=calib_dataset,
-            )
-            listing = CalibFileList(dataset=calib_dataset, dataset_fingerprint=fingerprint, seed=seed, requested=calib_images, files=files)
-            atomic_write_text(tmp / FILES_FILE, listing.model_dump_json(indent=2))
-        folder = find_artifact(name, "quantize", key)
-        if folder is None:
-            raise CsaError(f"the quantize artifact for {name} was not written completely")
-    else:
-        events.info(f"reusing the quantized model in {folder}")
 
+    def calibrate(tmp: Path) -> None:
+        events.info(f"calibrating {name} on {len(files)} images ({method}, {precision})")
+        quantize_onnx(
+            onnx_path,
+            tmp,
+            iter_calibration_batches(files, pre, batch_size),
+            method=method,
+            precision=precision,
+            keep_fp=keep_fp,
+            model_name=zoo_model,
+            images_requested=calib_images,
+            seed=seed,
+            batch_size=batch_size,
+            calib_dataset=calib_dataset,
+        )
+        listing = CalibFileList(dataset=calib_dataset, dataset_fingerprint=fingerprint, seed=seed, requested=calib_images, files=files)
+        atomic_write_text(tmp / FILES_FILE, listing.model_dump_json(indent=2))
+
+    folder, cached = cached_or_built(name, "quantize", key, inputs, calibrate)
+    if cached:
+        events.info(f"reusing the quantized model in {folder}")
     if output is not None:
         folder = _copy_out(folder, Path(output))
+    return _quantized_record(folder, name, files, source_onnx=onnx_path, weights=weights, carried=carried)
+
+
+def _quantized_record(folder: Path, name: str, files: Sequence[CalibFile], *, source_onnx: Path, weights: str | None, carried: dict[str, Any]) -> Record:
+    """The "quantized" record of an artifact folder (its summary.json says how it was calibrated)."""
+    from csa_cli.records import make_record
+
     summary = QuantizeSummary.model_validate_json((folder / SUMMARY_FILE).read_text())
     return make_record(
         "quantized",
@@ -336,12 +354,12 @@ def quantize_stage(
         summary=str(folder / SUMMARY_FILE),
         calib_files=[f.path for f in files],
         calib_files_list=str(folder / FILES_FILE),
-        method=method,
-        precision=precision,
-        source_onnx=str(Path(onnx_path).resolve()),
+        method=summary.method,
+        precision=summary.precision,
+        source_onnx=str(Path(source_onnx).resolve()),
         weights=weights,
         images=summary.images,
-        seed=seed,
+        seed=summary.seed,
         kept_fp=[k.name for k in summary.kept_fp],
         artifact=str(folder),
         **carried,
