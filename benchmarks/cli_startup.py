@@ -1,59 +1,104 @@
 """Wall time of `csa --help` and `csa list` (they must stay under 0.3 s: no torch on that path).
 
-Usage: .venv/bin/python benchmarks/cli_startup.py [--runs 10]
+Usage: .venv/bin/python benchmarks/cli_startup.py [--runs 10] [--against REV]
 Prints the median and best of N runs of each command, and whether torch was imported.
+With --against REV, the tree at REV (checked out in a temporary git worktree) is timed too, in the
+same run, round by round (old, new, old, new, ...), and each command's new/old ratio is printed
+with the interquartile range of its per-round ratios: a noisy machine moves both sides alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 BUDGET_S = 0.3
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = ("--help", "list")
 
 
-def csa_executable() -> list[str]:
-    exe = Path(sys.executable).with_name("csa")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "csa_cli"]
+def run_once(tree: Path, args: list[str]) -> float:
+    """One `python -m csa_cli ARGS` with `tree` first on the path (the same interpreter for every tree)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "csa_cli", *args], capture_output=True, check=True, env=env, cwd=tree)
+    return time.perf_counter() - start
 
 
-def time_command(args: list[str], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(args, capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def torch_imported(command: str) -> bool:
+def torch_imported(tree: Path, command: str) -> bool:
     code = (
         "import sys\nsys.argv = ['csa', " + ", ".join(repr(a) for a in command.split()) + "]\n"
         "from csa_cli.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules, file=sys.stderr)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=tree)
     return out.stderr.strip().splitlines()[-1] == "True"
+
+
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """The tree at `rev`, checked out (detached) in a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="csa-startup-") as tmp:
+        path = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev], check=True, capture_output=True)
+        try:
+            yield path
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False, capture_output=True)
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--against", metavar="REV", help="also time the tree at this git revision, interleaved")
+    parser.add_argument("--limit", type=float, default=1.1, help="largest acceptable new/old median ratio (with --against)")
     args = parser.parse_args()
-    base = csa_executable()
-    print(f"| command | median (s) | best (s) | torch imported | under {BUDGET_S} s |")
-    print("| --- | --- | --- | --- | --- |")
     ok = True
-    for command in ("--help", "list"):
-        times = time_command([*base, *command.split()], args.runs)
-        median = statistics.median(times)
-        under = median < BUDGET_S
-        ok &= under
-        print(f"| csa {command} | {median:.3f} | {min(times):.3f} | {torch_imported(command)} | {'yes' if under else 'NO'} |")
+    with worktree(args.against) if args.against else nullcontext(None) as old:
+        trees = {"new": REPO, **({"old": old} if old is not None else {})}
+        times: dict[tuple[str, str], list[float]] = {(c, t): [] for c in COMMANDS for t in trees}
+        for command in COMMANDS:  # one warm-up each: the first run pays for cold file caches
+            for tree in trees.values():
+                run_once(tree, command.split())
+        for _ in range(args.runs):
+            for command in COMMANDS:
+                for name, tree in trees.items():
+                    times[(command, name)].append(run_once(tree, command.split()))
+        print(f"| command | tree | median (s) | best (s) | torch imported | under {BUDGET_S} s |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for command in COMMANDS:
+            for name, tree in trees.items():
+                samples = times[(command, name)]
+                median = statistics.median(samples)
+                under = median < BUDGET_S
+                ok &= under or name == "old"
+                label = name if old is None else f"{name} ({'HEAD' if name == 'new' else args.against})"
+                print(f"| csa {command} | {label} | {median:.3f} | {min(samples):.3f} | {torch_imported(tree, command)} | {'yes' if under else 'NO'} |")
+        if old is not None:
+            print(f"\n| command | new / old (median) | per-round ratio IQR | within {args.limit}x |")
+            print("| --- | --- | --- | --- |")
+            for command in COMMANDS:
+                new, base = times[(command, "new")], times[(command, "old")]
+                ratio = statistics.median(new) / statistics.median(base)
+                low, high = quartiles([n / b for n, b in zip(new, base, strict=True)])
+                within = ratio <= args.limit
+                ok &= within
+                print(f"| csa {command} | {ratio:.3f} | {low:.3f} - {high:.3f} | {'yes' if within else 'NO'} |")
+            print(f"\n{args.runs} rounds, interleaved; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     return 0 if ok else 1
 
 

@@ -1,0 +1,1 @@
+"""`csa check`: a static TensorRT restricted-mode and DLA compliance checker, every rule with its source."""

@@ -1,0 +1,1 @@
+"""`csa profile`: latency per batch size with a static cost estimate and a roofline floor."""
