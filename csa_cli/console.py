@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from csa_cli import events
-from csa_cli.errors import CsaError
+from csa_cli.errors import CsaError, UpstreamError
 
 if TYPE_CHECKING:  # records pull in pydantic, rich costs tens of ms: keep both off the fast paths
     from rich.console import Console, RenderableType
     from rich.table import Table
+    from rich.text import Text
 
     from csa_cli.records import Record
 
@@ -61,17 +62,21 @@ class Output:
         self.stderr.print(f"Warning: {message}", style="yellow", highlight=False, markup=False)
 
     def error(self, exc: CsaError) -> None:
+        """This stage failed: one `Error:` line (and a hint) on stderr, and an error record on a piped stdout."""
         self.stderr.print(f"Error: {exc.message}", style="bold red", highlight=False, markup=False)
         if exc.hint:
             self.stderr.print(f"Hint: {exc.hint}", highlight=False, markup=False)
         if not self.stdout_is_terminal or self.json:
-            from csa_cli.errors import UpstreamError
             from csa_cli.records import ErrorRecord
 
-            if isinstance(exc, UpstreamError):  # repeat the upstream record as it was: no nesting down a pipe
-                self.emit_record(ErrorRecord(stage=exc.upstream_stage or self.stage, message=exc.upstream_message))
-            else:
-                self.emit_record(ErrorRecord(stage=self.stage, message=exc.message))
+            self.emit_record(ErrorRecord(stage=self.stage, message=exc.message))
+
+    def forward(self, exc: UpstreamError) -> None:
+        """An earlier stage failed: its error record goes on unchanged down a pipe; nothing is said (it said why already)."""
+        from csa_cli.records import ErrorRecord
+
+        if not self.stdout_is_terminal or self.json:
+            self.emit_record(ErrorRecord(stage=exc.upstream_stage or self.stage, message=exc.upstream_message))
 
     # data (stdout)
     def emit_record(self, record: Record) -> None:
@@ -176,12 +181,32 @@ class Output:
             yield
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+def text(value: Any, style: str = "") -> Text:
+    """A cell or line as plain text: user-supplied and computed strings ("[tensorrt]", paths, globs) are never read as markup."""
+    from rich.text import Text
+
+    return value if isinstance(value, Text) else Text("" if value is None else str(value), style=style)
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]], *, wide: set[str] | frozenset[str] = frozenset(), numeric: int | None = None) -> Table:
+    """A table laid out for 80 columns: every cell escaped, the first column never wrapped (model names stay whole).
+
+    wide: columns with long values (paths, repo ids, notes) that fold anywhere rather than push the
+    others; every other column wraps at spaces. No column ever drops text (no ellipsis).
+    numeric: columns from this index on are right-aligned numbers that never wrap.
+    """
     from rich.table import Table
 
-    view = Table(title=title, show_lines=False)
-    for col in columns:
-        view.add_column(col, overflow="fold")
+    view = Table(title=text(title) if title else None, show_lines=False)
+    for i, col in enumerate(columns):
+        is_number = numeric is not None and i >= numeric
+        view.add_column(
+            text(col),
+            overflow="fold",
+            no_wrap=i == 0 or is_number,
+            justify="right" if is_number else "left",
+            ratio=2 if col in wide else (None if i == 0 or is_number else 1),
+        )
     for row in rows:
-        view.add_row(*("" if v is None else str(v) for v in row))
+        view.add_row(*(text(v) for v in row))
     return view

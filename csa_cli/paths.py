@@ -87,3 +87,50 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_stamp(path: str | os.PathLike[str]) -> str:
+    """What changes when a file's content may have: device, inode, size, mtime and ctime (ctime no tool can set back)."""
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def sha256_stamped(path: str | os.PathLike[str]) -> str:
+    """sha256_file, remembered under CSA_HOME/hashes per file stamp: a cached stage need not read 100 MB again.
+
+    A file rewritten in place changes its ctime (and usually size and mtime), so its stamp no
+    longer matches and it is hashed afresh.
+    """
+    import hashlib
+    import json
+
+    resolved = Path(path).resolve()
+    memo = csa_home() / "hashes" / (hashlib.sha256(str(resolved).encode()).hexdigest()[:24] + ".json")
+    stamp = file_stamp(resolved)
+    try:
+        data = json.loads(memo.read_text())
+        if data.get("stamp") == stamp and data.get("path") == str(resolved):
+            return str(data["sha256"])
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = sha256_file(resolved)
+    with contextlib.suppress(OSError):
+        atomic_write_text(memo, json.dumps({"path": str(resolved), "stamp": stamp, "sha256": digest}))
+    return digest
+
+
+def link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """dst as a hard link to src where both are on one file system (no space used, still a whole file), else a copy.
+
+    Artifacts are never changed in place (they are replaced by rename), so a link cannot see a
+    later edit; and a linked folder copied elsewhere (an Orin bundle) carries real files.
+    """
+    target = Path(dst)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+    return target

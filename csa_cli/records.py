@@ -14,7 +14,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from csa_cli.errors import CsaError, UpstreamError
+from csa_cli.errors import CsaError, UpstreamError, UsageError
 
 SCHEMA_VERSION = 1
 
@@ -62,9 +62,9 @@ def parse_record(text: str) -> Record:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CsaError(f"input is not a csa record (invalid JSON: {exc.msg})", hint="pipe the output of a csa stage") from None
+        raise UsageError(f"input is not a csa record (invalid JSON: {exc.msg})", hint="pipe the output of a csa stage") from None
     if not isinstance(data, dict) or "kind" not in data:
-        raise CsaError("input is not a csa record (no 'kind' field)", hint="pipe the output of a csa stage")
+        raise UsageError("input is not a csa record (no 'kind' field)", hint="pipe the output of a csa stage")
     version = data.get("schema", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise CsaError(

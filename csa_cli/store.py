@@ -47,6 +47,14 @@ def artifact_key(**inputs: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def source_hash(files: list[Path]) -> str:
+    """A short hash of source files (by name and content): what a cached result's code was, without importing it."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 

@@ -82,7 +82,6 @@ def test_checkpoint_record_on_stdin_sets_model_and_weights(csa: Callable[..., An
         (["test-convnext", "--img-size", "12x"], None, 2, "--img-size takes N or HxW"),
         (["convnxt-tiny"], None, 1, "unknown model 'convnxt-tiny'"),
         ([], '{"schema": 1, "kind": "onnx", "model": "csa-nano", "path": "x.onnx"}\n', 2, "takes a checkpoint record"),
-        ([], '{"schema": 1, "kind": "error", "stage": "pull", "message": "no network"}\n', 1, "upstream stage 'pull' failed: no network"),
     ],
 )
 def test_bad_inputs(csa: Callable[..., Any], args: list[str], stdin: str | None, code: int, message: str) -> None:
@@ -91,6 +90,14 @@ def test_bad_inputs(csa: Callable[..., Any], args: list[str], stdin: str | None,
     assert message in result.stderr
     assert result.stderr.count("Error:") == 1
     assert result.record["kind"] == "error"
+
+
+def test_upstream_error_record_is_forwarded_silently(csa: Callable[..., Any]) -> None:
+    upstream = {"schema": 1, "kind": "error", "stage": "pull", "message": "no network"}
+    result = csa("export", input=json.dumps(upstream) + "\n")
+    assert result.exit_code == 1
+    assert result.stderr == ""  # the stage that failed said why, once
+    assert result.record == upstream
 
 
 def test_parse_img_size() -> None:

@@ -8,13 +8,15 @@ stops unless it is given --force.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, resolve_stage_input, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import parse_batch_list, resolve_stage_input, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output
-from csa_cli.errors import ExitCode
+from csa_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -49,23 +51,45 @@ def render_report(report: CheckReport, report_path: str | None) -> RenderableTyp
     return Group(*parts)
 
 
+EXAMPLES = examples(
+    ("export a zoo model, then check it against TensorRT restricted mode", "csa check csa-tiny"),
+    ("an ONNX file against the DLA rules too, with a report of every node", "csa check model.onnx --rules all --report check-report"),
+    ("the graph an export just made, passed on with its verdict", "csa export convnext-tiny --weights pretrained | csa check"),
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("check")
+    @app.command("check", short_help="TensorRT restricted-mode / DLA compliance of a graph.", epilog=EXAMPLES)
     @stage_command("check")
     def check(
         out: Output,
-        source: Annotated[
-            str | None, typer.Argument(metavar="[MODEL|ONNX|RECORD]", help="A zoo model (exported first), an ONNX file, a record file, or none to read stdin.")
-        ] = None,
-        rules: Annotated[str, typer.Option("--rules", help="restricted (GPU safety scope, the default) | dla (DLA standalone) | all.")] = "restricted",
-        report: Annotated[Path | None, typer.Option("--report", help="Write a markdown report (every node, rule and source) into this folder.")] = None,
-        manifest: ManifestOption = None,
+        source: str | None = options.input_argument("MODEL", "ONNX", "RECORD"),
+        rules: str = options.RULES(),
+        report: Path | None = options.REPORT(),
+        batch: str | None = options.BATCH(None, shown="1"),
+        img_size: str | None = options.IMG_SIZE(),
+        weights: str = options.WEIGHTS(),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
-        """Check a graph against TensorRT restricted mode / Orin DLA rules: exit 0 compliant, 3 not."""
+        """Check a graph against TensorRT restricted mode / Orin DLA rules: exit 0 compliant, 3 not.
+
+        A MODEL is exported first (--batch, --img-size and --weights say how).
+        """
         from csa_cli.stages.check.stage import check_stage
 
+        batches = parse_batch_list(batch) if batch is not None else [1]
+        if len(batches) != 1:
+            raise UsageError(f"check reads one graph: give one --batch, got {batch!r}")
         given = resolve_stage_input(source, manifest)
-        record, result = check_stage(record=given.record, path=given.path, model=given.model, rules=rules, report_dir=report, manifest=manifest)
+        record, result = check_stage(
+            record=given.record,
+            path=given.path,
+            model=given.model,
+            rules=rules,
+            report_dir=report,
+            manifest=manifest,
+            export_options={"batch": batches[0], "img_size": img_size, "weights": weights},
+        )
         report_path = (record.field("check") or {}).get("report")
         out.emit(record, lambda: render_report(result, report_path))
         if not result.compliant:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from csa_cli.console import Output
-from csa_cli.errors import CsaError, ExitCode, UsageError
+from csa_cli.errors import CsaError, ExitCode, UpstreamError, UsageError
 
 if TYPE_CHECKING:  # records pull in pydantic: keep it off the `csa --help` path
     from csa_cli.records import Record
@@ -68,6 +68,10 @@ def stage_command(stage: str) -> Callable[[F], F]:
                     return func(*args, **kwargs)
             except typer.Exit:
                 raise
+            except UpstreamError as exc:
+                # the stage that failed said why, once: pass its record on, silently, and exit 1
+                out.forward(exc)
+                raise typer.Exit(int(ExitCode.FAILURE)) from None
             except CsaError as exc:
                 if out.debug:
                     out.stderr.print_exception()
@@ -86,6 +90,25 @@ def stage_command(stage: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def expect_record(record: Record, stage: str, *kinds: str, hint: str | None = None) -> Record:
+    """A record of one of `kinds`, else the usage error every command gives for a wrong record kind (exit 2)."""
+    if record.kind not in kinds:
+        wanted = " or ".join(kinds)
+        raise UsageError(f"csa {stage} takes a {wanted} record, got a {record.kind!r} record", hint=hint)
+    return record
+
+
+def wrong_file(path: Path | None, stage: str, takes: str, hint: str | None = None) -> UsageError:
+    """The usage error every command gives for a file of the wrong type (exit 2)."""
+    return UsageError(f"csa {stage} takes {takes}, not {path.name if path else 'that file'} ({(path.suffix or 'no suffix') if path else '?'})", hint=hint)
+
+
+def check_output(output: Path | None, force: bool) -> None:
+    """--output never replaces what is there unless --force (the same rule in every command)."""
+    if output is not None and output.exists() and not output.is_dir() and not force:
+        raise CsaError(f"{output} already exists", hint="choose another --output, or add --force to replace it")
 
 
 def parse_batch_list(text: str, option: str = "--batch") -> list[int]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, parse_batch_list, require_positive, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import parse_batch_list, require_positive, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output
 from csa_cli.errors import UsageError
 
@@ -33,28 +35,39 @@ def render_study(study: Study) -> RenderableType:
     return Group(*parts)
 
 
+EXAMPLES = examples(
+    (
+        "the study for a CSA model against ConvNeXt, with a markdown report",
+        "csa compare csa-tiny convnext-tiny --dataset ~/imagenet/val --limit 500 --report study",
+    ),
+    ("only what is stored already: nothing runs", "csa compare csa-tiny convnext-tiny --no-run"),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the command(s) to `app`. Long because typer reads each option from the command's
     signature: one annotated parameter per option."""
 
-    @app.command("compare")
+    @app.command("compare", short_help="Several models side by side (the seed's study).", epilog=EXAMPLES)
     @stage_command("compare")
     def compare(
         out: Output,
-        models: Annotated[list[str], typer.Argument(help="Zoo model names.")],
-        dataset: Annotated[str | None, typer.Option("--dataset", help="imagenet-val or an ImageFolder DIR (top-1, calibration).")] = None,
-        data_dir: Annotated[str | None, typer.Option("--data-dir", help="Where imagenet-val lives (also CSA_DATA).")] = None,
-        limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N images.")] = None,
-        calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images for INT8.")] = 500,
-        backend: Annotated[str, typer.Option("--backend", help="Latency backend: onnxruntime | torch | tensorrt.")] = "onnxruntime",
-        batch: Annotated[str, typer.Option("--batch", help="Batch sizes for latency and traffic.")] = "1,4,8,16",
-        baseline: Annotated[str, typer.Option("--baseline", help="The model latency ratios refer to.")] = "convnext-tiny",
-        iterations: Annotated[int, typer.Option("--iterations", help="Profile iterations per batch size.")] = 20,
-        threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for profiling.")] = None,
-        weights: Annotated[str, typer.Option("--weights", help="auto | pretrained | random.")] = "auto",
-        report: Annotated[Path | None, typer.Option("--report", help="Write DIR/report.md and PNG plots.")] = None,
-        no_run: Annotated[bool, typer.Option("--no-run", help="Only show what is stored; run nothing.")] = False,
-        manifest: ManifestOption = None,
+        models: list[str] = typer.Argument(..., metavar="MODEL...", help="Zoo models (see `csa list`)."),
+        dataset: str | None = options.DATASET(None, shown="none: no top-1, no INT8"),
+        data_dir: str | None = options.DATA_DIR(),
+        limit: int | None = options.LIMIT(),
+        calib_dataset: str | None = options.CALIB_DATASET(),
+        calib_images: int = options.CALIB_IMAGES(),
+        backend: str = options.BACKEND("onnxruntime", why="compare times the exported graphs as they are deployed"),
+        batch: str = options.BATCH("1,4,8,16", why="the study shows how latency and memory traffic scale with the batch"),
+        baseline: str = typer.Option("convnext-tiny", "--baseline", metavar="MODEL", help="The model latency ratios refer to. Default: convnext-tiny."),
+        iterations: int | None = options.ITERATIONS(),
+        seconds: float | None = options.SECONDS(),
+        threads: int | None = options.THREADS(),
+        weights: str = options.WEIGHTS(),
+        report: Path | None = options.REPORT(),
+        no_run: bool = typer.Option(False, "--no-run", help="Only show what is stored; run nothing."),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Compare models from stored results, running through the pipeline whatever is missing.
         \f
@@ -87,9 +100,11 @@ def register(app: typer.Typer) -> None:
                 dataset=dataset,
                 data_dir=data_dir,
                 limit=require_positive(limit, "--limit"),
+                calib_dataset=calib_dataset,
                 calib_images=require_positive(calib_images, "--calib-images") or 1,
                 weights=weights,
-                iterations=require_positive(iterations, "--iterations") or 1,
+                iterations=require_positive(iterations, "--iterations"),
+                seconds=seconds,
                 threads=require_positive(threads, "--threads"),
                 manifest=str(manifest) if manifest else None,
                 run=not no_run,

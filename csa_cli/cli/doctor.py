@@ -5,11 +5,17 @@ from __future__ import annotations
 import typer
 
 from csa_cli.cli.common import stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
+
+EXAMPLES = examples(
+    ("what this machine has, and what each piece enables", "csa doctor"),
+    ("the same as JSON, for a bug report", "csa doctor --json"),
+)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("doctor")
+    @app.command("doctor", short_help="This machine's backends and what each enables.", epilog=EXAMPLES)
     @stage_command("doctor")
     def doctor(out: Output) -> None:
         """Report python, torch, onnxruntime providers, CUDA and TensorRT, and what each enables."""

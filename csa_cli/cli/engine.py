@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, parse_batch_list, resolve_stage_input, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import parse_batch_list, resolve_stage_input, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 from csa_cli.errors import UsageError
 
@@ -31,30 +33,42 @@ def _render(record: Record) -> Any:
     return view
 
 
+EXAMPLES = examples(
+    ("a self-contained bundle to copy to the Orin and build there (no TensorRT needed here)", "csa engine csa-tiny --target orin --precision fp16 --batch 1,4"),
+    (
+        "the whole chain down to a mixed-precision bundle",
+        "csa check csa-tiny | csa quantize --calib-dataset ~/imagenet/val | csa engine --precision mixed --target orin",
+    ),
+    ("FP16 engines built here with TensorRT (needs TensorRT and a GPU)", "csa engine convnext-tiny --precision fp16 --batch 1,8"),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the command(s) to `app`. Long because typer reads each option from the command's
     signature: one annotated parameter per option."""
 
-    @app.command("engine")
+    @app.command("engine", short_help="TensorRT engines here, or a bundle for the Orin.", epilog=EXAMPLES)
     @stage_command("engine")
     def engine(
         out: Output,
-        source: Annotated[str | None, typer.Argument(help="MODEL, ONNX file, or a record (.json file or piped on stdin).")] = None,
-        precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | int8 | mixed (FP16+INT8, FP32 allowed).")] = "fp16",
-        target: Annotated[str, typer.Option("--target", help="local: build here with TensorRT; orin: a bundle to build on the device.")] = "local",
-        batch: Annotated[str | None, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8,16: one static ONNX and engine each.")] = None,
-        restricted: Annotated[bool, typer.Option("--restricted", help="Safety-scope check (trtexec --restricted); static shapes only.")] = False,
-        safe: Annotated[bool, typer.Option("--safe", help="Safety engine (EngineCapability SAFETY, trtexec --safe; DRIVE OS only).")] = False,
-        dla: Annotated[int | None, typer.Option("--dla", help="DLA core N (with GPU fallback unless --safe).")] = None,
-        workspace: Annotated[int, typer.Option("--workspace", help="Builder workspace pool in MiB.")] = 1024,
-        output: Annotated[Path | None, typer.Option("--output", help="Write the engines / bundle to this folder (default: under CSA_HOME).")] = None,
-        force: Annotated[bool, typer.Option("--force", help="Overwrite --output; build despite a failed restricted-mode check.")] = False,
-        trt_version: Annotated[str | None, typer.Option("--trt-version", help="TensorRT on the device, for --target orin (default 8.6, DRIVE OS).")] = None,
-        opt_batch: Annotated[int | None, typer.Option("--opt-batch", help="Optimization-profile opt batch for a dynamic-batch ONNX.")] = None,
-        calib_cache: Annotated[Path | None, typer.Option("--calib-cache", help="TensorRT calibration cache for int8/mixed from a non-Q/DQ ONNX.")] = None,
-        weights: Annotated[str, typer.Option("--weights", help="pretrained | random | PATH | auto, when a MODEL is exported.")] = "auto",
-        img_size: Annotated[str | None, typer.Option("--img-size", help="N or HxW, when a MODEL is exported.")] = None,
-        manifest: ManifestOption = None,
+        source: str | None = options.input_argument("MODEL", "ONNX", "RECORD"),
+        precision: str = options.PRECISION("fp16", why="the Orin's GPU runs FP16 at twice the FP32 rate", choices=PRECISION_CHOICES),
+        target: str = options.TARGET(),
+        batch: str | None = options.BATCH(None, shown="1", why="an ONNX input keeps its own batch size"),
+        restricted: bool = typer.Option(False, "--restricted", help="Safety-scope check (trtexec --restricted); static shapes only."),
+        safe: bool = typer.Option(False, "--safe", help="Safety engine (EngineCapability SAFETY, trtexec --safe; DRIVE OS only)."),
+        dla: int | None = typer.Option(None, "--dla", metavar="N", help="DLA core N (with GPU fallback unless --safe)."),
+        workspace: int = typer.Option(1024, "--workspace", metavar="MIB", help="Builder workspace pool in MiB. Default: 1024.", show_default=False),
+        output: Path | None = options.OUTPUT(),
+        force: bool = options.FORCE(),
+        trt_version: str | None = typer.Option(
+            None, "--trt-version", metavar="VERSION", help="TensorRT on the device, for --target orin. Default: 8.6 (DRIVE OS)."
+        ),
+        opt_batch: int | None = typer.Option(None, "--opt-batch", metavar="N", help="Optimization-profile opt batch for a dynamic-batch ONNX."),
+        calib_cache: Path | None = typer.Option(None, "--calib-cache", metavar="FILE", help="TensorRT calibration cache for int8/mixed from a non-Q/DQ ONNX."),
+        weights: str = options.WEIGHTS(),
+        img_size: str | None = options.IMG_SIZE(),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Build TensorRT engines (--target local) or a self-contained Orin bundle (--target orin).
         \f

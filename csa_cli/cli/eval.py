@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, input_record, require_positive, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import input_record, require_positive, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 
 if TYPE_CHECKING:
     from csa_cli.records import Record
-
-SourceArgument = Annotated[
-    str | None,
-    typer.Argument(help="A zoo MODEL, an ONNX / QDQ ONNX file, an engine, or a record (.json file, or piped on stdin).", show_default=False),
-]
 
 
 def _render(record: Record) -> object:
@@ -38,29 +35,45 @@ def _render(record: Record) -> object:
     return table("csa eval", ["", "value"], rows)
 
 
+EXAMPLES = examples(
+    ("top-1/top-5 of the published weights on the first 500 images of a folder", "csa eval convnext-tiny --dataset ~/imagenet/val --limit 500"),
+    (
+        "the exported graph on ONNX Runtime, failing (exit 3) under 80 % top-1",
+        "csa export convnext-tiny --weights pretrained | csa eval --dataset ~/imagenet/val --min-top1 80",
+    ),
+    (
+        "a Hub dataset's validation split, on TensorRT (needs TensorRT and a GPU)",
+        "csa eval model.onnx --model csa-tiny --backend tensorrt --dataset hf://datasets/OWNER/imagenet-mini:validation",
+    ),
+)
+
+WEIGHTS_WHY = "accuracy of random weights means nothing; a model without published weights still gets random ones, with a warning"
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("eval")
+    """Add the command(s) to `app`. Long because typer reads each option from the command's
+    signature: one parameter per option."""
+
+    @app.command("eval", short_help="Top-1 / top-5 on ImageNet val or an ImageFolder.", epilog=EXAMPLES)
     @stage_command("eval")
     def eval_command(
-        source: SourceArgument = None,
-        dataset: Annotated[str, typer.Option("--dataset", help="imagenet-val (with --data-dir or CSA_DATA), or an ImageFolder DIR.")] = "imagenet-val",
-        data_dir: Annotated[Path | None, typer.Option("--data-dir", help="The ImageNet folder for imagenet-val (default: CSA_DATA).")] = None,
-        backend: Annotated[str | None, typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: what the input runs on).")] = None,
-        precision: Annotated[str | None, typer.Option("--precision", help="fp32 | fp16 (torch on CUDA; default fp16 there, fp32 on CPU).")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Images per batch.")] = 32,
-        workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes (default: min(4, CPUs)).")] = None,
-        threads: Annotated[int | None, typer.Option("--threads", help="Intra-op threads of the backend.")] = None,
-        limit: Annotated[int | None, typer.Option("--limit", help="The first N images (by file name: deterministic, the same in every layout).")] = None,
-        min_top1: Annotated[float | None, typer.Option("--min-top1", help="Exit 3 when top-1 (percent) is below this.")] = None,
-        model: Annotated[str | None, typer.Option("--model", help="The zoo model an ONNX / weights file belongs to (its preprocessing).")] = None,
-        weights: Annotated[
-            str | None, typer.Option("--weights", help="pretrained (default) | random | auto | PATH, for a MODEL input.", show_default=False)
-        ] = None,
-        predictions: Annotated[
-            Path | None, typer.Option("--predictions", help="Also write each image's label and top-5 class indices here (JSON lines).")
-        ] = None,
-        manifest: ManifestOption = None,
+        source: str | None = options.input_argument("MODEL", "ONNX", "ENGINE", "RECORD"),
+        dataset: str = options.DATASET("imagenet-val", why="ImageNet-1K val is what reported accuracies are measured on"),
+        data_dir: Path | None = options.DATA_DIR(),
+        backend: str | None = options.BACKEND(),
+        precision: str | None = options.PRECISION(None, shown="fp16 on CUDA, fp32 on CPU", why="torch on CUDA runs FP16 where it can"),
+        device: str = options.DEVICE(),
+        batch_size: int = options.BATCH_SIZE(),
+        workers: int | None = typer.Option(None, "--workers", metavar="N", help="DataLoader worker processes. Default: min(4, CPUs)."),
+        threads: int | None = options.THREADS(),
+        limit: int | None = options.LIMIT(),
+        min_top1: float | None = typer.Option(None, "--min-top1", metavar="PERCENT", help="Exit 3 when top-1 (percent) is below this."),
+        model: str | None = options.MODEL(),
+        weights: str | None = options.WEIGHTS(None, shown="pretrained", why=WEIGHTS_WHY),
+        predictions: Path | None = typer.Option(
+            None, "--predictions", metavar="FILE", help="Also write each image's label and top-5 class indices here (JSON lines)."
+        ),
+        manifest: Path | None = options.MANIFEST(),
         *,
         out: Output,
     ) -> None:

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, parse_batch_list, resolve_stage_input, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import check_output, expect_record, parse_batch_list, resolve_stage_input, stage_command, wrong_file
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 from csa_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from csa_cli.records import Record
-
-WeightsArg = Annotated[
-    str | None,
-    typer.Option("--weights", help="pretrained | random | PATH | auto (pretrained if cached, else random). Default: the piped record's, else auto."),
-]
 
 
 def render_onnx_record(record: Record) -> object:
@@ -33,22 +30,33 @@ def render_onnx_record(record: Record) -> object:
     return table(f"csa export: {record.model}", ["field", "value"], rows)
 
 
+EXAMPLES = examples(
+    ("a zoo model with its published weights (pulled first when not cached)", "csa export convnext-tiny --weights pretrained"),
+    ("the checkpoint a pull made, at batch 4, and a copy of the graph", "csa pull convnext-tiny | csa export --batch 4 --output convnext-b4.onnx"),
+    ("a CSA model with random weights, any batch size", "csa export csa-tiny --weights random --dynamic-batch"),
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("export")
+    @app.command("export", short_help="A model to a verified ONNX graph (opset 17).", epilog=EXAMPLES)
     @stage_command("export")
     def export(
         out: Output,
-        source: Annotated[
-            str | None, typer.Argument(metavar="[MODEL|RECORD]", help="A zoo model, a checkpoint record file, or none to read one from stdin.")
-        ] = None,
-        batch: Annotated[str | None, typer.Option("--batch", help="Static batch size (default 1; TensorRT restricted mode has no dynamic shapes).")] = None,
-        dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Make the batch axis dynamic instead.")] = False,
-        img_size: Annotated[str | None, typer.Option("--img-size", help="N or HxW (default: the model's eval size).")] = None,
-        output: Annotated[Path | None, typer.Option("--output", help="Also copy the ONNX file here (atomically).")] = None,
-        weights: WeightsArg = None,
-        verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Fail when ONNX Runtime and PyTorch differ by more than 1e-3.")] = True,
-        opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 17,
-        manifest: ManifestOption = None,
+        source: str | None = options.input_argument("MODEL", "RECORD"),
+        batch: str | None = options.BATCH(None, shown="1"),
+        dynamic_batch: bool = options.DYNAMIC_BATCH(),
+        img_size: str | None = options.IMG_SIZE(),
+        output: Path | None = options.OUTPUT(),
+        force: bool = options.FORCE(),
+        weights: str | None = options.WEIGHTS(None, shown="a piped checkpoint record's, else auto"),
+        verify: bool = typer.Option(
+            True,
+            "--verify/--no-verify",
+            help="Fail when ONNX Runtime and PyTorch differ by more than 1e-3. Default: on.",
+            show_default=False,
+        ),
+        opset: int = typer.Option(17, "--opset", metavar="N", help="ONNX opset. Default: 17.", show_default=False),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Export a model to ONNX (opset 17, input "input", output "logits"), verify it against PyTorch, keep it under CSA_HOME."""
         from csa_cli.stages.export.stage import export_stage
@@ -60,10 +68,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"export makes one graph: give one --batch, got {batch!r}", hint="or --dynamic-batch for any batch size")
         given = resolve_stage_input(source, manifest)
         if given.record is not None:
-            if given.record.kind != "checkpoint":
-                raise UsageError(
-                    f"csa export takes a checkpoint record, got a {given.record.kind!r} record", hint="pipe `csa pull MODEL` into it, or name a MODEL"
-                )
+            expect_record(given.record, "export", "checkpoint", hint="pipe `csa pull MODEL` into it, or name a MODEL")
             model = given.record.model
             if not model:
                 raise UsageError("the checkpoint record names no model")
@@ -71,7 +76,8 @@ def register(app: typer.Typer) -> None:
         elif given.model is not None:
             model = given.model
         else:
-            raise UsageError(f"csa export takes a MODEL or a checkpoint record, not a file ({given.path})", hint="e.g. csa export csa-tiny --weights PATH")
+            raise wrong_file(given.path, "export", "a MODEL or a checkpoint record", hint="e.g. csa export csa-tiny --weights PATH")
+        check_output(output, force)
         record = export_stage(
             model,
             weights=weights or "auto",

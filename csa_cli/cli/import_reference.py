@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import check_output, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 
 if TYPE_CHECKING:
@@ -28,20 +30,26 @@ def _render(record: Record) -> RenderableType:
     return table("imported reference checkpoint", ["", ""], rows)
 
 
+EXAMPLES = examples(
+    ("a checkpoint NVIDIA's reference code trained, then exported with it", "csa import-reference csa_tiny.pth --model csa-tiny --output csa-tiny.safetensors"),
+    ("its EMA weights, into CSA_HOME", "csa import-reference csa_tiny.pth --model csa-tiny --ema"),
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("import-reference")
+    @app.command("import-reference", short_help="NVIDIA reference weights to a csa checkpoint.", epilog=EXAMPLES)
     @stage_command("import-reference")
     def import_reference(
         out: Output,
-        checkpoint: Annotated[Path, typer.Argument(help="A .pth state dict saved by NVIDIA's reference CSA training code.")],
-        model: Annotated[str, typer.Option("--model", help="The csa-* zoo entry the checkpoint was trained as, e.g. csa-tiny.")],
-        output: Annotated[
-            Path | None, typer.Option("--output", help="Where to write the checkpoint (.safetensors); default: under CSA_HOME/checkpoints.")
-        ] = None,
-        ema: Annotated[bool, typer.Option("--ema", help="Import the EMA weights ('model_ema') of a training checkpoint.")] = False,
-        manifest: ManifestOption = None,
+        checkpoint: Path = typer.Argument(..., metavar="FILE", help="A .pth state dict saved by NVIDIA's reference CSA training code."),
+        model: str = typer.Option(..., "--model", metavar="MODEL", help="The csa-* zoo model the checkpoint was trained as, e.g. csa-tiny."),
+        output: Path | None = options.OUTPUT(None, shown="under CSA_HOME/checkpoints"),
+        force: bool = options.FORCE(),
+        ema: bool = typer.Option(False, "--ema", help="Import the EMA weights ('model_ema') of a training checkpoint."),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Convert reference-trained CSA weights into a csa checkpoint (safetensors with metadata)."""
+        check_output(output, force)
         from csa_cli.models.reference import import_reference_checkpoint
 
         record = import_reference_checkpoint(checkpoint, model, output, ema=ema, manifest=manifest)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from csa_cli.cli import options
 from csa_cli.cli.common import stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 
 if TYPE_CHECKING:
@@ -23,16 +25,25 @@ def _render(record: Record) -> Any:
     return table(f"TensorRT timings on {device} (stored for csa compare)", ["model", "batch", "median ms", "p99 ms", "images/s", "runs"], rows)
 
 
+EXAMPLES = examples(
+    (
+        "timings a bundle's validate.sh measured on the Orin (model, batch and precision read from the bundle)",
+        "csa import-timings bundle/results/times_b1.json",
+    ),
+    ("a trtexec --exportTimes file from elsewhere", "csa import-timings times.json --model csa-tiny --batch 8 --precision mixed --device 'Orin AGX'"),
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("import-timings")
+    @app.command("import-timings", short_help="trtexec timings from a device, for csa compare.", epilog=EXAMPLES)
     @stage_command("import-timings")
     def import_timings(
         out: Output,
-        file: Annotated[Path, typer.Argument(help="A trtexec --exportTimes JSON file (a bundle's results/times_bN.json).")],
-        model: Annotated[str | None, typer.Option("--model", help="Zoo model the timings belong to (read from the bundle when inside one).")] = None,
-        batch: Annotated[int | None, typer.Option("--batch", help="Batch size of the engine (read from times_bN.json).")] = None,
-        precision: Annotated[str | None, typer.Option("--precision", help="fp32 | fp16 | int8 | mixed (read from the bundle).")] = None,
-        device: Annotated[str | None, typer.Option("--device", help='Where they were measured, e.g. "Orin AGX".')] = None,
+        file: Path = typer.Argument(..., metavar="FILE", help="A trtexec --exportTimes JSON file (a bundle's results/times_bN.json)."),
+        model: str | None = options.MODEL(None, shown="read from the bundle"),
+        batch: int | None = typer.Option(None, "--batch", metavar="N", help="Batch size of the engine. Default: read from times_bN.json."),
+        precision: str | None = typer.Option(None, "--precision", metavar="PRECISION", help="fp32 | fp16 | int8 | mixed. Default: read from the bundle."),
+        device: str | None = typer.Option(None, "--device", metavar="NAME", help='Where they were measured, e.g. "Orin AGX".'),
     ) -> None:
         """Import trtexec timings measured on a device, for `csa compare`."""
         from csa_cli.stages.engine.timings import import_timings as run_import

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 
 if TYPE_CHECKING:
@@ -23,13 +26,23 @@ def _top1(entry: ModelEntry) -> float | None:
     return next((m.value for m in entry.reported if "top-1" in m.metric), None)
 
 
+LIST_EXAMPLES = examples(
+    ("the zoo as a table", "csa list"),
+    ("the zoo with a user manifest merged over it, as JSON", "csa list --manifest my-zoo.toml --json"),
+)
+INFO_EXAMPLES = examples(
+    ("one entry by its zoo name", "csa info csa-tiny"),
+    ("the same entry by its Hub repo id or its tagged timm name", "csa info timm/convnext_tiny.fb_in1k"),
+)
+
+
 def register(app: typer.Typer) -> None:
     """Add the command(s) to `app`. Long because typer reads each option from the command's
     signature: one annotated parameter per option."""
 
-    @app.command("list")
+    @app.command("list", short_help="The zoo's models, sizes and reported accuracy.", epilog=LIST_EXAMPLES)
     @stage_command("list")
-    def list_models(out: Output, manifest: ManifestOption = None) -> None:
+    def list_models(out: Output, manifest: Path | None = options.MANIFEST()) -> None:
         """List the zoo's models."""
         from csa_cli.manifest import load_manifest
 
@@ -67,12 +80,12 @@ def register(app: typer.Typer) -> None:
             ),
         )
 
-    @app.command("info")
+    @app.command("info", short_help="One model: source, license, preprocessing, cache.", epilog=INFO_EXAMPLES)
     @stage_command("info")
     def info(
         out: Output,
-        model: Annotated[str, typer.Argument(help="A zoo model name, e.g. csa-tiny.")],
-        manifest: ManifestOption = None,
+        model: str = typer.Argument(..., metavar="MODEL", help="A zoo model: its name, Hub repo id or tagged timm name."),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Everything the manifest knows about MODEL, its license, and what is cached locally."""
         from csa_cli.manifest import load_manifest

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, input_record, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import input_record, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 from csa_cli.errors import UsageError
 
@@ -23,20 +25,26 @@ def _split(items: list[str]) -> tuple[str | None, list[str]]:
     return items[0], items[1:]
 
 
+EXAMPLES = examples(
+    ("the five most likely classes of two photos", "csa predict convnext-tiny cat.jpg dog.jpg"),
+    ("an exported graph on ONNX Runtime, three classes each", "csa export convnext-tiny --weights pretrained | csa predict cat.jpg --top 3"),
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("predict")
+    @app.command("predict", short_help="Top-5 classes of a few images.", epilog=EXAMPLES)
     @stage_command("predict")
     def predict_command(
-        items: Annotated[list[str], typer.Argument(help="MODEL | ONNX | engine | record.json, then IMAGE... (with a record piped on stdin: IMAGE... only).")],
-        backend: Annotated[str | None, typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: what the input runs on).")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
-        precision: Annotated[str | None, typer.Option("--precision", help="fp32 | fp16 (torch on CUDA).")] = None,
-        top: Annotated[int, typer.Option("--top", help="How many classes per image.")] = 5,
-        model: Annotated[str | None, typer.Option("--model", help="The zoo model an ONNX / weights file belongs to (its preprocessing).")] = None,
-        weights: Annotated[
-            str | None, typer.Option("--weights", help="pretrained (default) | random | auto | PATH, for a MODEL input.", show_default=False)
-        ] = None,
-        manifest: ManifestOption = None,
+        items: list[str] = typer.Argument(
+            ..., metavar="[MODEL|ONNX|ENGINE|RECORD] IMAGE...", help="What to run, then the images (with a record piped on stdin: the images only)."
+        ),
+        backend: str | None = options.BACKEND(),
+        device: str = options.DEVICE(),
+        precision: str | None = options.PRECISION(None, shown="fp32", why="fp16 only where asked"),
+        top: int = typer.Option(5, "--top", metavar="N", help="How many classes per image. Default: 5.", show_default=False),
+        model: str | None = options.MODEL(),
+        weights: str | None = options.WEIGHTS(None, shown="pretrained", why="classes predicted by random weights mean nothing"),
+        manifest: Path | None = options.MANIFEST(),
         *,
         out: Output,
     ) -> None:

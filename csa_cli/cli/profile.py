@@ -1,15 +1,16 @@
 """`csa profile`: latency at each batch size, memory traffic per frame (estimate), roofline.
 
-No `from __future__ import annotations` here: stage_command copies the signature as it is,
-and typer must see real Annotated[...] objects to know an optional Argument from an Option.
+No `from __future__ import annotations` here: stage_command copies the signature as it is.
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, parse_batch_list, require_positive, resolve_stage_input, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import parse_batch_list, require_positive, resolve_stage_input, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output
 from csa_cli.errors import UsageError
 
@@ -67,35 +68,48 @@ def render(results: "list[ProfileResult]") -> "Table":
     return view
 
 
+EXAMPLES = examples(
+    ("latency of two zoo models at batch 1, 4, 8 and 16 on this CPU", "csa profile csa-tiny convnext-tiny"),
+    ("an exported graph on ONNX Runtime, 50 timed runs at batch 1", "csa export csa-tiny --weights random | csa profile --iterations 50"),
+    ("PyTorch on the GPU with CUDA graphs (needs a GPU)", "csa profile csa-tiny --device cuda --precision fp16 --batch 1,8"),
+)
+BATCH_WHY = "profile shows how latency and throughput scale with the batch; a static-batch file: its own"
+
+
 def register(app: typer.Typer) -> None:
     """Add the command(s) to `app`. Long because typer reads each option from the command's
     signature: one annotated parameter per option."""
 
-    @app.command("profile")
+    @app.command("profile", short_help="Latency, throughput, memory traffic and roofline.", epilog=EXAMPLES)
     @stage_command("profile")
     def profile(
         out: Output,
-        inputs: Annotated[
-            list[str] | None,
-            typer.Argument(help="Zoo MODELs, an ONNX file, a TensorRT engine, or a .json record (default: the record piped on stdin).", show_default=False),
-        ] = None,
-        backend: Annotated[
-            str | None, typer.Option("--backend", help="torch | onnxruntime | tensorrt (default: torch for a MODEL, by file type otherwise).")
-        ] = None,
-        batch: Annotated[str | None, typer.Option("--batch", help="Comma list of batch sizes (default 1,4,8,16; a static-batch file: its own).")] = None,
-        threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")] = None,
-        iterations: Annotated[int | None, typer.Option("--iterations", help="Timed iterations per batch size (instead of a time budget).")] = None,
-        seconds: Annotated[float | None, typer.Option("--seconds", help="Time budget per batch size, s (default 2, at least 5 iterations).")] = None,
-        warmup: Annotated[int, typer.Option("--warmup", help="Warm-up iterations per batch size, excluded.")] = 3,
-        plot: Annotated[Path | None, typer.Option("--plot", help="Write latency vs batch as a PNG.")] = None,
-        weights: Annotated[str, typer.Option("--weights", help="auto | pretrained | random | PATH (for a MODEL).")] = "auto",
-        device: Annotated[str | None, typer.Option("--device", help="cpu | cuda (default: cuda for torch where present).")] = None,
-        precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 (torch on CUDA).")] = "fp32",
-        dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="onnxruntime on a MODEL: export once with a dynamic batch.")] = False,
-        cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs/--no-cuda-graphs", help="Replay CUDA graphs (torch on CUDA).")] = True,
-        estimate: Annotated[bool, typer.Option("--estimate/--no-estimate", help="Static traffic/MACs estimate and roofline floor.")] = True,
-        img_size: Annotated[str | None, typer.Option("--img-size", help="N or HxW (for a MODEL; default: the zoo entry's).")] = None,
-        manifest: ManifestOption = None,
+        inputs: list[str] | None = typer.Argument(
+            None,
+            metavar="MODEL|ONNX|ENGINE|RECORD...",
+            help="Zoo models, ONNX files, TensorRT engines or record files (.json); or none, to read the record piped on stdin.",
+            show_default=False,
+        ),
+        backend: str | None = options.BACKEND(),
+        batch: str | None = options.BATCH(None, shown="1,4,8,16", why=BATCH_WHY),
+        threads: int | None = options.THREADS(),
+        iterations: int | None = options.ITERATIONS(),
+        seconds: float | None = options.SECONDS(),
+        warmup: int = options.WARMUP(),
+        plot: Path | None = typer.Option(None, "--plot", metavar="FILE", help="Write latency vs batch as a PNG."),
+        weights: str = options.WEIGHTS(),
+        device: str | None = options.DEVICE(None, shown="cuda for torch where there is one, else cpu", why="profile times the fastest place"),
+        precision: str = options.PRECISION(),
+        dynamic_batch: bool = options.DYNAMIC_BATCH(),
+        cuda_graphs: bool = typer.Option(True, "--cuda-graphs/--no-cuda-graphs", help="Replay CUDA graphs (torch on CUDA). Default: on.", show_default=False),
+        estimate: bool = typer.Option(
+            True,
+            "--estimate/--no-estimate",
+            help="Static traffic/MACs estimate and roofline floor. Default: on.",
+            show_default=False,
+        ),
+        img_size: str | None = options.IMG_SIZE(),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Latency (median, p90, p99, mean ± std, min), throughput and per-image latency at each batch size,
         with memory traffic and MACs per frame (static estimate) and a roofline floor. A bundle is

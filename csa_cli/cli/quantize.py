@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 
 if TYPE_CHECKING:
@@ -32,28 +34,37 @@ def _render(record: Record) -> object:
     return table("csa quantize", ["", ""], rows)
 
 
+EXAMPLES = examples(
+    ("INT8 with the mixed-precision policy, calibrated on 500 images of a folder", "csa quantize csa-tiny --calib-dataset ~/imagenet/val --precision mixed"),
+    ("the graph a check passed, calibrated on a Hub dataset", "csa check csa-tiny | csa quantize --calib-dataset hf://datasets/OWNER/imagenet-mini:validation"),
+    ("a bare ONNX file, keeping the head in FP", "csa quantize model.onnx --model csa-tiny --calib-dataset ~/imagenet/val --keep-fp 'head*'"),
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("quantize")
+    @app.command("quantize", short_help="INT8 post-training quantization (QDQ ONNX + cache).", epilog=EXAMPLES)
     @stage_command("quantize")
     def quantize(
         out: Output,
-        source: Annotated[str | None, typer.Argument(metavar="[ONNX|MODEL|RECORD]", help="FP32 ONNX, zoo model (exported first), or record.")] = None,
-        calib_dataset: Annotated[str, typer.Option("--calib-dataset", help="imagenet-val or an ImageFolder DIR of calibration images.")] = "",
-        data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where imagenet-val lives (also CSA_DATA).")] = None,
-        calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images: a seeded, class-balanced sample.")] = 500,
-        method: Annotated[str, typer.Option("--method", help="entropy | minmax | percentile.")] = "entropy",
-        precision: Annotated[str, typer.Option("--precision", help="int8 (every Conv/Gemm/MatMul) | mixed (the documented FP policy).")] = "int8",
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration sample.")] = 0,
-        keep_fp: Annotated[
-            list[str] | None, typer.Option("--keep-fp", metavar="PATTERN", help="Keep nodes matching this name glob in FP (repeatable).")
-        ] = None,
-        strict: Annotated[bool, typer.Option("--strict", help="Fail when the dataset has fewer images than --calib-images.")] = False,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Calibration images per ONNX Runtime run (memory scales with it).")] = 8,
-        model: Annotated[str | None, typer.Option("--model", help="Zoo model whose preprocessing applies to a bare ONNX file.")] = None,
-        output: Annotated[Path | None, typer.Option("--output", help="Also copy the QDQ ONNX, cache and summary into DIR.")] = None,
-        manifest: ManifestOption = None,
+        source: str | None = options.input_argument("MODEL", "ONNX", "RECORD"),
+        calib_dataset: str | None = options.CALIB_DATASET(None, shown="none: required"),
+        data_dir: Path | None = options.DATA_DIR(),
+        calib_images: int = options.CALIB_IMAGES(),
+        method: str = typer.Option("entropy", "--method", metavar="METHOD", help="entropy | minmax | percentile. Default: entropy.", show_default=False),
+        precision: str = options.PRECISION("int8", why="every Conv/Gemm/MatMul in INT8 unless asked for mixed", choices=("int8", "mixed")),
+        seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the calibration sample. Default: 0.", show_default=False),
+        keep_fp: list[str] | None = typer.Option(None, "--keep-fp", metavar="PATTERN", help="Keep nodes matching this name glob in FP (repeatable)."),
+        strict: bool = typer.Option(False, "--strict", help="Fail when the dataset has fewer images than --calib-images."),
+        batch_size: int = options.BATCH_SIZE(8, why="calibration keeps every activation's histogram: memory grows with it"),
+        model: str | None = options.MODEL(),
+        output: Path | None = options.OUTPUT(),
+        force: bool = options.FORCE(),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
-        """INT8 post-training quantization: QDQ ONNX (TensorRT 10), calibration cache (TensorRT 8.6), summary."""
+        """INT8 post-training quantization: QDQ ONNX (TensorRT 10), calibration cache (TensorRT 8.6), summary.
+
+        --output DIR also copies the three files into DIR.
+        """
         from csa_cli.cli.common import resolve_stage_input
         from csa_cli.errors import UsageError
         from csa_cli.stages.quantize.calibration import METHODS
@@ -65,7 +76,7 @@ def register(app: typer.Typer) -> None:
         if precision not in PRECISIONS:
             raise UsageError(f"unknown precision {precision!r}", hint=f"use --precision {' | '.join(PRECISIONS)}")
         if not calib_dataset:
-            raise UsageError("--calib-dataset is required", hint="give imagenet-val (with --data-dir) or a folder of class sub-folders")
+            raise UsageError("--calib-dataset is required", hint="give an ImageFolder DIR, hf://datasets/OWNER/NAME, or imagenet-val with --data-dir")
         for value, option in ((calib_images, "--calib-images"), (batch_size, "--batch-size")):
             if value < 1:
                 raise UsageError(f"{option} must be at least 1, got {value}")
@@ -84,6 +95,7 @@ def register(app: typer.Typer) -> None:
             strict=strict,
             batch_size=batch_size,
             output=output,
+            force=force,
             model=model,
             manifest=manifest,
         )

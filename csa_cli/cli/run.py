@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from csa_cli.cli.common import ManifestOption, parse_batch_list, require_positive, stage_command
+from csa_cli.cli import options
+from csa_cli.cli.common import parse_batch_list, require_positive, stage_command
+from csa_cli.cli.options import examples
 from csa_cli.console import Output
 from csa_cli.errors import CsaError, ExitCode, UsageError
 
@@ -90,33 +93,51 @@ class _Progress:
             self.live.refresh()
 
 
+EXAMPLES = examples(
+    ("every stage down to an Orin bundle, on the first 500 images of a folder", "csa run convnext-tiny --dataset ~/imagenet/val --limit 500 --target orin"),
+    (
+        "the same again after changing the calibration: the earlier stages come from the cache",
+        "csa run convnext-tiny --dataset ~/imagenet/val --limit 500 --target orin --redo quantize",
+    ),
+    ("a CSA model without published weights, only as far as the compliance check", "csa run csa-tiny --to check"),
+)
+PRECISION_WHY = "run ends in a deployable engine, and mixed is the precision the Orin runs"
+BACKEND_WHY = "run times the exported graph as it is deployed, and compares FP32 with INT8 on one runtime"
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("run")
+    """Add the command(s) to `app`. Long because typer reads each option from the command's
+    signature: one parameter per option."""
+
+    @app.command("run", short_help="The whole chain, pull to profile, cached per stage.", epilog=EXAMPLES)
     @stage_command("run")
     def run(
         out: Output,
-        model: Annotated[str, typer.Argument(help="A zoo model name.")],
-        to: Annotated[str, typer.Option("--to", help="Last stage: fetch, evaluate, export, check, quantize, eval-mixed, engine, profile.")] = "profile",
-        dataset: Annotated[str | None, typer.Option("--dataset", help="imagenet-val or an ImageFolder DIR (evaluation and calibration).")] = None,
-        data_dir: Annotated[str | None, typer.Option("--data-dir", help="Where imagenet-val lives (also CSA_DATA).")] = None,
-        limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N images.")] = None,
-        calib_dataset: Annotated[str | None, typer.Option("--calib-dataset", help="Calibration images (default: --dataset).")] = None,
-        calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images for INT8.")] = 500,
-        precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | int8 | mixed (quantize and engine).")] = "mixed",
-        target: Annotated[str, typer.Option("--target", help="local (TensorRT here) | orin (a bundle to build on the device).")] = "local",
-        batch: Annotated[str, typer.Option("--batch", help="Batch sizes, e.g. 1,4,8,16 (the first is exported).")] = "1",
-        backend: Annotated[str, typer.Option("--backend", help="Profile backend: onnxruntime | torch | tensorrt.")] = "onnxruntime",
-        iterations: Annotated[int, typer.Option("--iterations", help="Profile iterations per batch size.")] = 20,
-        threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for profiling.")] = None,
-        redo: Annotated[str | None, typer.Option("--redo", help="Redo from this stage on, ignoring cached results.")] = None,
-        weights: Annotated[str, typer.Option("--weights", help="auto | pretrained | random | PATH.")] = "auto",
-        manifest: ManifestOption = None,
+        model: str = typer.Argument(..., metavar="MODEL", help="A zoo model (see `csa list`)."),
+        to: str = typer.Option(
+            "profile", "--to", metavar="STAGE", help="Last stage: fetch, evaluate, export, check, quantize, eval-mixed, engine, profile. Default: profile."
+        ),
+        dataset: str | None = options.DATASET(None, shown="none: evaluation and calibration are skipped"),
+        data_dir: str | None = options.DATA_DIR(),
+        limit: int | None = options.LIMIT(),
+        calib_dataset: str | None = options.CALIB_DATASET(),
+        calib_images: int = options.CALIB_IMAGES(),
+        precision: str = options.PRECISION("mixed", why=PRECISION_WHY, choices=("fp32", "fp16", "int8", "mixed")),
+        target: str = options.TARGET(),
+        batch: str = options.BATCH(),
+        backend: str = options.BACKEND("onnxruntime", why=BACKEND_WHY),
+        iterations: int | None = options.ITERATIONS(),
+        seconds: float | None = options.SECONDS(),
+        threads: int | None = options.THREADS(),
+        redo: str | None = typer.Option(None, "--redo", metavar="STAGE", help="Redo from this stage on, ignoring cached results."),
+        weights: str = options.WEIGHTS(),
+        manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Run the chain fetch → evaluate → export → check → quantize → eval-mixed → engine → profile."""
         from csa_cli.pipeline.options import RunOptions, stage_name
         from csa_cli.pipeline.run import run_pipeline
 
-        options = RunOptions(
+        options_ = RunOptions(
             model=model,
             to=stage_name(to),
             redo=stage_name(redo, "--redo") if redo else None,
@@ -130,12 +151,13 @@ def register(app: typer.Typer) -> None:
             target=_choice(target, "--target", ("local", "orin")),  # type: ignore[arg-type]
             batch=parse_batch_list(batch),
             backend=_choice(backend, "--backend", ("onnxruntime", "torch", "tensorrt")),  # type: ignore[arg-type]
-            iterations=require_positive(iterations, "--iterations") or 1,
+            iterations=require_positive(iterations, "--iterations"),
+            seconds=seconds,
             threads=require_positive(threads, "--threads"),
             manifest=str(manifest) if manifest else None,
         )
         with _Progress(out) as progress:
-            summary = run_pipeline(options, on_update=progress)
+            summary = run_pipeline(options_, on_update=progress)
         shown_live = progress.live is not None
         if not summary.ok:
             failed = summary.stage(summary.failed_stage) if summary.failed_stage else None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from csa_cli.errors import CsaError
+from csa_cli.errors import CsaError, UsageError
 
 if TYPE_CHECKING:
     import onnx
@@ -25,13 +25,16 @@ def load_onnx(model: str | Path | onnx.ModelProto, *, load_external_data: bool =
     if not path.is_file():
         raise CsaError(f"file not found: {path}", hint="check the path")
     hint = "give an .onnx file (e.g. from `csa export`), a zoo MODEL, or a csa record"
+    # A file of another type is a usage error (exit 2) in every command; an .onnx file that does not
+    # load is a broken file (exit 1).
+    fail = CsaError if path.suffix.lower() == ".onnx" else UsageError
     try:
         proto = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning-ish or OSError: all mean "not ONNX"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CsaError(f"{path} is not an ONNX model ({reason})", hint=hint) from None
+        raise fail(f"{path} is not an ONNX model ({reason})", hint=hint) from None
     if proto.ir_version == 0 or not proto.graph.node or not proto.opset_import:
-        raise CsaError(f"{path} is not an ONNX model (no ONNX graph in it)", hint=hint)
+        raise fail(f"{path} is not an ONNX model (no ONNX graph in it)", hint=hint)
     return proto
 
 

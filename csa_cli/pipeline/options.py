@@ -52,7 +52,8 @@ class RunOptions(BaseModel):
     backend: Literal["torch", "onnxruntime", "tensorrt"] = "onnxruntime"
     # ONNX Runtime for FP32 too, so that the drop to mixed precision compares one runtime with itself
     eval_backend: Literal["torch", "onnxruntime"] = "onnxruntime"
-    iterations: int = 20
+    iterations: int | None = None  # None: the time budget (seconds, else measure/timing.py's default)
+    seconds: float | None = None
     warmup: int = 3
     threads: int | None = None
     img_size: tuple[int, int] | None = None
@@ -115,8 +116,12 @@ def validate_options(options: RunOptions) -> None:
         raise UsageError("--batch must be at least 1", hint="e.g. --batch 1,4,8,16")
     if options.limit is not None and options.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {options.limit}")
-    if options.iterations < 1:
+    if options.iterations is not None and options.iterations < 1:
         raise UsageError(f"--iterations must be at least 1, got {options.iterations}")
+    if options.seconds is not None and options.seconds <= 0:
+        raise UsageError(f"--seconds must be positive, got {options.seconds:g}")
+    if options.iterations is not None and options.seconds is not None:
+        raise UsageError("give --iterations or --seconds, not both")
     if options.calib_images < 1:
         raise UsageError(f"--calib-images must be at least 1, got {options.calib_images}")
     chosen = selected_stages(options)

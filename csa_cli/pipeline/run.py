@@ -58,7 +58,7 @@ _STAGE_INPUTS: dict[StageName, tuple[tuple[str, ...], tuple[StageName, ...]]] = 
     "quantize": (("calib_dataset", "dataset", "data_dir", "calib_images", "method", "precision"), ("export",)),
     "eval-mixed": (("dataset", "data_dir", "limit", "precision"), ("quantize",)),
     "engine": (("precision", "target", "batch"), ("quantize", "export")),
-    "profile": (("backend", "batch", "iterations", "warmup", "threads", "img_size"), ("fetch",)),
+    "profile": (("backend", "batch", "iterations", "seconds", "warmup", "threads", "img_size"), ("fetch",)),
 }
 
 

@@ -235,7 +235,7 @@ def _profile(ctx: Context) -> Record:
         weights=ctx.weights,
         img_size=ctx.options.img_size,
         manifest=ctx.options.manifest,
-        measure=MeasureSettings(warmup=ctx.options.warmup, iterations=ctx.options.iterations),
+        measure=MeasureSettings(warmup=ctx.options.warmup, iterations=ctx.options.iterations, seconds=ctx.options.seconds),
     )
     return profile_model(ctx.model, options).to_record()  # stored for `csa compare` by the core
 

@@ -225,15 +225,15 @@ def _resolve(
                 raise CsaError(f"the {kind} record has no path")
             return _file_target(path, "engine" if kind == "engine" else "onnx", name, backend, manifest, record)
         if kind == "bundle":
-            raise CsaError("a bundle is built and validated on the device", hint="run its validate.sh there, or evaluate the ONNX it came from")
-        raise CsaError(f"csa eval takes a model, checkpoint, onnx, quantized or engine record, not a {kind} record")
+            raise UsageError("a bundle is built and validated on the device", hint="run its validate.sh there, or evaluate the ONNX it came from")
+        raise UsageError(f"csa eval takes a model, checkpoint, onnx, quantized or engine record, not a {kind} record")
     if source is None:
         if model is None:
             raise UsageError("nothing to evaluate: give a MODEL, an ONNX file or an engine, or pipe a record")
         source = model
     path = Path(source).expanduser()
     if path.is_dir():
-        raise CsaError(f"{path} is a folder", hint="give a zoo MODEL, an ONNX file, an engine or a record (the dataset goes to --dataset)")
+        raise UsageError(f"{path} is a folder", hint="give a zoo MODEL, an ONNX file, an engine or a record (the dataset goes to --dataset)")
     suffix = path.suffix.lower()
     if path.exists() or suffix in (*ONNX_SUFFIXES, *ENGINE_SUFFIXES, *WEIGHT_SUFFIXES, ".json") or "/" in source:
         if suffix == ".json":
@@ -254,7 +254,7 @@ def _resolve(
             return _model_target(model, backend, str(path), manifest)
         if not path.exists():
             raise CsaError(f"file not found: {path}", hint="check the path")
-        raise CsaError(f"{path} is not a model file csa can evaluate", hint="give a zoo MODEL, an .onnx file, an engine (.engine/.plan) or a record (.json)")
+        raise UsageError(f"{path} is not a model file csa can evaluate", hint="give a zoo MODEL, an .onnx file, an engine (.engine/.plan) or a record (.json)")
     if model is not None and model != source:
         raise UsageError(f"two models given: {source} and --model {model}")
     return _model_target(source, backend, weights, manifest)

@@ -22,7 +22,7 @@ from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.paths import atomic_path
 from csa_cli.records import Record, make_record
-from csa_cli.store import artifact_key, cached_or_built
+from csa_cli.store import artifact_key, cached_or_built, find_artifact
 
 if TYPE_CHECKING:
     from torch import nn
@@ -91,23 +91,21 @@ def parse_img_size(value: int | str | tuple[int, int] | list[int] | None, defaul
     return (h, w)
 
 
-def _code_hash() -> str:
-    """A hash of the code that shapes an export (model builders, exporter): a change there is a new export."""
-    import hashlib
+def _code_hash(entry: ModelEntry) -> str:
+    """The code that shapes this model's graph (its builder's files, the exporter): a change there is a new export.
 
-    package = Path(__file__).resolve().parents[2]
-    digest = hashlib.sha256()
-    for path in sorted([*package.glob("models/*.py"), Path(__file__).with_name("onnx_export.py")]):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    Files that do not touch the graph (the checkpoint converter, another family's builder) do not count.
+    """
+    from csa_cli.models.code import graph_code_hash
+
+    return graph_code_hash(entry.architecture.builder, (Path(__file__).with_name("onnx_export.py"),))
 
 
 def _versions() -> dict[str, str]:
-    import onnx
-    import torch
+    """torch and onnx versions from their metadata: a cached export never imports them."""
+    from csa_cli.models.code import library_version
 
-    return {"torch": torch.__version__, "onnx": onnx.__version__}
+    return {"torch": library_version("torch"), "onnx": library_version("onnx")}
 
 
 def _load(model: str, weights: str | None, manifest: str | os.PathLike[str] | None) -> tuple[nn.Module, ModelEntry, str, str, str | None]:
@@ -241,41 +239,39 @@ def export_stage(
     size = parse_img_size(img_size, entry.preprocessing.input_size)
     static_batch = None if dynamic_batch else (batch or 1)
 
-    module, entry, weights_label, weights_hash, commit = _load(model, weights, manifest)
-    versions = _versions()
-    inputs: dict[str, Any] = {
-        "model": model,
-        "architecture": entry.architecture.model_dump(),
-        "num_classes": entry.num_classes,
-        "weights_hash": weights_hash,
-        "batch": static_batch,
-        "img_size": list(size),
-        "dynamic_batch": dynamic_batch,
-        "opset": opset,
-        "code": _code_hash(),
-        **versions,
-    }
-    key = artifact_key(**inputs)
+    from csa_cli.stages.pull.weights import weights_identity
 
-    def build(tmp: Path) -> None:
-        _export_into(
-            tmp,
-            module,
-            entry,
-            size=size,
-            static_batch=static_batch,
-            dynamic_batch=dynamic_batch,
-            opset=opset,
-            verify=verify,
-            provenance={
-                "weights": weights_label,
-                "weights_hash": weights_hash,
-                "commit": commit,
-                **versions,
-            },
-        )
+    def key_inputs(weights_hash: str) -> dict[str, Any]:
+        return {
+            "model": model,
+            "architecture": entry.architecture.model_dump(),
+            "num_classes": entry.num_classes,
+            "weights_hash": weights_hash,
+            "batch": static_batch,
+            "img_size": list(size),
+            "dynamic_batch": dynamic_batch,
+            "opset": opset,
+            "code": _code_hash(entry),
+            **_versions(),
+        }
 
-    folder, cached = cached_or_built(model, STAGE, key, inputs, build)
+    # The key from the weights' lock and file stamps: a cached export answers without building the model.
+    known = weights_identity(entry, weights, manifest=manifest)
+    found = find_artifact(model, STAGE, artifact_key(**key_inputs(known.weights_hash))) if known is not None else None
+    if found is not None and known is not None:
+        known.warn_if_random(entry)
+        folder, cached, key = found, True, found.name.rsplit("-", 1)[1]
+    else:
+        module, entry, weights_label, weights_hash, commit = _load(model, weights, manifest)
+        inputs = key_inputs(weights_hash)
+        key = artifact_key(**inputs)
+
+        def build(tmp: Path) -> None:
+            provenance = {"weights": weights_label, "weights_hash": weights_hash, "commit": commit, **_versions()}
+            shape = {"size": size, "static_batch": static_batch, "dynamic_batch": dynamic_batch, "opset": opset}
+            _export_into(tmp, module, entry, **shape, verify=verify, provenance=provenance)
+
+        folder, cached = cached_or_built(model, STAGE, key, inputs, build)
     info = ExportInfo.model_validate_json((folder / INFO_FILE).read_text())
     if cached:
         events.info(f"{model}: cached ONNX export ({key}), not redone: {folder / info.file}")
@@ -287,7 +283,7 @@ def export_stage(
         path = Path(output)
         if path.is_dir():
             path = path / info.file
-        with atomic_path(path) as tmp_copy:
+        with atomic_path(path) as tmp_copy:  # a copy, not a link: the user may edit their file in place
             shutil.copyfile(artifact, tmp_copy)
         events.info(f"{model}: copied to {path}")
     return _record(info, path, artifact, cached)

@@ -362,7 +362,7 @@ def profile_engine(path: Path, options: ProfileOptions, *, model: str | None = N
 
 def refuse_bundle(where: str | Path) -> None:
     """A deployment bundle is timed on the target: say how, and stop."""
-    raise CsaError(
+    raise UsageError(
         f"{where} is a deployment bundle: it is profiled on the target device, not here",
         hint=f"on the Orin run `{Path(where) / 'validate.sh'}` (trtexec --exportTimes), then bring the times back with "
         "`csa import-timings TIMES.json --model MODEL --batch N`",
@@ -395,11 +395,11 @@ def profile_target(*, model: str | None, path: Path | None, record: Record | Non
         if path.is_dir():
             if is_bundle_dir(path):
                 refuse_bundle(path)
-            raise CsaError(f"{path} is a folder, not an ONNX model or engine", hint="give a .onnx or .engine file")
+            raise UsageError(f"{path} is a folder, not an ONNX model or engine", hint="give a .onnx or .engine file")
         if path.suffix in ENGINE_SUFFIXES or options.backend == "tensorrt":
             return profile_engine(path, options)
         if path.suffix != ".onnx":
-            raise CsaError(
+            raise UsageError(
                 f"{path} is neither an ONNX model (.onnx) nor a TensorRT engine (.engine/.plan)", hint="give the file `csa export` or `csa engine` wrote"
             )
         return profile_onnx(path, options)

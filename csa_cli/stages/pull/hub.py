@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from csa_cli import events
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.manifest import ModelEntry
-from csa_cli.paths import atomic_write_text, sha256_file
+from csa_cli.paths import atomic_write_text, sha256_file, sha256_stamped
 from csa_cli.stages.pull.hub_env import hub_cache_dir, hub_endpoint, is_offline, repo_storage, snapshot_dir
 from csa_cli.stages.pull.hub_errors import HashMismatch, hub_error, no_source_error, offline_missing
 from csa_cli.stages.pull.lock import LockedFile, ModelLock, combined_hash, lock_path_for, read_lock, write_lock
@@ -117,7 +117,7 @@ def _verify_against_lock(entry: ModelEntry, lock: ModelLock, folder: Path, files
     for name in files:
         path = folder / name
         pinned = lock.files.get(name)
-        actual = sha256_file(path)
+        actual = sha256_stamped(path)  # remembered per file stamp: a cached stage does not reread 100 MB
         size = path.stat().st_size
         if pinned is not None and (actual != pinned.sha256 or size != pinned.size):
             take_out_of_use(path)

@@ -43,6 +43,53 @@ class LoadedModel:
         return fields
 
 
+@dataclass(frozen=True)
+class WeightsId:
+    """Which weights a `--weights` value means, found without building the model (no torch)."""
+
+    weights: str  # "pretrained" | "random" | the checkpoint path
+    weights_hash: str
+    commit: str | None = None
+    random_reason: str | None = None  # why random, in the words load_model warns with
+
+    def warn_if_random(self, entry: ModelEntry) -> None:
+        """The warning load_model gives for random weights, for a stage that answers from its cache."""
+        if self.weights == "random":
+            events.warn(f"{entry.name}: using RANDOM weights ({self.random_reason}); accuracy numbers will be meaningless")
+
+
+def _random_reason(entry: ModelEntry) -> str:
+    # said only when it is true: a model without published weights gets random ones whatever was asked
+    return "no weights are published for it" if entry.source is None else "asked for with --weights random"
+
+
+def weights_identity(model: str | ModelEntry, weights: str | None = "auto", *, manifest: str | os.PathLike[str] | None = None) -> WeightsId | None:
+    """The weights `load_model` would load, named and hashed from the lock and file stamps alone.
+
+    None when only a download can tell (pretrained, not pulled yet). A cached stage keys on this,
+    so it can answer without importing torch, timm or transformers.
+    """
+    from csa_cli.paths import sha256_stamped
+    from csa_cli.stages.pull import hub
+
+    entry = _entry(model, manifest)
+    choice = (weights if weights is not None else ("pretrained" if entry.source is not None else "auto")).strip() or "auto"
+    if choice == "random" or (choice == "auto" and entry.source is None):
+        return WeightsId("random", RANDOM_HASH, random_reason=_random_reason(entry))
+    if choice in ("pretrained", "auto"):
+        if entry.source is None:
+            raise hub.no_source_error(entry)
+        result = hub.verified_cache(entry, manifest)
+        if result is None:
+            reason = f"none cached: `csa pull {entry.name}` fetches the pretrained ones"
+            return WeightsId("random", RANDOM_HASH, random_reason=reason) if choice == "auto" else None
+        return WeightsId("pretrained", result.weights_hash, result.commit)
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        return None  # load_model says what is wrong with it
+    return WeightsId(str(path), sha256_stamped(path))
+
+
 def _entry(model: str | ModelEntry, manifest: str | os.PathLike[str] | None) -> ModelEntry:
     return model if isinstance(model, ModelEntry) else load_manifest(manifest).get(model)
 
@@ -188,6 +235,7 @@ def load_model(
     None is what a stage that needs weights (eval) uses when the user named none: pretrained
     when the entry has a source (downloading if needed), else random with a warning.
     """
+    from csa_cli.paths import sha256_stamped
     from csa_cli.stages.pull import hub
 
     entry = _entry(model, manifest)
@@ -195,7 +243,7 @@ def load_model(
         weights = "pretrained" if entry.source is not None else "auto"
     choice = weights.strip() or "auto"
     if choice == "random":
-        return _random(entry, num_classes, "asked for with --weights random")
+        return _random(entry, num_classes, _random_reason(entry))
     if choice in ("pretrained", "auto"):
         if entry.source is None:
             if choice == "pretrained":
@@ -216,4 +264,4 @@ def load_model(
         raise UsageError(f"--weights must be pretrained, random, auto or a file; {choice!r} is none of these", hint="e.g. --weights pretrained")
     module = _build(entry)
     _load_file(entry, module, path, None)
-    return LoadedModel(_finish(module, entry, num_classes), entry, str(path), hub.sha256_file(path), None, str(path))
+    return LoadedModel(_finish(module, entry, num_classes), entry, str(path), sha256_stamped(path), None, str(path))

@@ -209,12 +209,12 @@ def _resolve_source(source: Record | str | Path, *, weights: str | None, manifes
     if isinstance(source, Record):
         kind = source.kind
         if kind == "quantized":
-            raise CsaError("the input is already quantized (a 'quantized' record)", hint="pipe the output of `csa export` or `csa check` instead")
+            raise UsageError("the input is already quantized (a 'quantized' record)", hint="pipe the output of `csa export` or `csa check` instead")
         if kind == "checkpoint":
             from csa_cli.stages.export.stage import export_stage
 
             if not source.model:
-                raise CsaError("the checkpoint record names no model")
+                raise UsageError("the checkpoint record names no model")
             exported = export_stage(source.model, weights=source.weights or "auto", manifest=manifest)
             return Path(str(exported.path)), exported.model, exported.weights, _carried(exported)
         if kind != "onnx":
@@ -266,6 +266,7 @@ def quantize_stage(
     strict: bool = False,
     batch_size: int = DEFAULT_BATCH,
     output: str | Path | None = None,
+    force: bool = False,
     model: str | None = None,
     weights: str | None = None,
     manifest: str | Path | None = None,
@@ -337,7 +338,7 @@ def quantize_stage(
     if cached:
         events.info(f"reusing the quantized model in {folder}")
     if output is not None:
-        folder = _copy_out(folder, Path(output))
+        folder = _copy_out(folder, Path(output), force=force)
     return _quantized_record(folder, name, files, source_onnx=onnx_path, weights=weights, carried=carried)
 
 
@@ -366,10 +367,13 @@ def _quantized_record(folder: Path, name: str, files: Sequence[CalibFile], *, so
     )
 
 
-def _copy_out(folder: Path, target: Path) -> Path:
-    """The artifact's files copied into --output DIR (all or nothing)."""
+def _copy_out(folder: Path, target: Path, *, force: bool = False) -> Path:
+    """The artifact's files copied into --output DIR (all or nothing); files already there stay unless `force`."""
     if target.exists() and not target.is_dir():
         raise UsageError(f"--output {target} exists and is not a folder")
+    there = [name for name in (QDQ_FILE, CACHE_FILE, SUMMARY_FILE, FILES_FILE) if (target / name).exists()]
+    if there and not force:
+        raise CsaError(f"{target / there[0]} already exists", hint="choose another --output, or add --force to replace it")
     target.mkdir(parents=True, exist_ok=True)
     for name in (QDQ_FILE, CACHE_FILE, SUMMARY_FILE, FILES_FILE):
         with atomic_path(target / name) as tmp:
