@@ -188,24 +188,47 @@ def text(value: Any, style: str = "") -> Text:
     return value if isinstance(value, Text) else Text("" if value is None else str(value), style=style)
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]], *, wide: set[str] | frozenset[str] = frozenset(), numeric: int | None = None) -> Table:
+def table(
+    title: str | None,
+    columns: list[str],
+    rows: list[list[Any]],
+    *,
+    wide: set[str] | frozenset[str] = frozenset(),
+    numeric: set[str] | frozenset[str] = frozenset(),
+    details: dict[str, str] | None = None,
+    width: int | None = None,
+) -> Table:
     """A table laid out for 80 columns: every cell escaped, the first column never wrapped (model names stay whole).
 
-    wide: columns with long values (paths, repo ids, notes) that fold anywhere rather than push the
-    others; every other column wraps at spaces. No column ever drops text (no ellipsis).
-    numeric: columns from this index on are right-aligned numbers that never wrap.
+    wide: columns with long values (paths, repo ids) that take the spare width and fold anywhere;
+    the others wrap at spaces. No column ever drops text (overflow folds, never an ellipsis).
+    numeric: columns of numbers, right-aligned.
+    details: column -> where else it is shown (`csa info MODEL`); such a column moves out of the table,
+    named in the caption, when the table would not fit in `width` with it.
     """
     from rich.table import Table
 
-    view = Table(title=text(title) if title else None, show_lines=False)
+    if details and width is not None:
+        natural = sum(max([len(str(c))] + [len(str(r[i])) for r in rows]) + 3 for i, c in enumerate(columns)) + 1
+        if natural > width:
+            keep = [i for i, c in enumerate(columns) if c not in details]
+            moved = [c for c in columns if c in details]
+            columns = [columns[i] for i in keep]
+            rows = [[r[i] for i in keep] for r in rows]
+            caption = "; ".join(f"{c}: {details[c]}" for c in moved)
+        else:
+            caption = None
+    else:
+        caption = None
+    view = Table(title=text(title) if title else None, show_lines=False, caption=text(caption) if caption else None)
     for i, col in enumerate(columns):
-        is_number = numeric is not None and i >= numeric
+        is_number = col in numeric
         view.add_column(
             text(col),
             overflow="fold",
-            no_wrap=i == 0 or is_number,
+            no_wrap=i == 0,
             justify="right" if is_number else "left",
-            ratio=2 if col in wide else (None if i == 0 or is_number else 1),
+            ratio=2 if col in wide else None,
         )
     for row in rows:
         view.add_row(*(text(v) for v in row))

@@ -94,18 +94,47 @@ class ModelEntry(_Strict):
     reported: list[ReportedMetric] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
+    def aliases(self) -> list[str]:
+        """Other names that mean exactly this entry: its Hub repo id, and for timm weights the tagged model name."""
+        if self.source is None:
+            return []
+        names = [self.source.repo]
+        owner, _, repo_name = self.source.repo.partition("/")
+        if self.architecture.builder == "timm" and owner == "timm" and "." in repo_name:
+            names.append(repo_name)  # timm's own name for exactly these weights: convnext_tiny.fb_in1k
+        return names
+
 
 class Manifest(_Strict):
     schema_version: Literal[1] = Field(default=1, alias="schema")
     models: dict[str, ModelEntry]
 
     def get(self, name: str) -> ModelEntry:
-        """The entry called `name`, or an error suggesting the closest names."""
+        """The entry called `name` (its zoo name, exact Hub repo id, or tagged timm name), or an error suggesting the closest.
+
+        `timm/convnext_tiny.fb_in1k` and `convnext_tiny.fb_in1k` find convnext-tiny; the untagged
+        `convnext_tiny` does not: timm resolves it to other weights (its default tag), so it gets a
+        did-you-mean instead of a match.
+        """
         if name in self.models:
             return self.models[name]
-        close = difflib.get_close_matches(name, list(self.models), n=3, cutoff=0.5)
+        for entry in self.models.values():
+            if name in entry.aliases():
+                return entry
+        untagged = [e.name for e in self.models.values() if e.architecture.builder == "timm" and e.source is not None and name == e.architecture.name]
+        if untagged:
+            entry = self.models[untagged[0]]
+            raise CsaError(
+                f"unknown model '{name}': untagged, timm resolves it to its default weights, which this zoo does not pin",
+                hint=f"did you mean {entry.name} ({', '.join(entry.aliases())})?",
+            )
+        names = list(self.models) + [alias for e in self.models.values() for alias in e.aliases()]
+        close = list(dict.fromkeys(self._canonical(c) for c in difflib.get_close_matches(name, names, n=5, cutoff=0.5)))[:3]
         hint = f"did you mean {', '.join(close)}?" if close else "run `csa list` to see the zoo"
         raise CsaError(f"unknown model '{name}'", hint=hint)
+
+    def _canonical(self, name: str) -> str:
+        return name if name in self.models else next(e.name for e in self.models.values() if name in e.aliases())
 
 
 def builtin_manifest_path() -> Path:

@@ -113,6 +113,11 @@ def _latest_latency(profiles: list[dict[str, Any]], batch: int) -> float | None:
 def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A fresh CSA_HOME holding stored results with random values; some pieces deliberately absent."""
     monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))
+    return make_stored_study()
+
+
+def make_stored_study() -> dict[str, Any]:
+    """Stored results with random values under the current CSA_HOME; some pieces deliberately absent."""
     rng = random.Random(7)
     batches = [1, 4, 8]
     models = ["m-csa", "m-base", "m-empty"]

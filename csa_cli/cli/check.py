@@ -36,13 +36,14 @@ def render_report(report: CheckReport, report_path: str | None) -> RenderableTyp
         key = (f.verdict, f.rule_set, f.rule, f.op)
         groups.setdefault(key, []).append(f.node)
         sources[key] = f.source
-    view = Table(title=f"csa check: {report.model or report.path} ({report.rules})")
+    view = Table(title=Text(f"csa check: {report.model or report.path} ({report.rules})"))
     for col in ("verdict", "rule set", "rule", "op", "nodes", "e.g.", "source"):
-        view.add_column(col, overflow="fold")
+        view.add_column(col, overflow="fold", no_wrap=col == "verdict")
     for key in sorted(groups, key=lambda k: (k[0] != "violation", k[1] != "restricted", k[2], k[3])):
         verdict, rule_set, rule, op = key
         style = "red" if verdict == "violation" else "yellow"
-        view.add_row(Text(verdict, style=style), rule_set, rule, op, str(len(groups[key])), groups[key][0], sources[key])
+        cells = (rule_set, rule, op, str(len(groups[key])), groups[key][0], sources[key])
+        view.add_row(Text(verdict, style=style), *(Text(c) for c in cells))  # node names and sources are never markup
     verdict = Text(report.summary(), style="bold green" if report.compliant else "bold red")
     parts: list[RenderableType] = [view] if groups else []
     parts += [verdict, Text(report.rule_source_note, style="dim")]

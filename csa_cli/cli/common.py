@@ -164,6 +164,16 @@ def resolve_stage_input(argument: str | None, manifest: Path | None = None) -> S
     if path.exists():
         return StageInput(path=path)
     if "/" in argument or path.suffix in {".onnx", ".engine", ".plan", ".pth", ".pt", ".safetensors", ".json"}:
+        zoo = load_manifest(manifest)
+        if any(argument in e.aliases() for e in zoo.models.values()):  # a Hub repo id: timm/convnext_tiny.fb_in1k
+            return StageInput(model=zoo.get(argument).name)
         raise CsaError(f"file not found: {argument}", hint="check the path")
-    load_manifest(manifest).get(argument)  # unknown names fail here, with suggestions
-    return StageInput(model=argument)
+    # unknown names fail here, with suggestions; a Hub repo id or tagged timm name becomes the zoo name
+    return StageInput(model=load_manifest(manifest).get(argument).name)
+
+
+def canonical_model(name: str, manifest: Path | None) -> str:
+    """The zoo name of a model given by any of its names (zoo name, Hub repo id, tagged timm name)."""
+    from csa_cli.manifest import load_manifest
+
+    return load_manifest(manifest).get(name).name

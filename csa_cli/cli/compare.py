@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from csa_cli.cli import options
-from csa_cli.cli.common import parse_batch_list, require_positive, stage_command
+from csa_cli.cli.common import canonical_model, parse_batch_list, require_positive, stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output
 from csa_cli.errors import UsageError
@@ -20,18 +20,38 @@ if TYPE_CHECKING:
     from csa_cli.pipeline.options import RunSummary
 
 
-def render_study(study: Study) -> RenderableType:
-    from rich.console import Group
-    from rich.text import Text
+def _per_batch(study: Study) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Fig. 6 and 7 for a terminal: a row per (model, batch) instead of a column per batch, so they fit 80 columns."""
+    from csa_cli.pipeline.report import TABLES, fmt
 
-    from csa_cli.console import table
+    devices = sorted({d for r in study.fig6 for d in r.device_ms})
+    cols6 = ["model", "batch", "latency ms", f"× {study.baseline}"] + [c for d in devices for c in (f"{d} ms", f"{d} ×")]
+    rows6 = []
+    for r in study.fig6:
+        for b in study.batches:
+            row = [r.model, str(b), fmt(r.latency_ms.get(b), 3), fmt(r.ratio.get(b), 3)]
+            row += [v for d in devices for v in (fmt(r.device_ms.get(d, {}).get(b), 3), fmt(r.device_ratio.get(d, {}).get(b), 3))]
+            rows6.append(row)
+    cols7 = ["model", "batch", "estimate MB/frame", "measured MB/frame"]
+    rows7 = [[r.model, str(b), fmt(r.estimate_mb.get(b), 3), fmt(r.measured_mb.get(b), 3)] for r in study.fig7 for b in study.batches]
+    return [(TABLES["fig6"][0], cols6, rows6), (TABLES["fig7"][0], cols7, rows7)]
+
+
+def render_study(study: Study) -> RenderableType:
+    """The study's tables as they fit a terminal (`--report DIR` writes them as in the paper, a column per batch)."""
+    from rich.console import Group
+
+    from csa_cli.console import table, text
     from csa_cli.pipeline.report import TABLES
 
     parts: list[RenderableType] = []
-    for heading, rows_of in TABLES.values():
+    for name in ("table1", "fig5"):
+        heading, rows_of = TABLES[name]
         cols, rows = rows_of(study)
         parts.append(table(heading, cols, rows))
-    parts += [Text(note, style="yellow") for note in study.notes]
+    for heading, cols, rows in _per_batch(study):
+        parts.append(table(heading, cols, rows, numeric=set(cols[1:])))
+    parts += [text(note, style="yellow") for note in study.notes]
     return Group(*parts)
 
 
@@ -81,6 +101,7 @@ def register(app: typer.Typer) -> None:
 
         if not models:
             raise UsageError("give at least one MODEL")
+        models = [canonical_model(m, manifest) for m in models]
         batches = parse_batch_list(batch)
         seen: dict[tuple[str, str], str] = {}
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from csa_cli.cli import options
 from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
-from csa_cli.console import Output, table
+from csa_cli.console import Output, table, text
 
 if TYPE_CHECKING:
     from rich.console import Group
+    from rich.table import Table
 
     from csa_cli.manifest import ModelEntry
 
@@ -34,6 +35,23 @@ INFO_EXAMPLES = examples(
     ("one entry by its zoo name", "csa info csa-tiny"),
     ("the same entry by its Hub repo id or its tagged timm name", "csa info timm/convnext_tiny.fb_in1k"),
 )
+
+
+def _list_table(data: list[dict[str, Any]], width: int) -> Table:
+    """The zoo at any width: the Hub repo column moves to the caption (`csa info`) when it would not fit."""
+    rows = [
+        [d["name"], d["family"], d["builder"], _fmt(d["params_m"], 2), _fmt(d["gmacs"], 2), _fmt(d["reported_top1"], 2), d["hub_repo"] or "none published"]
+        for d in data
+    ]
+    return table(
+        "csa zoo (top-1 % as reported by each model's source)",
+        ["model", "family", "builder", "params (M)", "GMACs", "top-1 %", "Hub repo"],
+        rows,
+        wide={"Hub repo"},
+        numeric={"params (M)", "GMACs", "top-1 %"},
+        details={"Hub repo": "`csa info MODEL` (or a wider terminal)"},
+        width=width,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -60,25 +78,7 @@ def register(app: typer.Typer) -> None:
             }
             for e in zoo.models.values()
         ]
-        out.emit_data(
-            {"schema": 1, "kind": "list", "models": data},
-            lambda: table(
-                "csa zoo",
-                ["model", "family", "builder", "Hub repo", "params (M)", "GMACs", "top-1 (reported)"],
-                [
-                    [
-                        d["name"],
-                        d["family"],
-                        d["builder"],
-                        d["hub_repo"] or "(no weights published)",
-                        _fmt(d["params_m"], 2),
-                        _fmt(d["gmacs"]),
-                        _fmt(d["reported_top1"], 2),
-                    ]
-                    for d in data
-                ],
-            ),
-        )
+        out.emit_data({"schema": 1, "kind": "list", "models": data}, lambda: _list_table(data, out.stdout.width))
 
     @app.command("info", short_help="One model: source, license, preprocessing, cache.", epilog=INFO_EXAMPLES)
     @stage_command("info")
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
             rows += [("note", n) for n in entry.notes]
             rows += [("cached", f"{c['what']}: {c['path']}") for c in cached] or [("cached", "nothing")]
             for key, value in rows:
-                facts.add_row(key, value)
+                facts.add_row(text(key), text(value))  # manifest text is the user's: never read as markup
             return Group(facts)
 
         out.emit_data(data, render)

@@ -15,7 +15,7 @@ from csa_cli.console import Output
 from csa_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from rich.table import Table
+    from rich.console import Group
 
     from csa_cli.stages.profile.records import ProfileResult
 
@@ -28,21 +28,30 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits + 1}f}" if abs(value) < 1 and digits == 2 else f"{value:.{digits}f}"
 
 
-def render(results: "list[ProfileResult]") -> "Table":
-    """One table for every model profiled: a row per (model, batch)."""
-    rows: list[list[object]] = []
+def render(results: "list[ProfileResult]") -> "Group":
+    """Two tables that fit 80 columns, a row per (model, batch): latency, then throughput and the per-frame estimate.
+
+    The backend goes in the titles when every result shares it, else in a column.
+    """
+    from rich.console import Group
+
+    from csa_cli.console import table, text
+
+    first = results[0]
+    backends = {f"{res.backend} {res.precision}" for res in results}
+    shared = next(iter(backends)) if len(backends) == 1 else None
+    lead = ["model", "batch"] if shared else ["model", "backend", "batch"]
+
+    def key(res: "ProfileResult", batch: int) -> list[object]:
+        return [res.model, batch] if shared else [res.model, f"{res.backend} {res.precision}", batch]
+
+    latency, per_frame = [], []
     for res in results:
         for r in res.results:
-            rows.append(
+            latency.append([*key(res, r.batch), _fmt(r.median_ms), _fmt(r.p90_ms), _fmt(r.p99_ms), f"{r.mean_ms:.2f} ± {r.std_ms:.2f}", _fmt(r.min_ms)])
+            per_frame.append(
                 [
-                    res.model,
-                    f"{res.backend} {res.precision}",
-                    r.batch,
-                    _fmt(r.median_ms),
-                    _fmt(r.p90_ms),
-                    _fmt(r.p99_ms),
-                    f"{r.mean_ms:.2f} ± {r.std_ms:.2f}",
-                    _fmt(r.min_ms),
+                    *key(res, r.batch),
                     _fmt(r.throughput_ips, 1),
                     _fmt(r.per_image_ms),
                     _fmt(r.macs_per_frame / 1e9 if r.macs_per_frame is not None else None, 3),
@@ -51,21 +60,18 @@ def render(results: "list[ProfileResult]") -> "Table":
                     _fmt(r.x_floor, 1),
                 ]
             )
-    from rich.table import Table
-
-    first = results[0]
-    view = Table(title=f"csa profile — {first.machine.title(first.device)}", show_lines=False)
-    headers = ["model", "backend", "batch", "median ms", "p90", "p99", "mean ± std", "min", "img/s", "ms/img", "GMAC/frame*", "MB/frame*", "floor ms", "×floor"]
-    for i, name in enumerate(headers):
-        view.add_column(name, justify="left" if i < 2 else "right", overflow="fold", no_wrap=i >= 2)
-    for row in rows:
-        view.add_row(*(str(v) for v in row))
-    notes = [f"* {ESTIMATE}; floor = max(2·MACs / peak FLOP rate, bytes / bandwidth), × floor = median / floor", first.settings]
+    where = f"{first.machine.title(first.device)}" + (f", {shared}" if shared else "")
+    times = ["median ms", "p90", "p99", "mean ± std", "min"]
+    frames = ["img/s", "ms/img", "GMAC*", "MB*", "floor ms", "×floor"]
+    notes = [f"* per frame, {ESTIMATE}; floor = max(2·MACs / peak FLOP rate, bytes / bandwidth), × floor = median / floor", first.settings]
     if first.roofline is not None:
         notes.append(f"peaks: {first.roofline.peak_gflops:.0f} GFLOP/s, {first.roofline.bandwidth_gbs:.1f} GB/s ({first.roofline.device_name})")
     notes += sorted({r.roofline_note for r in results if r.roofline_note})
-    view.caption = "\n".join(notes)
-    return view
+    return Group(
+        table(f"csa profile: latency ({where})", lead + times, latency, numeric={"batch", *times}),
+        table("throughput and per-frame cost", lead + frames, per_frame, numeric={"batch", *frames}),
+        text("\n".join(notes), style="dim"),
+    )
 
 
 EXAMPLES = examples(
@@ -86,7 +92,7 @@ def register(app: typer.Typer) -> None:
         out: Output,
         inputs: list[str] | None = typer.Argument(
             None,
-            metavar="MODEL|ONNX|ENGINE|RECORD...",
+            metavar="MODEL|ONNX|ENGINE|RECORD",
             help="Zoo models, ONNX files, TensorRT engines or record files (.json); or none, to read the record piped on stdin.",
             show_default=False,
         ),

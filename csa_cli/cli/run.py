@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from csa_cli.cli import options
-from csa_cli.cli.common import parse_batch_list, require_positive, stage_command
+from csa_cli.cli.common import canonical_model, parse_batch_list, require_positive, stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output
 from csa_cli.errors import CsaError, ExitCode, UsageError
@@ -30,8 +30,10 @@ def stages_table(summary: RunSummary, title: str | None = None, running_since: f
 
     from rich.table import Table
 
-    view = Table(title=title or f"csa run {summary.model} (weights: {summary.weights or '?'})")
-    view.add_column("stage")
+    from csa_cli.console import text
+
+    view = Table(title=text(title or f"csa run {summary.model} (weights: {summary.weights or '?'})"))
+    view.add_column("stage", no_wrap=True)
     view.add_column("status")
     view.add_column("time", justify="right")
     view.add_column("result / reason", overflow="fold")
@@ -40,7 +42,7 @@ def stages_table(summary: RunSummary, title: str | None = None, running_since: f
             secs = f"{time.perf_counter() - running_since:.1f}s"
         else:
             secs = "" if s.seconds is None else f"{s.seconds:.1f}s"
-        view.add_row(s.name, f"[{_STYLE[s.status]}]{s.status}[/]", secs, s.reason or s.note or "")
+        view.add_row(s.name, text(s.status, _STYLE[s.status]), secs, text(s.reason or s.note or ""))  # a reason may hold "[...]"
     view.caption = f"total {summary.seconds:.1f}s"
     return view
 
@@ -138,7 +140,7 @@ def register(app: typer.Typer) -> None:
         from csa_cli.pipeline.run import run_pipeline
 
         options_ = RunOptions(
-            model=model,
+            model=canonical_model(model, manifest),
             to=stage_name(to),
             redo=stage_name(redo, "--redo") if redo else None,
             weights=weights,

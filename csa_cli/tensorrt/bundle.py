@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from csa_cli.errors import CsaError
-from csa_cli.paths import atomic_dir
+from csa_cli.paths import atomic_dir, csa_home, link_or_copy
 from csa_cli.paths import sha256_file as _sha256
 from csa_cli.tensorrt.plan import (
     BuildPlan,
@@ -93,8 +93,22 @@ class BundleResult(BaseModel):
     files: list[str]
 
 
+def _inside_home(*paths: Path) -> bool:
+    home = csa_home().resolve()
+    return all(p.resolve().is_relative_to(home) for p in paths)
+
+
+def _place(src: Path, dst: Path) -> None:
+    """A file into the bundle: a hard link when both sit under CSA_HOME (a bundle kept there costs no second
+    100 MB, and is still whole files when copied to the device), a copy into a user's --output folder."""
+    if _inside_home(src, dst.parent):
+        link_or_copy(src, dst)
+    else:
+        shutil.copyfile(src, dst)
+
+
 def _copy_onnx(src: Path, dst: Path) -> None:
-    """Copy an ONNX file; one with external data is re-saved as a single file (the bundle must hold it all)."""
+    """Place an ONNX file; one with external data is re-saved as a single file (the bundle must hold it all)."""
     import onnx
     from onnx.external_data_helper import uses_external_data
 
@@ -102,7 +116,7 @@ def _copy_onnx(src: Path, dst: Path) -> None:
     if any(uses_external_data(t) for t in head.graph.initializer):
         onnx.save(onnx.load(str(src)), str(dst))
     else:
-        shutil.copyfile(src, dst)
+        _place(src, dst)
 
 
 def _reference(onnx_path: Path, spec: EngineSpec, seed: int) -> tuple[Any, list[tuple[str, Any]]]:
@@ -242,7 +256,7 @@ def write_bundle_into(root: Path, plan: BuildPlan, *, seed: int = 0, check_summa
             raise CsaError(f"calibration cache not found: {src_cache}")
         (root / "calib").mkdir(exist_ok=True)
         calib = f"calib/{plan.model}.cache"
-        shutil.copyfile(src_cache, root / calib)
+        _place(src_cache, root / calib)
     rel_plan = validate_plan({**plan.model_dump(by_alias=True), "engines": specs, "calib_cache": calib, "timing_cache": TIMING_CACHE})
     for spec, onnx_copy in zip(rel_plan.engines, sources, strict=True):
         x, outputs = _reference(onnx_copy, spec, seed)

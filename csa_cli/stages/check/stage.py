@@ -42,6 +42,7 @@ def _cached_check(path: Path, rules: str, model: str | None) -> CheckReport:
     report = CheckReport.model_validate_json((folder / REPORT_FILE).read_text())
     return report.model_copy(update={"model": model, "path": str(path)})
 
+
 if TYPE_CHECKING:
     from csa_cli.records import Record
 

@@ -232,6 +232,11 @@ def _resolve(
             raise UsageError("nothing to evaluate: give a MODEL, an ONNX file or an engine, or pipe a record")
         source = model
     path = Path(source).expanduser()
+    if not path.exists() and "/" in source:
+        from csa_cli.manifest import load_manifest
+
+        if any(source in e.aliases() for e in load_manifest(manifest).models.values()):  # a Hub repo id names a zoo model
+            return _model_target(source, backend, weights, manifest)
     if path.is_dir():
         raise UsageError(f"{path} is a folder", hint="give a zoo MODEL, an ONNX file, an engine or a record (the dataset goes to --dataset)")
     suffix = path.suffix.lower()

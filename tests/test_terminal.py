@@ -1,0 +1,146 @@
+"""What a person sees on a terminal: tables rendered through a real pseudo-terminal at 80 and 120 columns.
+
+For each command the same output is also rendered 400 columns wide, where nothing wraps; at 80
+and 120 every cell must hold the same text (wrapped or folded over lines, never cut), the first
+column (the model) must never wrap, and only a column the command moves out on purpose (with a
+caption saying where it went) may be missing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+Table = dict[str, Any]  # {"header": [column names], "rows": [[cell texts]]}
+WIDTHS = (80, 120)
+
+
+def parse_tables(text: str) -> list[Table]:
+    """The rich tables in a terminal's text: header names and rows, each cell's lines joined.
+
+    A row starts on a line whose first cell is not empty (the first column never wraps); the lines
+    after it, up to the next such line, continue its cells.
+    """
+    tables: list[Table] = []
+    current: Table | None = None
+    header_lines: list[list[str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("┏"):
+            current, header_lines = {"header": [], "rows": []}, []
+            tables.append(current)
+        elif stripped.startswith("┃") and current is not None:
+            header_lines.append([c.strip() for c in stripped.strip("┃").split("┃")])
+        elif stripped.startswith("┡") and current is not None:
+            current["header"] = [squeeze("".join(h[i] for h in header_lines)) for i in range(len(header_lines[0]))]
+        elif stripped.startswith("│") and current is not None:
+            cells = [c.strip() for c in stripped.strip("│").split("│")]
+            assert len(cells) == len(current["header"]), f"a row that does not fit its table:\n{line}"
+            if cells[0] or not current["rows"]:
+                current["rows"].append([[c] if c else [] for c in cells])
+            else:
+                for parts, cell in zip(current["rows"][-1], cells, strict=True):
+                    if cell:
+                        parts.append(cell)
+        elif stripped.startswith("└"):
+            current = None
+    for t in tables:
+        t["rows"] = [[" ".join(parts) for parts in row] for row in t["rows"]]
+    return tables
+
+
+def squeeze(cell: str) -> str:
+    """A cell's text without the spaces wrapping may add or remove (folding splits a word without one)."""
+    return re.sub(r"\s+", "", cell)
+
+
+def assert_same_tables(wide: list[Table], narrow: list[Table], width: int, *, measured: set[str] = frozenset(), moved: set[str] = frozenset()) -> None:
+    """Every table and row of the wide render is in the narrow one, each cell's text whole; first cells equal exactly."""
+    assert len(narrow) == len(wide) and wide, f"{len(narrow)} tables at {width} columns, {len(wide)} at 400"
+    for w, n in zip(wide, narrow, strict=True):
+        assert set(w["header"]) - set(n["header"]) <= moved, f"columns lost at {width}: {set(w['header']) - set(n['header'])}"
+        assert len(n["rows"]) == len(w["rows"]), f"rows at {width}: {n['rows']}\nat 400: {w['rows']}"
+        for wrow, nrow in zip(w["rows"], n["rows"], strict=True):
+            assert nrow[0] == wrow[0], f"first column (the model) broken at {width}: {nrow[0]!r} vs {wrow[0]!r}"
+            for name, ncell in zip(n["header"], nrow, strict=True):
+                wcell = wrow[w["header"].index(name)]
+                if name in measured:  # a timing differs from run to run: the whole number must be there
+                    assert re.fullmatch(r"-|-?\d+(\.\d+)?(±\d+(\.\d+)?)?", squeeze(ncell)), f"{name} cut at {width}: {ncell!r}"
+                else:
+                    assert squeeze(ncell) == squeeze(wcell), f"{name} at {width}: {ncell!r}, at 400: {wcell!r}"
+
+
+def renders(csa_pty: Callable[..., tuple[int, str]], *args: str, env: dict[str, str] | None = None) -> dict[int, str]:
+    out = {}
+    for width in (400, *WIDTHS):
+        code, text = csa_pty(*args, columns=width, env=env)
+        assert code == 0, text
+        assert "…" not in text, f"an ellipsis at {width} columns: text was cut\n{text}"
+        for line in text.splitlines():  # a table line never runs past the edge (messages are the terminal's to wrap)
+            if line.strip()[:1] in set("┏┃┡│└"):
+                assert len(line) <= width, f"a table line wider than {width} columns:\n{line}"
+        out[width] = text
+    return out
+
+
+def test_doctor_at_80_and_120_columns(csa_pty: Callable[..., tuple[int, str]]) -> None:
+    texts = renders(csa_pty, "doctor")
+    wide = parse_tables(texts[400])
+    assert "pip install 'csa[tensorrt]'" in texts[400]  # rich markup in a value is text, not a tag
+    for width in WIDTHS:
+        assert_same_tables(wide, parse_tables(texts[width]), width)
+
+
+def test_list_at_80_and_120_columns(csa_pty: Callable[..., tuple[int, str]]) -> None:
+    texts = renders(csa_pty, "list")
+    wide = parse_tables(texts[400])
+    assert "timm/swin_tiny_patch4_window7_224.ms_in1k" in [r[-1] for r in wide[0]["rows"]]
+    for width in WIDTHS:
+        narrow = parse_tables(texts[width])
+        assert_same_tables(wide, narrow, width, moved={"Hubrepo"})
+        if "Hubrepo" not in narrow[0]["header"]:
+            assert "Hub repo: `csa info MODEL`" in texts[width]  # moved, and the caption says where
+    assert "Hubrepo" in parse_tables(texts[120])[0]["header"]  # 120 columns hold the whole table
+
+
+def test_profile_at_80_and_120_columns(csa_pty: Callable[..., tuple[int, str]]) -> None:
+    from csa_cli.stages.export.stage import export_stage
+
+    onnx = str(export_stage("csa-nano", weights="random", dynamic_batch=True).path)  # any batch, no torch in the renders
+    texts = renders(csa_pty, "profile", onnx, "--batch", "1,2", "--iterations", "3", "--warmup", "1")
+    wide = parse_tables(texts[400])
+    assert [t["rows"][0][0] for t in wide] == ["csa-nano", "csa-nano"] and [r[1] for r in wide[0]["rows"]] == ["1", "2"]
+    measured = {h for t in wide for h in t["header"]} - {"model", "batch", "backend", "GMAC*", "MB*"}
+    for width in WIDTHS:
+        assert_same_tables(wide, parse_tables(texts[width]), width, measured=measured)
+
+
+def test_compare_at_80_and_120_columns(csa_pty: Callable[..., tuple[int, str]], stored_study: dict[str, Any], tmp_path: Path, test_manifest_path: Path) -> None:
+    manifest = study_manifest(stored_study["models"], test_manifest_path, tmp_path)
+    args = ("compare", *stored_study["models"], "--no-run", "--batch", "1,4,8", "--baseline", "m-base", "--manifest", str(manifest))
+    texts = renders(csa_pty, *args)
+    wide = parse_tables(texts[400])
+    assert len(wide) == 4 and {r[0] for r in wide[2]["rows"]} == set(stored_study["models"])
+    for width in WIDTHS:
+        assert_same_tables(wide, parse_tables(texts[width]), width)
+
+
+def study_manifest(models: list[str], test_manifest: Path, tmp_path: Path) -> Path:
+    """A user manifest naming the stored study's models (m-* are not zoo names)."""
+    text = test_manifest.read_text()
+    block = text[text.index("[models.test-convnext]") : text.index("[models.test-swin]")]
+    manifest = tmp_path / "m.toml"
+    manifest.write_text("schema = 1\n" + "".join(block.replace("models.test-convnext", f"models.{m}") for m in models))
+    return manifest
+
+
+@pytest.fixture
+def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from tests.test_compare import make_stored_study
+
+    monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))  # the child process inherits it
+    return make_stored_study()
