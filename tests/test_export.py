@@ -144,3 +144,24 @@ def test_full_size_zoo_models_export_and_run(model: str) -> None:
     assert run_onnx(str(record.path), 1).shape == (1, 1000)
     parity = record.field("parity")
     assert parity < (1e-4 if model.startswith("csa-") else 1e-3)
+
+
+def test_every_builtin_zoo_entry_states_its_size_and_compute() -> None:
+    from csa_cli.manifest import builtin_manifest_path, load_manifest
+
+    zoo = load_manifest(builtin_manifest_path())
+    missing = [e.name for e in zoo.models.values() if e.params_m is None or e.gmacs is None]
+    assert not missing, f"params_m / gmacs missing in zoo/manifest.toml for {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["csa-nano", "csa-tiny", "csa-small", "convnext-tiny", "swin-tiny", "cvt-13"])
+def test_manifest_size_and_compute_are_the_cost_models(model: str) -> None:
+    """params_m / gmacs in zoo/manifest.toml are graph/costmodel.py's count of the exported graph, to 2 decimals."""
+    from csa_cli.graph.costmodel import analyze
+    from csa_cli.manifest import builtin_manifest_path, load_manifest
+
+    entry = load_manifest(builtin_manifest_path()).get(model)
+    cost = analyze(str(export_stage(model, weights="random").path), 1)  # the same export the test above keeps
+    assert cost.params / 1e6 == pytest.approx(entry.params_m, abs=0.006)
+    assert cost.macs / 1e9 == pytest.approx(entry.gmacs, abs=0.006)
