@@ -3,6 +3,7 @@
 Repos are laid out as folders (one commit = a snapshot of a folder's files). It serves what
 `HfApi.model_info`, `hf_hub_download` and `snapshot_download` use:
     GET  /api/models/{repo}[/revision/{rev}]      repo info: sha (the commit), siblings (+ size, blobId, lfs)
+    GET  /api/datasets/{repo}[/revision/{rev}]    the same for a dataset repo (add_dataset; its files under /datasets/{repo}/resolve/)
     HEAD/GET /{repo}/resolve/{rev}/{file}         ETag, X-Repo-Commit, Content-Length; LFS files (*.safetensors,
                                                   *.bin) answer 302 to a second "CDN" port with X-Linked-Etag
                                                   (sha256) and X-Linked-Size, as the Hub does
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".onnx")
+LFS_SUFFIXES = (".safetensors", ".bin", ".pth", ".onnx", ".parquet")
+DATASETS = "datasets/"  # dataset repos are kept under this prefix of their id, as the Hub's URLs name them
 
 
 def git_blob_id(data: bytes) -> str:
@@ -119,6 +121,10 @@ class HubServer:
             for data in files.values():
                 self.blobs[hashlib.sha256(data).hexdigest()] = data
             return sha
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", token: str | None = None, gated: bool = False) -> str:
+        """Publish a dataset repo's files as a new commit; returns the commit id."""
+        return self.commit(DATASETS + repo_id, files, branch=branch, token=token, gated=gated)
 
     def replace_file(self, repo_id: str, name: str, data: bytes, *, revision: str = "main") -> None:
         """Change a file's content under the SAME commit (what a consistent Hub never does)."""
@@ -225,6 +231,8 @@ class HubServer:
                         self._cdn(path, parse_qs(parts.query), head)
                     elif path.startswith("/api/models/"):
                         self._api(path[len("/api/models/") :], head)
+                    elif path.startswith("/api/datasets/"):
+                        self._api(DATASETS + path[len("/api/datasets/") :], head)
                     elif "/resolve/" in path:
                         self._resolve(path, head)
                     else:
@@ -254,8 +262,8 @@ class HubServer:
                         sibling["blobId"] = git_blob_id(data)
                     siblings.append(sibling)
                 body = {
-                    "id": repo.repo_id,
-                    "modelId": repo.repo_id,
+                    "id": repo.repo_id.removeprefix(DATASETS),
+                    "modelId": repo.repo_id.removeprefix(DATASETS),
                     "sha": sha,
                     "private": repo.token is not None,
                     "gated": repo.gated,

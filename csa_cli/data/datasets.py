@@ -457,6 +457,8 @@ def resolve_dataset(dataset: str, data_dir: str | Path | None = None, *, limit: 
     """`imagenet-val` (found through data_dir or CSA_DATA) or an ImageFolder path; `limit` keeps the first N images."""
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
+    if dataset.startswith("hf://"):  # pulled and unpacked by stages/pull/dataset.py, which then calls this with the folder
+        raise UsageError(f"{dataset} is a Hub dataset", hint="open it with csa_cli.stages.pull.dataset.open_dataset")
     if dataset == "imagenet-val":
         ds = open_imagenet_val(data_root(data_dir))
     elif Path(dataset).expanduser().exists() or "/" in dataset or os.sep in dataset:

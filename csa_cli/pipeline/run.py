@@ -67,10 +67,10 @@ def _fingerprint(ctx: Context, dataset: str | None) -> str | None:
     if not dataset:
         return None
     if dataset not in ctx.fingerprints:
-        from csa_cli.data.datasets import resolve_dataset
+        from csa_cli.stages.pull.dataset import open_dataset
 
         try:
-            ctx.fingerprints[dataset] = resolve_dataset(dataset, ctx.options.data_dir).info.fingerprint
+            ctx.fingerprints[dataset] = open_dataset(dataset, ctx.options.data_dir).info.fingerprint
         except CsaError:
             ctx.fingerprints[dataset] = None  # the stage itself reports what is wrong with it
     return ctx.fingerprints[dataset]

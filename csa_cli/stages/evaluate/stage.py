@@ -114,8 +114,8 @@ def evaluate_stage(
     predictions_file: str | os.PathLike[str] | None = None,
 ) -> Record:
     """Evaluate and return the "eval" record (also stored under CSA_HOME/results/eval for `csa compare`)."""
-    from csa_cli.data.datasets import resolve_dataset
     from csa_cli.data.preprocess import build_transform
+    from csa_cli.stages.pull.dataset import open_dataset
     from csa_cli.store import store_result
 
     if limit is not None and limit < 1:
@@ -123,7 +123,7 @@ def evaluate_stage(
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     target = resolve_target(source, model=model, backend=backend, weights=weights, manifest=manifest)
-    ds = resolve_dataset(dataset, data_dir, limit=limit)  # before loading the model: a bad dataset fails fast
+    ds = open_dataset(dataset, data_dir, limit=limit)  # before loading the model: a bad dataset fails fast
     for warning in ds.info.warnings:
         events.warn(f"{ds.info.name}: {warning}")
     if target.num_classes is not None:

@@ -232,11 +232,8 @@ def _resolve(
             raise UsageError("nothing to evaluate: give a MODEL, an ONNX file or an engine, or pipe a record")
         source = model
     path = Path(source).expanduser()
-    if not path.exists() and "/" in source:
-        from csa_cli.manifest import load_manifest
-
-        if any(source in e.aliases() for e in load_manifest(manifest).models.values()):  # a Hub repo id names a zoo model
-            return _model_target(source, backend, weights, manifest)
+    if _is_alias(source, manifest):  # a Hub repo id (it has a "/") naming a zoo model, not a file
+        return _model_target(source, backend, weights, manifest)
     if path.is_dir():
         raise UsageError(f"{path} is a folder", hint="give a zoo MODEL, an ONNX file, an engine or a record (the dataset goes to --dataset)")
     suffix = path.suffix.lower()
@@ -263,6 +260,12 @@ def _resolve(
     if model is not None and model != source:
         raise UsageError(f"two models given: {source} and --model {model}")
     return _model_target(source, backend, weights, manifest)
+
+
+def _is_alias(source: str, manifest: Any) -> bool:
+    from csa_cli.manifest import load_manifest
+
+    return not Path(source).expanduser().exists() and any(source in e.aliases() for e in load_manifest(manifest).models.values())
 
 
 def _model_target(model: str, backend: str | None, weights: str | None, manifest: Any) -> EvalTarget:

@@ -59,13 +59,13 @@ class CalibFile(BaseModel):
 
 
 def list_dataset(dataset: str, data_dir: Path | None = None) -> tuple[list[CalibFile], str]:
-    """The labelled files of `imagenet-val` or an ImageFolder DIR, and the dataset's fingerprint.
+    """The labelled files of `imagenet-val`, an ImageFolder DIR or a Hub dataset, and the dataset's fingerprint.
 
     Listed by data/datasets, the same code eval uses, so both see the same files and labels.
     """
-    from csa_cli.data.datasets import resolve_dataset
+    from csa_cli.stages.pull.dataset import open_dataset
 
-    ds = resolve_dataset(dataset, data_dir)
+    ds = open_dataset(dataset, data_dir)
     files = [CalibFile(path=str(Path(path).resolve()), label=int(label)) for path, label in ds.samples]
     return files, ds.info.fingerprint
 
