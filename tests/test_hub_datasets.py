@@ -40,7 +40,8 @@ def _readme(names: tuple[str, ...]) -> bytes:
     """A dataset card header as the Hub writes it for a ClassLabel feature."""
     import yaml
 
-    header = {"dataset_info": {"features": [{"name": "image", "dtype": "image"}, {"name": "label", "dtype": {"class_label": {"names": dict(enumerate(names))}}}]}}
+    label = {"name": "label", "dtype": {"class_label": {"names": dict(enumerate(names))}}}
+    header = {"dataset_info": {"features": [{"name": "image", "dtype": "image"}, label]}}
     return ("---\n" + yaml.safe_dump(header) + "---\n# a test copy\n").encode()
 
 
