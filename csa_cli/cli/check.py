@@ -55,7 +55,7 @@ def render_report(report: CheckReport, report_path: str | None) -> RenderableTyp
 EXAMPLES = examples(
     ("export a zoo model, then check it against TensorRT restricted mode", "csa check csa-tiny"),
     ("an ONNX file against the DLA rules too, with a report of every node", "csa check model.onnx --rules all --report check-report"),
-    ("the graph an export just made, passed on with its verdict", "csa export convnext-tiny --weights pretrained | csa check"),
+    ("ConvNeXt's graph, passed on with its verdict: exit 3 (LayerNorm and GELU)", "csa export convnext-tiny --weights pretrained | csa check"),
 )
 
 

@@ -42,8 +42,8 @@ EXAMPLES = examples(
         "csa export convnext-tiny --weights pretrained | csa eval --dataset ~/imagenet/val --min-top1 80",
     ),
     (
-        "a Hub dataset's validation split, on TensorRT (needs TensorRT and a GPU)",
-        "csa eval model.onnx --model csa-tiny --backend tensorrt --dataset hf://datasets/OWNER/imagenet-mini:validation",
+        "an ONNX file on a Hub dataset's validation split (pulled and pinned)",
+        "csa eval model.onnx --model csa-tiny --dataset hf://datasets/OWNER/imagenet-mini:validation",
     ),
 )
 

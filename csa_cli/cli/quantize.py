@@ -37,7 +37,7 @@ def _render(record: Record) -> object:
 EXAMPLES = examples(
     ("INT8 with the mixed-precision policy, calibrated on 500 images of a folder", "csa quantize csa-tiny --calib-dataset ~/imagenet/val --precision mixed"),
     ("the graph a check passed, calibrated on a Hub dataset", "csa check csa-tiny | csa quantize --calib-dataset hf://datasets/OWNER/imagenet-mini:validation"),
-    ("a bare ONNX file, keeping the head in FP", "csa quantize model.onnx --model csa-tiny --calib-dataset ~/imagenet/val --keep-fp 'head*'"),
+    ("a bare ONNX file, keeping the head in FP", "csa quantize model.onnx --model csa-tiny --calib-dataset ~/imagenet/val --keep-fp '*head*'"),
 )
 
 
