@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from csa_cli.cli import options
-from csa_cli.cli.common import stage_command
+from csa_cli.cli.common import expect_record, stage_command, wrong_file
 from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
 
@@ -82,6 +82,12 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"{option} must be at least 1, got {value}")
 
         given = resolve_stage_input(source, manifest)
+        if given.record is not None and given.record.kind == "quantized":
+            raise UsageError("the input is already quantized (a 'quantized' record)", hint="pipe the output of `csa export` or `csa check` instead")
+        if given.record is not None:  # the input's kind before the dataset is listed: the same mistake, the same exit 2 first
+            expect_record(given.record, "quantize", "checkpoint", "onnx", hint="pipe `csa export` or `csa check` into it")
+        elif given.path is not None and given.path.suffix.lower() != ".onnx":
+            raise wrong_file(given.path, "quantize", "an ONNX file, a MODEL or a record", hint="e.g. csa quantize model.onnx --model csa-tiny ...")
         stage_source = given.record if given.record is not None else (given.model or str(given.path))
         record = quantize_stage(
             stage_source,
