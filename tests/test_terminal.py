@@ -144,3 +144,17 @@ def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, A
 
     monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))  # the child process inherits it
     return make_stored_study()
+
+
+def test_a_long_stage_shows_a_bar_with_an_eta_on_a_terminal_and_nothing_extra_on_a_pipe(
+    csa_pty: Callable[..., tuple[int, str]], csa: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))  # nothing cached: the export runs
+    code, shown = csa_pty("export", "csa-nano", "--weights", "random", "--opset", "18")
+    assert code == 0, shown
+    bars = [line for line in shown.replace("\r", "\n").splitlines() if "export, check, parity" in line and "━" in line]
+    assert bars and all(re.search(r"\d/3 .*(-:--:--|\d+:\d\d:\d\d)$", line.rstrip()) for line in bars), bars  # done/total, then the ETA
+    piped = csa("export", "csa-nano", "--weights", "random", "--opset", "16")
+    assert piped.exit_code == 0
+    assert len(piped.stdout.splitlines()) == 1 and piped.record["kind"] == "onnx"  # the record, alone on stdout
+    assert "━" not in piped.stderr and "\x1b" not in piped.stderr  # no bar, no terminal codes: plain lines only

@@ -181,11 +181,16 @@ def _export_into(
     model = entry.name
     onnx_name = f"{model}.onnx"
     shape = f"batch {'dynamic' if dynamic_batch else static_batch}, {size[0]}x{size[1]}, opset {opset}"
-    with events.status(f"{model}: exporting to ONNX ({shape})"):
-        export_onnx(module, folder / onnx_name, batch=static_batch or 1, img_size=size, dynamic_batch=dynamic_batch, opset=opset)
-    ops = _verify_graph(folder / onnx_name, dynamic_batch)
     parity_batches = [1, 2] if dynamic_batch else [static_batch or 1]
-    parity = onnx_parity(module, folder / onnx_name, batch_sizes=parity_batches, img_size=size, seed=_fresh_seed())
+    events.info(f"{model}: exporting to ONNX ({shape})")
+    # three steps of a few seconds to minutes each (a large model): a bar with an ETA on a terminal
+    with events.progress(f"{model}: export, check, parity", 3, "steps") as bar:
+        export_onnx(module, folder / onnx_name, batch=static_batch or 1, img_size=size, dynamic_batch=dynamic_batch, opset=opset)
+        bar.advance()
+        ops = _verify_graph(folder / onnx_name, dynamic_batch)
+        bar.advance()
+        parity = onnx_parity(module, folder / onnx_name, batch_sizes=parity_batches, img_size=size, seed=_fresh_seed())
+        bar.advance()
     events.info(f"{model}: parity ONNX Runtime vs PyTorch, max |ort - torch| / max |torch| = {parity:.2e} (fresh random input, batch {parity_batches})")
     if parity > PARITY_LIMIT:
         if verify:

@@ -113,14 +113,15 @@ def profile_probe(
 ) -> list[BatchResult]:
     """Measure every batch size; join each with its static cost and roofline floor."""
     rows: list[BatchResult] = []
-    for batch in batches:
-        with probe.stepper(batch, settings) as step:
-            samples = run_timed(step, settings)
-        stats = summarize(samples, batch, settings.warmup)
-        rows.append(BatchResult(**stats.model_dump()))
-        events.info(
-            f"  batch {batch:>3}: median {stats.median_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms, {stats.throughput_ips:.1f} img/s ({stats.iterations} iterations)"
-        )
+    with events.progress("timing", len(batches), "batch sizes") as bar:
+        for batch in batches:
+            with probe.stepper(batch, settings) as step:
+                samples = run_timed(step, settings)
+            stats = summarize(samples, batch, settings.warmup)
+            rows.append(BatchResult(**stats.model_dump()))
+            said = f"median {stats.median_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms, {stats.throughput_ips:.1f} img/s ({stats.iterations} iterations)"
+            events.info(f"  batch {batch:>3}: {said}")
+            bar.advance()
     apply_floors(rows, costs, peaks)
     return rows
 

@@ -20,7 +20,7 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -318,19 +318,26 @@ def quantize_stage(
 
     def calibrate(tmp: Path) -> None:
         events.info(f"calibrating {name} on {len(files)} images ({method}, {precision})")
-        quantize_onnx(
-            onnx_path,
-            tmp,
-            iter_calibration_batches(files, pre, batch_size),
-            method=method,
-            precision=precision,
-            keep_fp=keep_fp,
-            model_name=zoo_model,
-            images_requested=calib_images,
-            seed=seed,
-            batch_size=batch_size,
-            calib_dataset=calib_dataset,
-        )
+
+        def counted(bar: events.Progress) -> Iterator[Any]:
+            for chunk in iter_calibration_batches(files, pre, batch_size):
+                yield chunk
+                bar.advance(len(chunk))  # the chunk has been run when the next one is asked for
+
+        with events.progress(f"calibrating {name}", len(files), "images") as bar:
+            quantize_onnx(
+                onnx_path,
+                tmp,
+                counted(bar),
+                method=method,
+                precision=precision,
+                keep_fp=keep_fp,
+                model_name=zoo_model,
+                images_requested=calib_images,
+                seed=seed,
+                batch_size=batch_size,
+                calib_dataset=calib_dataset,
+            )
         listing = CalibFileList(dataset=calib_dataset, dataset_fingerprint=fingerprint, seed=seed, requested=calib_images, files=files)
         atomic_write_text(tmp / FILES_FILE, listing.model_dump_json(indent=2))
 
