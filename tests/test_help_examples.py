@@ -28,11 +28,11 @@ HELP_PAGES = [c for c in dict.fromkeys(COMMANDS) if c != "cache"] + ["cache ls",
 
 # Appended to each command of an example (the last value of an option wins), so that it runs in seconds here.
 SMALL = {
-    "eval": "--limit 16",
-    "quantize": "--calib-images 8",
-    "run": "--limit 8 --calib-images 8 --iterations 2",
-    "compare": "--limit 8 --calib-images 8 --iterations 2 --batch 1",
-    "profile": "--iterations 2 --batch 1",
+    "eval": "--limit 8 --workers 0",
+    "quantize": "--calib-images 4",
+    "run": "--limit 4 --calib-images 4 --iterations 1",
+    "compare": "--limit 4 --calib-images 4 --iterations 1 --batch 1",
+    "profile": "--iterations 1 --warmup 0 --batch 1",
 }
 
 

@@ -337,7 +337,8 @@ def test_several_models_render_as_one_table() -> None:
 
     results = [_fake_result("alpha", [1.0, 3.0, 5.0]), _fake_result("beta", [2.0, 6.0, 11.0])]
     view = render(results)
-    assert view.row_count == 6  # one row per (model, batch), both models in the same table
+    latency, per_frame = view.renderables[:2]  # two tables that fit 80 columns: latency, then per-frame cost
+    assert latency.row_count == per_frame.row_count == 6  # one row per (model, batch), both models in the same table
     console = Console(record=True, width=200)
     console.print(view)
     text = console.export_text()

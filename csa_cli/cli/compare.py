@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
     @stage_command("compare")
     def compare(
         out: Output,
-        models: list[str] = typer.Argument(..., metavar="MODEL...", help="Zoo models (see `csa list`)."),
+        models: list[str] = typer.Argument(..., metavar="MODEL", help="Zoo models (see `csa list`)."),
         dataset: str | None = options.DATASET(None, shown="none: no top-1, no INT8"),
         data_dir: str | None = options.DATA_DIR(),
         limit: int | None = options.LIMIT(),

@@ -11,8 +11,8 @@ another default only with the reason the command's purpose needs it, which the h
     def profile(batch: str = options.BATCH("1,4,8,16", why="profile shows how latency scales with the batch")) -> None: ...
 
 Placeholders follow one style everywhere: an upper-case noun (MODEL, FILE, DIR, N, LIST, ...),
-alternatives joined by `|`, typer adding `[...]` around an optional argument and `...` after a
-repeatable one. Help sentences end with "Default: X." (and the reason, where the default is the
+alternatives joined by `|`; in the usage line typer puts `[...]` around an optional argument,
+`{...}` around a required one and `...` after a repeatable one. Help sentences end with "Default: X." (and the reason, where the default is the
 command's own). Examples at the end of each command's help come from `examples(...)`.
 """
 

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
     @stage_command("predict")
     def predict_command(
         items: list[str] = typer.Argument(
-            ..., metavar="[MODEL|ONNX|ENGINE|RECORD] IMAGE...", help="What to run, then the images (with a record piped on stdin: the images only)."
+            ..., metavar="MODEL|ONNX|ENGINE|RECORD|IMAGE", help="What to run, then the images (with a record piped on stdin: the images only)."
         ),
         backend: str | None = options.BACKEND(),
         device: str = options.DEVICE(),

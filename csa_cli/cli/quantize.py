@@ -42,6 +42,8 @@ EXAMPLES = examples(
 
 
 def register(app: typer.Typer) -> None:
+    """Add the command to `app`. Long because typer reads each option from the command's signature."""
+
     @app.command("quantize", short_help="INT8 post-training quantization (QDQ ONNX + cache).", epilog=EXAMPLES)
     @stage_command("quantize")
     def quantize(
@@ -64,6 +66,9 @@ def register(app: typer.Typer) -> None:
         """INT8 post-training quantization: QDQ ONNX (TensorRT 10), calibration cache (TensorRT 8.6), summary.
 
         --output DIR also copies the three files into DIR.
+        \f
+        Long because typer reads each option from this signature, and each input is checked before
+        the dataset is listed.
         """
         from csa_cli.cli.common import resolve_stage_input
         from csa_cli.errors import UsageError
