@@ -325,11 +325,11 @@ def test_reference_linear_head_and_class_count() -> None:
 
 def test_reference_errors_name_the_keys(csa_nano_model: CSANet) -> None:
     ref = to_reference_state_dict(csa_nano_model)
-    del ref["stages.2.1.qk.0.weight"]
+    del ref["stages.2.1.qk.weight"]
     ref["stages.0.0.attn.weight"] = torch.zeros(1)
     with pytest.raises(CsaError) as info:
         from_reference_state_dict("csa-nano", ref)
-    assert "missing 1 key(s): stages.2.1.qk.0.weight" in info.value.message
+    assert "missing 1 key(s): stages.2.1.qk.weight" in info.value.message
     assert "unexpected 1 key(s): stages.0.0.attn.weight" in info.value.message
 
 

@@ -33,7 +33,9 @@ def register(app: typer.Typer) -> None:
     @stage_command("import-reference")
     def import_reference(
         out: Output,
-        checkpoint: Annotated[Path, typer.Argument(help="A .pth state dict saved by NVIDIA's reference CSA training code.")],
+        checkpoint: Annotated[
+            Path, typer.Argument(help="A checkpoint-*.pth of a reference CSA training run (model, model_ema, optimizer, ..., args), or a state dict.")
+        ],
         model: Annotated[str, typer.Option("--model", help="The csa-* zoo entry the checkpoint was trained as, e.g. csa-tiny.")],
         output: Annotated[
             Path | None, typer.Option("--output", help="Where to write the checkpoint (.safetensors); default: under CSA_HOME/checkpoints.")
