@@ -10,6 +10,7 @@ import typer
 from csa_cli.cli.common import ManifestOption, parse_batch_list, resolve_stage_input, stage_command
 from csa_cli.console import Output, table
 from csa_cli.errors import UsageError
+from csa_cli.records import EngineRecord
 
 if TYPE_CHECKING:
     from csa_cli.records import Record
@@ -25,8 +26,8 @@ def _render(record: Record) -> Any:
             rows.append([record.model, engine, record.field("precision"), "build.sh on the device"])
         view = table(f"Orin bundle: {record.path}", ["model", "engine (built on the device)", "precision", "how"], rows)
     else:
-        for engine in record.field("engines", []):
-            rows.append([record.model, engine["batch"], engine["path"], record.field("precision")])
+        for engine in EngineRecord.of(record).engines:
+            rows.append([record.model, engine.batch, engine.path, record.field("precision")])
         view = table(f"TensorRT {record.field('trt_version')} engines", ["model", "batch", "engine", "precision"], rows)
     return view
 

@@ -24,7 +24,7 @@ from csa_cli.errors import CsaError, MissingBackend
 from csa_cli.paths import csa_home
 from csa_cli.pipeline.options import STAGES, RunOptions, RunSummary, StageName, StageResult, selected_stages, stage_note, validate_options
 from csa_cli.pipeline.steps import STAGE_BODIES, Context, Skip
-from csa_cli.records import Record
+from csa_cli.records import Record, record_from_dict
 from csa_cli.store import artifact_key, build_artifact, find_artifact
 
 RUN_STEP = "run-step"  # artifact stage prefix of the pipeline's own per-stage markers
@@ -238,7 +238,7 @@ def _apply_step(ctx: Context, name: StageName, key: str, step: StepFile) -> None
         # the weights every later stage uses (pretrained / a path), as fetch decided them
         ctx.weights = str(step.record.get("weights") or ctx.weights)
     if step.record is not None:
-        ctx.records[name] = Record.model_validate(step.record)
+        ctx.records[name] = record_from_dict(step.record)
 
 
 def _fail(summary: RunSummary, result: StageResult, t0: float, message: str, exit_code: int) -> None:

@@ -19,7 +19,7 @@ from csa_cli.measure.probes import BackendProbe, OrtProbe, Probe, TorchProbe
 from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
 from csa_cli.measure.stats import summarize
 from csa_cli.measure.timing import DEFAULT_BATCHES, MeasureSettings, run_timed
-from csa_cli.records import Record
+from csa_cli.records import EngineRecord, Record
 from csa_cli.stages.profile.records import BatchResult, FrameCost, ProfileOptions, ProfileResult
 from csa_cli.store import artifact_key, store_result
 from csa_cli.tensorrt.runtime import ENGINE_SUFFIXES
@@ -336,27 +336,28 @@ def profile_engine(path: Path, options: ProfileOptions, *, model: str | None = N
     """TensorRT engines (one, or one per batch from an engine record); exit 4 where TensorRT is absent."""
     if options.backend not in (None, "tensorrt"):
         raise UsageError(f"an engine runs on --backend tensorrt, not {options.backend}")
+    # the record is read (and its fields checked) before any device is asked for
+    engine = EngineRecord.of(record) if record is not None else None
+    # the per-batch sources differ only in their batch axis: the first one still on disk serves every batch
+    cost_source = next((Path(p) for p in engine.source_onnx if Path(p).is_file()), None) if engine is not None else None
     _require_tensorrt()
     from csa_cli.backends import open_backend
 
     device = options.device or "cuda:0"
-    engines = record.field("engines") if record is not None else None
-    if isinstance(engines, list) and engines:
-        backends: dict[int, Any] | Any = {int(e["batch"]): open_backend("tensorrt", Path(e["path"]), device=device) for e in engines}
+    if engine is not None and engine.engines:
+        backends: dict[int, Any] | Any = {e.batch: open_backend("tensorrt", Path(e.path), device=device) for e in engine.engines}
     else:
         backends = open_backend("tensorrt", path, device=device)
-    size = record.field("img_size") if record is not None else None
-    probe = BackendProbe(backends, tuple(size) if size else options.img_size)  # type: ignore[arg-type]
-    onnx_source = (record.field("source_onnx") or record.field("onnx")) if record is not None else None
+    probe = BackendProbe(backends, options.img_size)
     return _finish(
         probe,
-        model=model or (record.model if record is not None else None) or path.stem,
+        model=model or (engine.model if engine is not None else None) or path.stem,
         batches=probe.batches(options.batches),
         options=options,
-        cost_source=Path(onnx_source) if onnx_source and Path(onnx_source).is_file() else None,
+        cost_source=cost_source,
         path=path,
-        weights=record.weights if record is not None else None,
-        weights_hash=record.field("weights_hash") if record is not None else None,
+        weights=engine.weights if engine is not None else None,
+        weights_hash=engine.field("weights_hash") if engine is not None else None,
     )
 
 
