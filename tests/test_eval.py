@@ -13,6 +13,7 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,34 +165,40 @@ def test_unreadable_and_non_image_files_are_counted(oracle_sets: dict[str, Image
     assert "unreadable" in result.stderr and "non-image file" in result.stderr
 
 
-def test_calibration_images_are_excluded(oracle_sets: dict[str, ImageSet], oracle_onnx, csa, tmp_path: Path) -> None:
-    image_set = oracle_sets["folders"]
-    calib = sorted(image_set.items, key=lambda it: it.name)[::6]  # 5 images
-    paths = [str((image_set.val_dir / it.synset / it.name).resolve()) for it in calib]
-    record = {
-        "schema": 1,
-        "kind": "quantized",
-        "model": "test-convnext",
-        "path": str(oracle_onnx()),
-        "weights": "random",
-        "precision": "int8",
-        "calib_files": paths,
-    }
-    rec_file = tmp_path / "quantized.json"
-    rec_file.write_text(json.dumps(record))
-    result = csa("eval", "--dataset", str(image_set.val_dir), "--workers", "0", input=json.dumps(record) + "\n")
+@pytest.fixture(scope="module")
+def quantized_nano(oracle_sets: dict[str, ImageSet], exported: Callable[..., Path]) -> dict[str, Any]:
+    """The record `csa export csa-nano | csa quantize` writes, calibrated on 5 images of the oracle folder set."""
+    from typer.testing import CliRunner
+
+    from csa_cli.cli import app
+    from csa_cli.stages.export.stage import export_stage
+
+    exported("csa-nano")  # the session's export: found cached
+    upstream = export_stage("csa-nano", weights="random", batch=1).to_json() + "\n"
+    args = ["quantize", "--calib-dataset", str(oracle_sets["folders"].val_dir), "--calib-images", "5", "--batch-size", "5"]
+    result = CliRunner().invoke(app, args, input=upstream, catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
-    calib_names = {it.name for it in calib}
-    rest = [it for it in image_set.items if it.name not in calib_names]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_calibration_images_are_excluded(oracle_sets: dict[str, ImageSet], quantized_nano: dict[str, Any], csa, tmp_path: Path) -> None:
+    """The quantize record's calibration images are left out of its evaluation, piped or from a record file."""
+    val_dir = oracle_sets["folders"].val_dir
+    calib = {Path(p).resolve() for p in quantized_nano["calib_files"]}
+    assert len(calib) == 5 and all(val_dir.resolve() in p.parents for p in calib)
+    every = {(val_dir / it.synset / it.name).resolve() for it in oracle_sets["folders"].items}
+    predictions = tmp_path / "predictions.jsonl"
+    args = ("eval", "--dataset", str(val_dir), "--workers", "0", "--predictions", str(predictions))
+    result = csa(*args, input=json.dumps(quantized_nano) + "\n")
+    assert result.exit_code == 0, result.stderr
     rec = result.record
-    assert rec["excluded_calibration"] == 5 and rec["images"] == 25
-    assert (rec["top1_correct"], rec["top5_correct"]) == _expected(rest)
-    assert rec["weights"] == "random"
-    # the same from a record file, and with the list in calib_files.json form
-    listing = tmp_path / "calib_files.json"
-    listing.write_text(json.dumps({"files": [{"path": p, "label": 0} for p in paths]}))
-    rec_file.write_text(json.dumps({**record, "calib_files": str(listing)}))
-    again = csa("eval", str(rec_file), "--dataset", str(image_set.val_dir), "--workers", "0")
+    assert rec["excluded_calibration"] == 5 and rec["images"] == 25 and rec["precision"] == quantized_nano["precision"]
+    assert rec["weights"] == quantized_nano["weights"] == "random"
+    evaluated = {Path(json.loads(line)["image"]).resolve() for line in predictions.read_text().splitlines()}
+    assert evaluated == every - calib
+    rec_file = tmp_path / "quantized.json"
+    rec_file.write_text(json.dumps(quantized_nano))
+    again = csa("eval", str(rec_file), "--dataset", str(val_dir), "--workers", "0")
     assert again.exit_code == 0, again.stderr
     assert again.record["excluded_calibration"] == 5 and again.record["top1_correct"] == rec["top1_correct"]
 
@@ -365,6 +372,58 @@ def test_predict_bad_inputs(csa, tmp_path: Path, oracle_onnx) -> None:
 def test_fp16_on_the_cpu_is_a_missing_device(csa, imagenet_photos: ImageSet) -> None:
     res = csa("eval", "test-convnext", "--weights", "random", "--precision", "fp16", "--device", "cpu", "--dataset", str(imagenet_photos.val_dir))
     assert res.exit_code == 4 and "needs a CUDA GPU" in res.stderr
+
+
+def test_fp16_on_onnxruntime_cpu_is_refused_not_recorded(oracle_sets: dict[str, ImageSet], oracle_onnx, csa, tmp_path: Path) -> None:
+    """ONNX Runtime's CPU provider would run the graph in FP32: a record saying fp16 would name what did not run."""
+    val = str(oracle_sets["folders"].val_dir)
+    before = len(load_results("eval", "test-convnext"))
+    res = csa("eval", str(oracle_onnx()), "--model", "test-convnext", "--precision", "fp16", "--dataset", val, "--workers", "0")
+    assert res.exit_code == 2 and res.stderr.count("Error:") == 1, res.stderr
+    assert "CPU provider runs FP32 kernels" in res.stderr and "FP16 figures come from CUDA" in res.stderr and "TensorRT" in res.stderr
+    assert res.record["kind"] == "error" and len(load_results("eval", "test-convnext")) == before
+    model = csa("eval", "test-convnext", "--weights", "random", "--backend", "onnxruntime", "--precision", "fp16", "--dataset", val)
+    assert model.exit_code == 2 and "CPU provider runs FP32 kernels" in model.stderr  # refused before anything is exported
+    image = str(oracle_sets["folders"].val_dir / oracle_sets["folders"].items[0].synset / oracle_sets["folders"].items[0].name)
+    predicted = csa("predict", str(oracle_onnx()), image, "--model", "test-convnext", "--precision", "fp16")
+    assert predicted.exit_code == 2 and "CPU provider runs FP32 kernels" in predicted.stderr
+    int8 = csa("eval", str(oracle_onnx()), "--model", "test-convnext", "--precision", "int8", "--dataset", val, "--workers", "0")
+    assert int8.exit_code == 2 and "holds no Q/DQ nodes" in int8.stderr
+
+
+@pytest.mark.parametrize(
+    ("requested", "quantized", "device", "expected"),
+    [
+        (None, False, "cpu", "fp32"),
+        ("fp32", False, "cuda:0", "fp32"),
+        (None, True, "cpu", "int8"),
+        ("fp32", True, "cpu", "int8"),  # a Q/DQ graph runs INT8 whatever was asked: the record says so
+        ("mixed", True, "cpu", "mixed"),
+        ("fp16", False, "cpu", "CPU provider runs FP32 kernels"),
+        ("fp16", False, "cuda:0", "this one is FP32"),
+        ("fp16", True, "cuda:0", "this one is Q/DQ INT8"),
+        ("int8", False, "cpu", "holds no Q/DQ nodes"),
+        ("bf16", False, "cpu", "unknown precision"),
+    ],
+)
+def test_onnxruntime_records_the_precision_that_runs(requested: str | None, quantized: bool, device: str, expected: str) -> None:
+    from csa_cli.backends.onnxruntime_backend import onnxruntime_precision
+    from csa_cli.errors import UsageError
+
+    if expected in ("fp32", "int8", "mixed"):
+        assert onnxruntime_precision(requested, quantized=quantized, device=device, name="m.onnx") == expected
+    else:
+        with pytest.raises(UsageError, match=expected):
+            onnxruntime_precision(requested, quantized=quantized, device=device, name="m.onnx")
+
+
+def test_profile_refuses_fp16_on_onnxruntime(oracle_onnx) -> None:
+    from typer.testing import CliRunner
+
+    from csa_cli.cli import app
+
+    result = CliRunner().invoke(app, ["profile", str(oracle_onnx()), "--precision", "fp16", "--iterations", "2"], catch_exceptions=False)
+    assert result.exit_code == 2 and "CPU provider runs FP32 kernels" in result.stderr and "FP16 figures come from CUDA" in result.stderr
 
 
 # --- CUDA (run by benchmarks/gpu.sh on a GPU machine) -------------------------------------------

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from csa_cli import events
+from csa_cli.backends.onnxruntime_backend import onnxruntime_precision
 from csa_cli.errors import CsaError, MissingBackend, UsageError
+from csa_cli.graph.onnx_file import read_onnx_info
 from csa_cli.measure.machine import machine_info
 from csa_cli.measure.probes import BackendProbe, OrtProbe, Probe, TorchProbe
 from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
@@ -242,8 +244,7 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
         return export_stage(model, weights=options.weights, batch=batch, img_size=options.img_size, dynamic_batch=dynamic, manifest=options.manifest)
 
     if backend == "onnxruntime":
-        if options.precision != "fp32":
-            raise UsageError("--precision applies to the torch backend; onnxruntime runs the ONNX as it is (fp32 or QDQ)")
+        onnxruntime_precision(options.precision, quantized=False, device=options.device or "cpu", name=model)  # fp16: refused with its reason
         if options.dynamic_batch:
             record = export(batches[0], True)
             path = Path(str(record.path))
@@ -306,8 +307,8 @@ def profile_onnx(
         raise UsageError(
             f"an ONNX file is profiled with --backend onnxruntime, not {options.backend}", hint="for tensorrt, build an engine first with `csa engine`"
         )
-    if options.precision != "fp32":
-        raise UsageError("--precision applies to the torch backend; onnxruntime runs the ONNX as it is (fp32 or QDQ)")
+    if options.precision != "fp32":  # the probe reports what the graph holds; asking for anything else is refused with its reason
+        onnxruntime_precision(options.precision, quantized=read_onnx_info(path).has_qdq, device=options.device or "cpu", name=path.name)
     probe = OrtProbe(path, threads=options.threads, device=options.device or "cpu")
     batches = probe.batches(options.batches)
     return _finish(
