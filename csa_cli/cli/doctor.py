@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from csa_cli.cli.common import stage_command
 from csa_cli.console import Output, table
+
+if TYPE_CHECKING:
+    from csa_cli.measure.machine import Check
+
+
+def _status(check: Check) -> str:
+    if not check.present:
+        return "absent"
+    return "too old" if check.problem else "present"
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +32,6 @@ def register(app: typer.Typer) -> None:
             lambda: table(
                 "csa doctor",
                 ["component", "status", "version / detail", "enables"],
-                [[c.component, "present" if c.present else "absent", c.detail, c.enables] for c in checks],
+                [[c.component, _status(c), c.detail + (f"\n{c.problem}" if c.problem else ""), c.enables] for c in checks],
             ),
         )

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from csa_cli import events
-from csa_cli.errors import CsaError, UsageError
+from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.graph.index import name_nodes
 from csa_cli.graph.onnx_file import load_onnx, onnx_info
 from csa_cli.graph.qdq import is_quantized, nonzero_zero_points
-from csa_cli.measure.machine import peak_rss_mib
+from csa_cli.measure.machine import ONNXRUNTIME_UPGRADE, installed_onnxruntime, onnxruntime_floor_problem, peak_rss_mib
 from csa_cli.paths import atomic_path, atomic_write_text
 from csa_cli.paths import sha256_file as file_sha256
 from csa_cli.stages.quantize.calibration import (
@@ -80,6 +80,9 @@ def _validate_options(method: str, precision: str) -> None:
         raise UsageError(f"unknown calibration method {method!r}", hint=f"use --method {' | '.join(METHODS)}")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint=f"use --precision {' | '.join(PRECISIONS)}")
+    too_old = onnxruntime_floor_problem(installed_onnxruntime())
+    if too_old:
+        raise MissingBackend(too_old, hint=ONNXRUNTIME_UPGRADE)
 
 
 def quantize_onnx(
