@@ -477,18 +477,21 @@ def test_terminal_views_render(oracle_sets: dict[str, ImageSet], oracle_onnx, cs
     assert f"{rec['top1']:.2f} %" in text and f"({rec['top5_correct']}/6)" in text and "onnxruntime (fp32, cpu)" in text
 
 
-def test_predict_reads_a_piped_record(oracle_sets: dict[str, ImageSet], oracle_onnx, csa) -> None:
-    items = [it for it in oracle_sets["folders"].items if it.tag in ("0", "4")][:2]
-    images = [str(oracle_sets["folders"].val_dir / it.synset / it.name) for it in items]
-    record = {"schema": 1, "kind": "onnx", "model": "test-convnext", "path": str(oracle_onnx()), "weights": "random", "weights_hash": "random-seed0"}
-    res = csa("predict", *images, input=json.dumps(record) + "\n")
+def test_predict_reads_a_piped_record(oracle_sets: dict[str, ImageSet], exported: Callable[..., Path], csa, upstream_error: str) -> None:
+    """`csa export test-convnext | csa predict IMAGE...`: the record's graph, model and weights; an upstream error is repeated."""
+    from csa_cli.stages.export.stage import export_stage
+
+    images = [str(oracle_sets["folders"].val_dir / it.synset / it.name) for it in oracle_sets["folders"].items[:2]]
+    exported("test-convnext")  # the session's export: found cached
+    record = export_stage("test-convnext", weights="random", batch=1)
+    res = csa("predict", *images, input=record.to_json() + "\n")
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout.splitlines()[-1])
-    assert data["weights"] == "random" and data["model"] == "test-convnext"
-    assert [p["top"][0]["synset"] for p in data["predictions"]] == [CLASSES[int(it.tag)] for it in items]
-    error = {"schema": 1, "kind": "error", "stage": "export", "message": "boom"}
-    res = csa("predict", *images, input=json.dumps(error) + "\n")
-    assert res.exit_code == 1 and "upstream stage 'export' failed: boom" in res.stderr
+    assert data["weights"] == "random" and data["model"] == "test-convnext" and data["backend"] == "onnxruntime"
+    direct = json.loads(csa("predict", str(record.path), *images, "--model", "test-convnext").stdout.splitlines()[-1])
+    assert data["predictions"] == direct["predictions"]  # the very graph the record names
+    res = csa("predict", *images, input=upstream_error)
+    assert res.exit_code == 1 and "upstream stage 'export' failed: unknown model 'convnxt-tiny'" in res.stderr
 
 
 def test_checkpoint_record_from_pull_is_evaluated_with_its_weights(hub_env, csa, imagenet_photos: ImageSet, tmp_path: Path) -> None:

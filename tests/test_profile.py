@@ -250,12 +250,15 @@ def test_profiles_are_stored_for_compare(nano_profiles: dict[str, dict[str, Any]
 
 
 def test_an_onnx_record_on_stdin_keeps_model_and_weights(nano_profiles: dict[str, dict[str, Any]]) -> None:
-    path = nano_profiles["onnxruntime"]["path"]  # the batch-1 export
-    upstream = json.dumps({"schema": 1, "kind": "onnx", "model": "csa-nano", "path": path, "batch": 1, "weights": "random", "weights_hash": "random-seed0"})
-    code, stdout, stderr = _invoke("profile", "--no-estimate", *FAST, input=upstream + "\n")
+    """`csa export csa-nano | csa profile`: the export stage's record (the same batch-1 export the profiles used)."""
+    from csa_cli.stages.export.stage import export_stage
+
+    upstream = export_stage("csa-nano", weights="random", batch=1)
+    assert upstream.path == nano_profiles["onnxruntime"]["path"]  # cached: the batch-1 export
+    code, stdout, stderr = _invoke("profile", "--no-estimate", *FAST, input=upstream.to_json() + "\n")
     assert code == 0, stderr
     record = _records(stdout)[-1]
-    assert record["model"] == "csa-nano" and record["weights"] == "random" and record["weights_hash"] == "random-seed0"
+    assert record["model"] == "csa-nano" and record["weights"] == "random" and record["weights_hash"] == upstream.field("weights_hash")
     assert [r["batch"] for r in record["results"]] == [1]  # a static batch-1 ONNX runs at its own batch
     assert record["results"][0]["floor_ms"] is None
 
