@@ -165,34 +165,18 @@ def test_unreadable_and_non_image_files_are_counted(oracle_sets: dict[str, Image
     assert "unreadable" in result.stderr and "non-image file" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def quantized_nano(oracle_sets: dict[str, ImageSet], exported: Callable[..., Path]) -> dict[str, Any]:
-    """The record `csa export csa-nano | csa quantize` writes, calibrated on 5 images of the oracle folder set."""
-    from typer.testing import CliRunner
-
-    from csa_cli.cli import app
-    from csa_cli.stages.export.stage import export_stage
-
-    exported("csa-nano")  # the session's export: found cached
-    upstream = export_stage("csa-nano", weights="random", batch=1).to_json() + "\n"
-    args = ["quantize", "--calib-dataset", str(oracle_sets["folders"].val_dir), "--calib-images", "5", "--batch-size", "5"]
-    result = CliRunner().invoke(app, args, input=upstream, catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def test_calibration_images_are_excluded(oracle_sets: dict[str, ImageSet], quantized_nano: dict[str, Any], csa, tmp_path: Path) -> None:
+def test_calibration_images_are_excluded(imagenet_photos: ImageSet, quantized_nano: dict[str, Any], csa, tmp_path: Path) -> None:
     """The quantize record's calibration images are left out of its evaluation, piped or from a record file."""
-    val_dir = oracle_sets["folders"].val_dir
+    val_dir = imagenet_photos.val_dir
     calib = {Path(p).resolve() for p in quantized_nano["calib_files"]}
     assert len(calib) == 5 and all(val_dir.resolve() in p.parents for p in calib)
-    every = {(val_dir / it.synset / it.name).resolve() for it in oracle_sets["folders"].items}
+    every = {(val_dir / it.synset / it.name).resolve() for it in imagenet_photos.items}
     predictions = tmp_path / "predictions.jsonl"
     args = ("eval", "--dataset", str(val_dir), "--workers", "0", "--predictions", str(predictions))
     result = csa(*args, input=json.dumps(quantized_nano) + "\n")
     assert result.exit_code == 0, result.stderr
     rec = result.record
-    assert rec["excluded_calibration"] == 5 and rec["images"] == 25 and rec["precision"] == quantized_nano["precision"]
+    assert rec["excluded_calibration"] == 5 and rec["images"] == len(every) - 5 and rec["precision"] == quantized_nano["precision"]
     assert rec["weights"] == quantized_nano["weights"] == "random"
     evaluated = {Path(json.loads(line)["image"]).resolve() for line in predictions.read_text().splitlines()}
     assert evaluated == every - calib
