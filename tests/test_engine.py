@@ -594,14 +594,16 @@ def test_engine_orin_cli_bundle_record(csa: Any, nano_qdq: Path, tmp_path: Path)
     assert again.exit_code == 1 and "already exists" in again.stderr and "--force" in again.stderr
 
 
-def test_engine_orin_record_from_stdin_keeps_random_weights(csa: Any, tiny: dict[str, Path]) -> None:
-    upstream = json.dumps({"schema": 1, "kind": "quantized", "model": "test-convnext", "path": str(tiny["qdq_b1"]), "weights": "random", "weights_hash": "abc"})
-    result = csa("engine", "--precision", "int8", "--target", "orin", input=upstream + "\n")
+def test_engine_orin_record_from_stdin_keeps_random_weights(csa: Any, quantized_nano: dict[str, Any]) -> None:
+    """`csa export | csa quantize | csa engine --target orin`: the quantize stage's record, weights carried."""
+    upstream = json.dumps(quantized_nano)
+    result = csa("engine", "--precision", quantized_nano["precision"], "--target", "orin", input=upstream + "\n")
     assert result.exit_code == 0, result.stderr
     rec = result.record
-    assert (rec["kind"], rec["model"], rec["weights"], rec["weights_hash"]) == ("bundle", "test-convnext", "random", "abc")
+    assert (rec["kind"], rec["model"], rec["weights"]) == ("bundle", "csa-nano", "random")
+    assert rec["weights_hash"] == quantized_nano["weights_hash"] and rec["source_onnx"] == [quantized_nano["path"]]
     assert Path(rec["path"]).is_dir() and "csa-home" in rec["path"]  # under CSA_HOME by default
-    cached = csa("engine", "--precision", "int8", "--target", "orin", input=upstream + "\n")
+    cached = csa("engine", "--precision", quantized_nano["precision"], "--target", "orin", input=upstream + "\n")
     assert cached.record["path"] == rec["path"] and "cached" in cached.stderr
 
 
@@ -976,8 +978,11 @@ def test_engine_model_name_int8_without_scales_is_refused_before_exporting(csa: 
 
 
 def test_engine_onnx_record_of_a_zoo_model_is_reexported_per_batch(csa: Any, exported: Any) -> None:
-    upstream = {"schema": 1, "kind": "onnx", "model": "csa-nano", "path": str(exported("csa-nano")), "batch": 1, "weights": "random"}
-    exported("csa-nano", batch=4)
+    from csa_cli.stages.export.stage import export_stage
+
+    exported("csa-nano")
+    exported("csa-nano", batch=4)  # the session's exports: found cached
+    upstream = export_stage("csa-nano", weights="random", batch=1).model_dump(mode="json", by_alias=True, exclude_none=True)
     result = csa("engine", "--precision", "fp32", "--target", "orin", "--batch", "1,4", input=json.dumps(upstream) + "\n")
     assert result.exit_code == 0, result.stderr
     assert (result.record["batches"], result.record["weights"]) == ([1, 4], "random")
