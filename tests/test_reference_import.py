@@ -28,13 +28,7 @@ from csa_cli.models.factory import create_model
 from csa_cli.models.reference import reference_key_to_ours
 from tests.fixtures.models import randomize_bn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Swish(nn.Module):
