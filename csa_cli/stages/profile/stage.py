@@ -24,6 +24,7 @@ from csa_cli.measure.timing import DEFAULT_BATCHES, MeasureSettings, run_timed
 from csa_cli.records import EngineRecord, Record
 from csa_cli.stages.profile.records import BatchResult, FrameCost, ProfileOptions, ProfileResult
 from csa_cli.store import artifact_key, store_result
+from csa_cli.tensorrt.execution import median_split
 from csa_cli.tensorrt.runtime import ENGINE_SUFFIXES
 
 BUNDLE_MARKERS = ("validate.sh", "build.sh", "plan.json")
@@ -119,7 +120,12 @@ def profile_probe(
         with probe.stepper(batch, settings) as step:
             samples = run_timed(step, settings)
         stats = summarize(samples, batch, settings.warmup)
-        rows.append(BatchResult(**stats.model_dump()))
+        row = BatchResult(**stats.model_dump())
+        splits = getattr(probe, "splits", None)
+        if splits:  # the parts of each timed (not warm-up) step, where the probe measures them
+            for key, value in median_split(splits[-len(samples) :]).items():
+                setattr(row, key, value)
+        rows.append(row)
         events.info(
             f"  batch {batch:>3}: median {stats.median_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms, {stats.throughput_ips:.1f} img/s ({stats.iterations} iterations)"
         )
@@ -182,6 +188,7 @@ def _finish(
         provider=probe.provider,
         threads=probe.threads,
         cuda_graphs=probe.cuda_graphs,
+        timing=getattr(probe, "timing", None),
         path=str(path) if path else None,
         weights=weights,
         weights_hash=weights_hash,
