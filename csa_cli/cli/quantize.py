@@ -42,7 +42,9 @@ def register(app: typer.Typer) -> None:
         data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where imagenet-val lives (also CSA_DATA).")] = None,
         calib_images: Annotated[int, typer.Option("--calib-images", help="Calibration images: a seeded, class-balanced sample.")] = 500,
         method: Annotated[str, typer.Option("--method", help="entropy | minmax | percentile.")] = "entropy",
-        precision: Annotated[str, typer.Option("--precision", help="int8 (every Conv/Gemm/MatMul) | mixed (the documented FP policy).")] = "int8",
+        precision: Annotated[
+            str, typer.Option("--precision", help="mixed (the default: sensitive layers kept in FP16) | int8 (every Conv/Gemm/MatMul).")
+        ] = "mixed",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration sample.")] = 0,
         keep_fp: Annotated[
             list[str] | None, typer.Option("--keep-fp", metavar="PATTERN", help="Keep nodes matching this name glob in FP (repeatable).")
@@ -53,7 +55,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path | None, typer.Option("--output", help="Also copy the QDQ ONNX, cache and summary into DIR.")] = None,
         manifest: ManifestOption = None,
     ) -> None:
-        """INT8 post-training quantization: QDQ ONNX (TensorRT 10), calibration cache (TensorRT 8.6), summary."""
+        """INT8 post-training quantization (mixed by default): QDQ ONNX, calibration cache (TensorRT 8.6 DLA), summary."""
         from csa_cli.cli.common import resolve_stage_input
         from csa_cli.errors import UsageError
         from csa_cli.stages.quantize.calibration import METHODS

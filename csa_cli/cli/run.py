@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
     def run(
         out: Output,
         model: Annotated[str, typer.Argument(help="A zoo model name.")],
-        to: Annotated[str, typer.Option("--to", help="Last stage: fetch, evaluate, export, check, quantize, eval-mixed, engine, profile.")] = "profile",
+        to: Annotated[str, typer.Option("--to", help="Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, profile.")] = "profile",
         dataset: Annotated[str | None, typer.Option("--dataset", help="imagenet-val or an ImageFolder DIR (evaluation and calibration).")] = None,
         data_dir: Annotated[str | None, typer.Option("--data-dir", help="Where imagenet-val lives (also CSA_DATA).")] = None,
         limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N images.")] = None,
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         weights: Annotated[str, typer.Option("--weights", help="auto | pretrained | random | PATH.")] = "auto",
         manifest: ManifestOption = None,
     ) -> None:
-        """Run the chain fetch → evaluate → export → check → quantize → eval-mixed → engine → profile."""
+        """Run the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → profile."""
         from csa_cli.pipeline.options import RunOptions, stage_name
         from csa_cli.pipeline.run import run_pipeline
 

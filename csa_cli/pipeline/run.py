@@ -1,4 +1,4 @@
-"""The pipeline core: fetch → evaluate → export → check → quantize → eval-mixed → engine → profile.
+"""The pipeline core: fetch → evaluate → export → check → quantize → engine → eval-mixed → profile.
 
 `csa run` and `csa compare` drive the same stage cores as the separate commands, in-process.
 Each finished stage leaves a small "run step" artifact under CSA_HOME (store.py)
@@ -56,8 +56,8 @@ _STAGE_INPUTS: dict[StageName, tuple[tuple[str, ...], tuple[StageName, ...]]] = 
     "export": (("batch", "img_size"), ("fetch",)),
     "check": ((), ("export",)),
     "quantize": (("calib_dataset", "dataset", "data_dir", "calib_images", "method", "precision"), ("export",)),
-    "eval-mixed": (("dataset", "data_dir", "limit", "precision"), ("quantize",)),
-    "engine": (("precision", "target", "batch"), ("quantize", "export")),
+    "engine": (("precision", "target", "batch", "dataset", "data_dir"), ("quantize", "export")),
+    "eval-mixed": (("dataset", "data_dir", "limit", "precision"), ("quantize", "engine")),
     "profile": (("backend", "batch", "iterations", "warmup", "threads", "img_size"), ("fetch",)),
 }
 
