@@ -164,6 +164,7 @@ def _data(tiny: dict[str, Path], **over: Any) -> dict[str, Any]:
         # DLA runs FP16 and INT8 only; TensorRT 11 has no DLA for DRIVE OS
         ({"precision": "fp32", "fp16": False, "dla_core": 0, "gpu_fallback": True}, "DLA has no FP32 kernels"),
         ({"dla_core": 0, "gpu_fallback": True, "trt_version": "11.0"}, "has no DLA for DRIVE OS"),
+        ({"dla_core": 0, "gpu_fallback": False, "target": "local"}, "csa's TensorRT backend does not feed"),
         # a Q/DQ graph builds as INT8 whatever the flags
         ({"engine": {"has_qdq": True}}, "is a Q/DQ (INT8) graph, which precision fp16 cannot build"),
         (

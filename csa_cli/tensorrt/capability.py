@@ -139,6 +139,11 @@ def target_problems(*, precision: str, target: str, trt_version: str, restricted
     if dla_core is not None:
         if precision not in DLA_PRECISIONS:
             problems.append(f"DLA has no {precision.upper()} kernels (DLA runs FP16 and INT8 only): use --precision fp16, int8 or mixed with --dla")
+        if not gpu_fallback and target == "local":
+            problems.append(
+                "a DLA build without GPU fallback takes its I/O in DLA formats (fp16:chw16), which csa's TensorRT backend does not feed: "
+                "build it in an Orin bundle (--target orin), whose validate.sh feeds that layout, or keep GPU fallback"
+            )
         if not dla_supported(trt_version):
             problems.append(
                 f"TensorRT {trt_version} has no DLA for DRIVE OS (TensorRT 11 docs: 10.7 was the last release with DLA): target --trt-version 8.6 or 10"
