@@ -273,9 +273,7 @@ def test_dla_without_fallback_sets_direct_io_and_dla_formats(with_fake_trt: Any,
 
     calls = with_fake_trt("8.6.11")
     # csa on the device itself builds such an engine through the API; the backend does not feed it (the plan refuses target local)
-    plan = make_plan(
-        "m", [inspect_onnx(tiny["fp32_b1"])], precision="fp16", target="orin", trt_version="8.6.11", dla_core=0, gpu_fallback=False, engine_dir=""
-    )
+    plan = make_plan("m", [inspect_onnx(tiny["fp32_b1"])], precision="fp16", target="orin", trt_version="8.6.11", dla_core=0, gpu_fallback=False, engine_dir="")
     build_engines(plan, out_dir=tmp_path, timing_cache=tmp_path / "t.cache")
     assert "BuilderFlag.DIRECT_IO" in [v for k, v in calls if k == "flag"] and ("DLA_core", 0) in calls
     assert ("io_dtype", ("input", "DataType.HALF")) in calls and ("io_allowed_formats", ("input", 1 << 4)) in calls  # CHW16

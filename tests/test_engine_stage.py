@@ -17,21 +17,7 @@ from csa_cli.errors import CsaError
 from csa_cli.graph.onnx_file import inspect_onnx
 from tests.fixtures.engine import assert_same_calibration
 
-
-@pytest.fixture(scope="session")
-def nano_quantized(exported: Any, imagenet_photos: Any) -> dict[str, Any]:
-    """csa-nano (random weights, batch 1) quantized int8 by the quantize stage: the record it really writes."""
-    from csa_cli.records import make_record
-    from csa_cli.stages.quantize.stage import quantize_stage
-
-    path = exported("csa-nano")
-    onnx_record = make_record("onnx", model="csa-nano", path=str(path), weights="random", batch=1)
-    record = quantize_stage(onnx_record, calib_dataset=str(imagenet_photos.val_dir), calib_images=8, precision="int8", batch_size=8)
-    return json.loads(record.to_json())
-
-
-def _data(imagenet_photos: Any) -> list[str]:
-    return ["--dataset", str(imagenet_photos.val_dir), "--val-images", "2"]
+FEW = ["--val-images", "2"]  # held-out images of the record's calibration set: two keep the bundle quick
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,12 +82,12 @@ def test_a_build_that_demands_nothing_carries_the_upstream_verdict(csa: Any, tin
 # item 13: the precision of a quantized record
 
 
-def test_fp16_from_a_quantized_record_builds_the_fp32_source_graph(csa: Any, nano_quantized: dict[str, Any], tmp_path: Path) -> None:
-    piped = json.dumps(nano_quantized) + "\n"
+def test_fp16_from_a_quantized_record_builds_the_fp32_source_graph(csa: Any, quantized_nano: dict[str, Any], tmp_path: Path) -> None:
+    piped = json.dumps(quantized_nano) + "\n"
     result = csa("engine", "--precision", "fp16", "--target", "orin", "--output", str(tmp_path / "b"), input=piped)
     assert result.exit_code == 0, result.stderr
     assert "building the FP32 graph" in result.stderr
-    assert result.record["source_onnx"] == [nano_quantized["source_onnx"]]
+    assert result.record["source_onnx"] == [quantized_nano["source_onnx"]]
     onnx_files = sorted((tmp_path / "b" / "onnx").glob("csa-nano_b*.onnx"))
     assert [p.name for p in onnx_files] == ["csa-nano_b1.onnx"] and not inspect_onnx(onnx_files[0]).has_qdq
 
@@ -112,27 +98,28 @@ def test_a_qdq_graph_is_refused_for_fp16_and_fp32(csa: Any, tiny: dict[str, Path
         assert result.exit_code == 2 and "is a Q/DQ (INT8) graph" in result.stderr
 
 
-def test_a_precision_other_than_the_records_is_said(csa: Any, nano_quantized: dict[str, Any], imagenet_photos: Any, tmp_path: Path) -> None:
-    piped = json.dumps(nano_quantized) + "\n"
-    result = csa("engine", "--precision", "mixed", "--target", "orin", "--output", str(tmp_path / "b"), *_data(imagenet_photos), input=piped)
+def test_a_precision_other_than_the_records_is_said(csa: Any, quantized_nano: dict[str, Any], tmp_path: Path) -> None:
+    piped = json.dumps(quantized_nano) + "\n"
+    assert quantized_nano["precision"] == "mixed"  # `csa quantize`'s default (item 13)
+    result = csa("engine", "--precision", "int8", "--target", "orin", "--output", str(tmp_path / "b"), *FEW, input=piped)
     assert result.exit_code == 0, result.stderr
-    assert "the quantized record is int8 but --precision mixed was asked" in result.stderr
+    assert "the quantized record is mixed but --precision int8 was asked" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------
 # item 5: one calibrated graph, copied per batch size
 
 
-def test_several_batches_build_copies_of_the_one_calibrated_graph(csa: Any, nano_quantized: dict[str, Any], imagenet_photos: Any, tmp_path: Path) -> None:
+def test_several_batches_build_copies_of_the_one_calibrated_graph(csa: Any, quantized_nano: dict[str, Any], tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    piped = json.dumps(nano_quantized) + "\n"
-    result = csa("engine", "--precision", "int8", "--target", "orin", "--batch", "1,2", "--output", str(tmp_path / "b"), *_data(imagenet_photos), input=piped)
+    piped = json.dumps(quantized_nano) + "\n"
+    result = csa("engine", "--precision", "mixed", "--target", "orin", "--batch", "1,2", "--output", str(tmp_path / "b"), *FEW, input=piped)
     assert result.exit_code == 0, result.stderr
     rec = result.record
     assert rec["int8_source"] == "qdq" and rec.get("calib_cache") is None and rec["batches"] == [1, 2]
     assert not (tmp_path / "b" / "calib").exists()  # explicit quantization: no calibration cache in the bundle
-    evaluated = Path(nano_quantized["path"])
+    evaluated = Path(quantized_nano["path"])
     b1, b2 = tmp_path / "b" / "onnx" / "csa-nano_b1_qdq.onnx", tmp_path / "b" / "onnx" / "csa-nano_b2_qdq.onnx"
     assert b1.read_bytes() == evaluated.read_bytes()
     assert_same_calibration(evaluated, b2)
@@ -144,12 +131,12 @@ def test_several_batches_build_copies_of_the_one_calibrated_graph(csa: Any, nano
     np.testing.assert_allclose(two.run(None, {"input": x})[0], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_rebatch_refuses_exports_of_another_model(exported: Any, nano_quantized: dict[str, Any]) -> None:
+def test_rebatch_refuses_exports_of_another_model(exported: Any, quantized_nano: dict[str, Any]) -> None:
     import onnx
 
     from csa_cli.graph.rebatch import rebatch_like
 
-    qdq, source = onnx.load(nano_quantized["path"]), onnx.load(nano_quantized["source_onnx"])
+    qdq, source = onnx.load(quantized_nano["path"]), onnx.load(quantized_nano["source_onnx"])
     with pytest.raises(CsaError, match="different graphs"):
         rebatch_like(qdq, source, onnx.load(str(exported("test-convnext"))))
 

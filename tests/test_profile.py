@@ -464,14 +464,14 @@ class _FakeEngine:
 @pytest.fixture
 def engine_record(exported: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The record `csa engine csa-nano --target local --batch 1,4` writes, built through the stand-in
-    `tensorrt` module of the engine tests (tests/test_engine.py). The stand-in stays installed for the
+    `tensorrt` module of the engine tests (tests/fixtures/engine.py). The stand-in stays installed for the
     test; the GPU it needed is gone again (none here)."""
     import sys
 
     import torch
 
     import csa_cli.tensorrt.runtime as runtime
-    from tests.test_engine import fake_tensorrt
+    from tests.fixtures.engine import fake_tensorrt
 
     for batch in (1, 4):
         exported("csa-nano", batch=batch)  # the session's exports: the engine stage finds them cached

@@ -257,6 +257,8 @@ def _build_one(
     for name in settings.network_flags:
         flags |= 1 << int(_member(trt.NetworkDefinitionCreationFlag, name, "network flag", version))
     network = builder.create_network(flags)
+    if network is None:
+        raise CsaError(f"TensorRT {version} could not create a network (flags {settings.network_flags})")
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(spec.onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -268,7 +270,8 @@ def _build_one(
     if not config.set_timing_cache(timing, False):
         events.info(f"Note: timing cache {cache_path} does not match this TensorRT/GPU; starting a fresh one")
         timing = config.create_timing_cache(b"")
-        config.set_timing_cache(timing, False)
+        if not config.set_timing_cache(timing, False):
+            raise CsaError("TensorRT refused a fresh timing cache", hint="rerun with --debug")
     serialized = builder.build_serialized_network(network, config)
     if calibrator is not None and calibrator.asked_for_images:
         raise CsaError(
