@@ -53,8 +53,44 @@ class ErrorRecord(Record):
     message: str
 
 
+class EngineFile(BaseModel):
+    """One engine of an engine record; later fields (size, layers) ride along."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batch: int = Field(description="the batch it runs (the profile's max for a dynamic engine)")
+    path: str
+
+
+class EngineRecord(Record):
+    """What `csa engine --target local` writes and `csa profile` / `csa eval` read."""
+
+    kind: Literal["engine"] = "engine"
+    engines: list[EngineFile] = Field(default_factory=list)
+    source_onnx: list[str] = Field(default_factory=list, description="the ONNX each engine was built from, in the order of `engines`")
+
+    @classmethod
+    def of(cls, record: Record) -> EngineRecord:
+        """`record` as an engine record, its fields checked (a record built elsewhere as a plain Record too)."""
+        if isinstance(record, cls):
+            return record
+        try:
+            return cls.model_validate(record.model_dump(mode="json", by_alias=True))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise CsaError(f"invalid engine record: {'.'.join(map(str, first['loc']))}: {first['msg']}", hint="pipe the record `csa engine` wrote") from None
+
+
+_TYPED: dict[str, type[Record]] = {"error": ErrorRecord, "engine": EngineRecord}
+
+
+def record_from_dict(data: dict[str, Any]) -> Record:
+    """A record of the pydantic type its kind has (Record for the kinds that declare no fields of their own)."""
+    return _TYPED.get(str(data.get("kind")), Record).model_validate(data)
+
+
 def make_record(kind: RecordKind, **fields: Any) -> Record:
-    return Record.model_validate({"schema": SCHEMA_VERSION, "kind": kind, **fields})
+    return record_from_dict({"schema": SCHEMA_VERSION, "kind": kind, **fields})
 
 
 def parse_record(text: str) -> Record:
@@ -72,9 +108,7 @@ def parse_record(text: str) -> Record:
             hint="use the same csa version for every stage",
         )
     try:
-        if data["kind"] == "error":
-            return ErrorRecord.model_validate(data)
-        return Record.model_validate(data)
+        return record_from_dict(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise CsaError(f"invalid csa record: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None

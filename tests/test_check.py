@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -352,7 +353,7 @@ def test_cli_check_model_exports_first_and_rules_all(csa: Callable[..., Any], ex
     assert result.record["model"] == "csa-nano"
 
 
-def test_cli_check_bad_inputs(csa: Callable[..., Any], tmp_path: Path) -> None:
+def test_cli_check_bad_inputs(csa: Callable[..., Any], tmp_path: Path, upstream_error: str) -> None:
     text = tmp_path / "model.onnx"
     text.write_text("hello\n")
     result = csa("check", str(text))
@@ -361,9 +362,9 @@ def test_cli_check_bad_inputs(csa: Callable[..., Any], tmp_path: Path) -> None:
     assert result.record["kind"] == "error"
     result = csa("check", str(text), "--rules", "safety")
     assert result.exit_code == 2 and "unknown rule set 'safety'" in result.stderr
-    result = csa("check", input='{"schema": 1, "kind": "error", "stage": "export", "message": "boom"}\n')
+    result = csa("check", input=upstream_error)
     assert result.exit_code == 1 and result.stderr == ""  # forwarded silently: the failed stage said why
-    assert result.records[-1]["message"] == "boom"
+    assert result.stdout == upstream_error
 
 
 def test_docs_list_every_rule() -> None:
@@ -372,12 +373,12 @@ def test_docs_list_every_rule() -> None:
     assert not missing, f"docs/check.md does not describe {missing}"
 
 
-def test_cli_check_a_checkpoint_record_exports_it_with_its_weights(csa: Callable[..., Any], exported: Callable[..., Path]) -> None:
-    path = exported("csa-nano")
-    checkpoint = '{"schema": 1, "kind": "checkpoint", "model": "csa-nano", "weights": "random", "weights_hash": "random-seed0"}\n'
-    result = csa("check", input=checkpoint)
+def test_cli_check_a_checkpoint_record_exports_it_with_its_weights(csa: Callable[..., Any], csa_nano_checkpoint: dict[str, Any]) -> None:
+    """`csa import-reference ... | csa check`: the checkpoint's weights are the ones exported and checked."""
+    result = csa("check", input=json.dumps(csa_nano_checkpoint) + "\n")
     assert result.exit_code == 0, result.stderr
-    assert result.record["path"] == str(path) and result.record["weights"] == "random"
+    assert result.record["kind"] == "onnx" and result.record["model"] == "csa-nano" and Path(result.record["path"]).is_file()
+    assert result.record["weights"] == csa_nano_checkpoint["weights"] and result.record["weights_hash"] == csa_nano_checkpoint["weights_hash"]
     assert result.record["check"]["compliant"] is True
 
 

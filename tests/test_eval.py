@@ -13,6 +13,7 @@ import math
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,34 +165,24 @@ def test_unreadable_and_non_image_files_are_counted(oracle_sets: dict[str, Image
     assert "unreadable" in result.stderr and "non-image file" in result.stderr
 
 
-def test_calibration_images_are_excluded(oracle_sets: dict[str, ImageSet], oracle_onnx, csa, tmp_path: Path) -> None:
-    image_set = oracle_sets["folders"]
-    calib = sorted(image_set.items, key=lambda it: it.name)[::6]  # 5 images
-    paths = [str((image_set.val_dir / it.synset / it.name).resolve()) for it in calib]
-    record = {
-        "schema": 1,
-        "kind": "quantized",
-        "model": "test-convnext",
-        "path": str(oracle_onnx()),
-        "weights": "random",
-        "precision": "int8",
-        "calib_files": paths,
-    }
-    rec_file = tmp_path / "quantized.json"
-    rec_file.write_text(json.dumps(record))
-    result = csa("eval", "--dataset", str(image_set.val_dir), "--workers", "0", input=json.dumps(record) + "\n")
+def test_calibration_images_are_excluded(imagenet_photos: ImageSet, quantized_nano: dict[str, Any], csa, tmp_path: Path) -> None:
+    """The quantize record's calibration images are left out of its evaluation, piped or from a record file."""
+    val_dir = imagenet_photos.val_dir
+    calib = {Path(p).resolve() for p in quantized_nano["calib_files"]}
+    assert len(calib) == 5 and all(val_dir.resolve() in p.parents for p in calib)
+    every = {(val_dir / it.synset / it.name).resolve() for it in imagenet_photos.items}
+    predictions = tmp_path / "predictions.jsonl"
+    args = ("eval", "--dataset", str(val_dir), "--workers", "0", "--predictions", str(predictions))
+    result = csa(*args, input=json.dumps(quantized_nano) + "\n")
     assert result.exit_code == 0, result.stderr
-    calib_names = {it.name for it in calib}
-    rest = [it for it in image_set.items if it.name not in calib_names]
     rec = result.record
-    assert rec["excluded_calibration"] == 5 and rec["images"] == 25
-    assert (rec["top1_correct"], rec["top5_correct"]) == _expected(rest)
-    assert rec["weights"] == "random"
-    # the same from a record file, and with the list in calib_files.json form
-    listing = tmp_path / "calib_files.json"
-    listing.write_text(json.dumps({"files": [{"path": p, "label": 0} for p in paths]}))
-    rec_file.write_text(json.dumps({**record, "calib_files": str(listing)}))
-    again = csa("eval", str(rec_file), "--dataset", str(image_set.val_dir), "--workers", "0")
+    assert rec["excluded_calibration"] == 5 and rec["images"] == len(every) - 5 and rec["precision"] == quantized_nano["precision"]
+    assert rec["weights"] == quantized_nano["weights"] == "random"
+    evaluated = {Path(json.loads(line)["image"]).resolve() for line in predictions.read_text().splitlines()}
+    assert evaluated == every - calib
+    rec_file = tmp_path / "quantized.json"
+    rec_file.write_text(json.dumps(quantized_nano))
+    again = csa("eval", str(rec_file), "--dataset", str(val_dir), "--workers", "0")
     assert again.exit_code == 0, again.stderr
     assert again.record["excluded_calibration"] == 5 and again.record["top1_correct"] == rec["top1_correct"]
 
@@ -367,6 +358,58 @@ def test_fp16_on_the_cpu_is_a_missing_device(csa, imagenet_photos: ImageSet) -> 
     assert res.exit_code == 4 and "needs a CUDA GPU" in res.stderr
 
 
+def test_fp16_on_onnxruntime_cpu_is_refused_not_recorded(oracle_sets: dict[str, ImageSet], oracle_onnx, csa, tmp_path: Path) -> None:
+    """ONNX Runtime's CPU provider would run the graph in FP32: a record saying fp16 would name what did not run."""
+    val = str(oracle_sets["folders"].val_dir)
+    before = len(load_results("eval", "test-convnext"))
+    res = csa("eval", str(oracle_onnx()), "--model", "test-convnext", "--precision", "fp16", "--dataset", val, "--workers", "0")
+    assert res.exit_code == 2 and res.stderr.count("Error:") == 1, res.stderr
+    assert "CPU provider runs FP32 kernels" in res.stderr and "FP16 figures come from CUDA" in res.stderr and "TensorRT" in res.stderr
+    assert res.record["kind"] == "error" and len(load_results("eval", "test-convnext")) == before
+    model = csa("eval", "test-convnext", "--weights", "random", "--backend", "onnxruntime", "--precision", "fp16", "--dataset", val)
+    assert model.exit_code == 2 and "CPU provider runs FP32 kernels" in model.stderr  # refused before anything is exported
+    image = str(oracle_sets["folders"].val_dir / oracle_sets["folders"].items[0].synset / oracle_sets["folders"].items[0].name)
+    predicted = csa("predict", str(oracle_onnx()), image, "--model", "test-convnext", "--precision", "fp16")
+    assert predicted.exit_code == 2 and "CPU provider runs FP32 kernels" in predicted.stderr
+    int8 = csa("eval", str(oracle_onnx()), "--model", "test-convnext", "--precision", "int8", "--dataset", val, "--workers", "0")
+    assert int8.exit_code == 2 and "holds no Q/DQ nodes" in int8.stderr
+
+
+@pytest.mark.parametrize(
+    ("requested", "quantized", "device", "expected"),
+    [
+        (None, False, "cpu", "fp32"),
+        ("fp32", False, "cuda:0", "fp32"),
+        (None, True, "cpu", "int8"),
+        ("fp32", True, "cpu", "int8"),  # a Q/DQ graph runs INT8 whatever was asked: the record says so
+        ("mixed", True, "cpu", "mixed"),
+        ("fp16", False, "cpu", "CPU provider runs FP32 kernels"),
+        ("fp16", False, "cuda:0", "this one is FP32"),
+        ("fp16", True, "cuda:0", "this one is Q/DQ INT8"),
+        ("int8", False, "cpu", "holds no Q/DQ nodes"),
+        ("bf16", False, "cpu", "unknown precision"),
+    ],
+)
+def test_onnxruntime_records_the_precision_that_runs(requested: str | None, quantized: bool, device: str, expected: str) -> None:
+    from csa_cli.backends.onnxruntime_backend import onnxruntime_precision
+    from csa_cli.errors import UsageError
+
+    if expected in ("fp32", "int8", "mixed"):
+        assert onnxruntime_precision(requested, quantized=quantized, device=device, name="m.onnx") == expected
+    else:
+        with pytest.raises(UsageError, match=expected):
+            onnxruntime_precision(requested, quantized=quantized, device=device, name="m.onnx")
+
+
+def test_profile_refuses_fp16_on_onnxruntime(oracle_onnx) -> None:
+    from typer.testing import CliRunner
+
+    from csa_cli.cli import app
+
+    result = CliRunner().invoke(app, ["profile", str(oracle_onnx()), "--precision", "fp16", "--iterations", "2"], catch_exceptions=False)
+    assert result.exit_code == 2 and "CPU provider runs FP32 kernels" in result.stderr and "FP16 figures come from CUDA" in result.stderr
+
+
 # --- CUDA (run by benchmarks/gpu.sh on a GPU machine) -------------------------------------------
 
 
@@ -418,19 +461,21 @@ def test_terminal_views_render(oracle_sets: dict[str, ImageSet], oracle_onnx, cs
     assert f"{rec['top1']:.2f} %" in text and f"({rec['top5_correct']}/6)" in text and "onnxruntime (fp32, cpu)" in text
 
 
-def test_predict_reads_a_piped_record(oracle_sets: dict[str, ImageSet], oracle_onnx, csa) -> None:
-    items = [it for it in oracle_sets["folders"].items if it.tag in ("0", "4")][:2]
-    images = [str(oracle_sets["folders"].val_dir / it.synset / it.name) for it in items]
-    record = {"schema": 1, "kind": "onnx", "model": "test-convnext", "path": str(oracle_onnx()), "weights": "random", "weights_hash": "random-seed0"}
-    res = csa("predict", *images, input=json.dumps(record) + "\n")
+def test_predict_reads_a_piped_record(oracle_sets: dict[str, ImageSet], exported: Callable[..., Path], csa, upstream_error: str) -> None:
+    """`csa export test-convnext | csa predict IMAGE...`: the record's graph, model and weights; an upstream error is repeated."""
+    from csa_cli.stages.export.stage import export_stage
+
+    images = [str(oracle_sets["folders"].val_dir / it.synset / it.name) for it in oracle_sets["folders"].items[:2]]
+    exported("test-convnext")  # the session's export: found cached
+    record = export_stage("test-convnext", weights="random", batch=1)
+    res = csa("predict", *images, input=record.to_json() + "\n")
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout.splitlines()[-1])
-    assert data["weights"] == "random" and data["model"] == "test-convnext"
-    assert [p["top"][0]["synset"] for p in data["predictions"]] == [CLASSES[int(it.tag)] for it in items]
-    error = {"schema": 1, "kind": "error", "stage": "export", "message": "boom"}
-    res = csa("predict", *images, input=json.dumps(error) + "\n")
-    assert res.exit_code == 1 and res.stderr == ""  # forwarded silently: the failed stage said why
-    assert res.records[-1]["message"] == "boom"
+    assert data["weights"] == "random" and data["model"] == "test-convnext" and data["backend"] == "onnxruntime"
+    direct = json.loads(csa("predict", str(record.path), *images, "--model", "test-convnext").stdout.splitlines()[-1])
+    assert data["predictions"] == direct["predictions"]  # the very graph the record names
+    res = csa("predict", *images, input=upstream_error)
+    assert res.exit_code == 1 and res.stderr == "" and res.stdout == upstream_error  # forwarded silently: the failed stage said why
 
 
 def test_checkpoint_record_from_pull_is_evaluated_with_its_weights(hub_env, csa, imagenet_photos: ImageSet, tmp_path: Path) -> None:

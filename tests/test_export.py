@@ -64,13 +64,12 @@ def test_dynamic_batch_and_non_square_size(csa: Callable[..., Any]) -> None:
     assert run_onnx(record["path"], 3, (160, 192)).shape == (3, 1000)
 
 
-def test_checkpoint_record_on_stdin_sets_model_and_weights(csa: Callable[..., Any], exported: Callable[..., Path]) -> None:
-    path = exported("csa-nano")
-    checkpoint = {"schema": 1, "kind": "checkpoint", "model": "csa-nano", "weights": "random", "weights_hash": "random-seed0", "license": "Apache-2.0"}
-    result = csa("export", input=json.dumps(checkpoint) + "\n")
+def test_checkpoint_record_on_stdin_sets_model_and_weights(csa: Callable[..., Any], csa_nano_checkpoint: dict[str, Any]) -> None:
+    """`csa import-reference ... | csa export`: the record's model and weights file are the ones exported."""
+    result = csa("export", input=json.dumps(csa_nano_checkpoint) + "\n")
     assert result.exit_code == 0, result.stderr
-    assert result.record["model"] == "csa-nano" and result.record["weights"] == "random"
-    assert result.record["path"] == str(path)
+    assert result.record["model"] == "csa-nano" and result.record["weights"] == csa_nano_checkpoint["weights"]
+    assert result.record["weights_hash"] == csa_nano_checkpoint["weights_hash"] and result.record["parity"] < 1e-4
 
 
 @pytest.mark.parametrize(
@@ -81,7 +80,6 @@ def test_checkpoint_record_on_stdin_sets_model_and_weights(csa: Callable[..., An
         (["test-convnext", "--batch", "1,4"], None, 2, "one --batch"),
         (["test-convnext", "--img-size", "12x"], None, 2, "--img-size takes N or HxW"),
         (["convnxt-tiny"], None, 1, "unknown model 'convnxt-tiny'"),
-        ([], '{"schema": 1, "kind": "onnx", "model": "csa-nano", "path": "x.onnx"}\n', 2, "takes a checkpoint record"),
     ],
 )
 def test_bad_inputs(csa: Callable[..., Any], args: list[str], stdin: str | None, code: int, message: str) -> None:
@@ -92,12 +90,19 @@ def test_bad_inputs(csa: Callable[..., Any], args: list[str], stdin: str | None,
     assert result.record["kind"] == "error"
 
 
-def test_upstream_error_record_is_forwarded_silently(csa: Callable[..., Any]) -> None:
-    upstream = {"schema": 1, "kind": "error", "stage": "pull", "message": "no network"}
-    result = csa("export", input=json.dumps(upstream) + "\n")
-    assert result.exit_code == 1
-    assert result.stderr == ""  # the stage that failed said why, once
-    assert result.record == upstream
+def test_records_export_does_not_take(csa: Callable[..., Any], exported: Callable[..., Path], upstream_error: str) -> None:
+    """An onnx record (what export itself writes) is a usage error; an upstream error record is passed on silently (exit 1)."""
+    from csa_cli.stages.export.stage import export_stage
+
+    exported("csa-nano")  # the session's export: found cached
+    onnx_record = export_stage("csa-nano", weights="random", batch=1).to_json() + "\n"
+    result = csa("export", input=onnx_record)
+    assert result.exit_code == 2, result.stderr
+    assert "takes a checkpoint record" in result.stderr and result.stderr.count("Error:") == 1
+    assert result.record["kind"] == "error"
+    forwarded = csa("export", input=upstream_error)
+    assert forwarded.exit_code == 1 and forwarded.stderr == ""  # the stage that failed said why, once
+    assert forwarded.stdout == upstream_error
 
 
 def test_parse_img_size() -> None:

@@ -171,6 +171,43 @@ def test_doctor_reports_components(csa) -> None:
     assert comps["tensorrt"]["present"] is False or comps["tensorrt"]["detail"]
 
 
+@pytest.mark.parametrize(("version", "too_old"), [("1.19.2", True), ("1.26.0", True), ("1.27.0", False), ("1.32.0", False)])
+def test_doctor_says_when_onnxruntime_is_older_than_quantize_needs(csa, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str, too_old: bool) -> None:
+    """The installed version is faked where csa looks it up (the distribution metadata), on both sides of the floor."""
+    import csa_cli.measure.machine as machine
+
+    real = machine._version
+    monkeypatch.setattr(machine, "_version", lambda dist: version if dist == "onnxruntime" else real(dist))
+    result = csa("doctor", "--json")
+    assert result.exit_code == 0
+    ort = {c["component"]: c for c in json.loads(result.stdout)["checks"]}["onnxruntime"]
+    assert ort["present"] and ort["detail"].startswith(version)
+    if too_old:
+        assert f"onnxruntime {version} is older than 1.27.0" in ort["problem"] and "calibration_cache_path" in ort["problem"]
+        assert "pip install 'onnxruntime>=1.27.0'" in ort["problem"]
+    else:
+        assert ort["problem"] is None
+    (tmp_path / "model.onnx").write_bytes(b"not read")
+    quantize = csa("quantize", str(tmp_path / "model.onnx"), "--calib-dataset", str(tmp_path / "images"))  # refused before either is read
+    if too_old:
+        assert quantize.exit_code == 4 and "older than 1.27.0" in quantize.stderr and "Hint: pip install 'onnxruntime>=1.27.0'" in quantize.stderr
+    else:
+        assert quantize.exit_code != 4 and "older than" not in quantize.stderr
+
+
+def test_pyproject_onnxruntime_floor_is_what_quantize_needs() -> None:
+    import re
+    import tomllib
+
+    from csa_cli.measure.machine import ONNXRUNTIME_QUANTIZE_FLOOR
+
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (spec,) = [d for d in project["dependencies"] if re.match(r"onnxruntime\b", d)]
+    floor = re.search(r">=\s*([\d.]+)", spec)
+    assert floor is not None
+    assert tuple(int(p) for p in floor.group(1).split(".")) + (0,) * (3 - len(floor.group(1).split("."))) == ONNXRUNTIME_QUANTIZE_FLOOR
+
+
 def test_version_and_help_do_not_import_torch() -> None:
     code = "import sys; sys.argv=['csa','--help']\ntry:\n from csa_cli.cli import main; main()\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,14 +18,7 @@ from csa_cli.models.csa import CSABlock, CSAConfig, CSANet, exact_scale, feature
 from csa_cli.models.reference import from_reference_state_dict, our_key_to_reference, to_reference_state_dict
 from tests.fixtures.models import randomize_bn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core runner more threads spin against each other (8x the CPU time)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -325,11 +318,11 @@ def test_reference_linear_head_and_class_count() -> None:
 
 def test_reference_errors_name_the_keys(csa_nano_model: CSANet) -> None:
     ref = to_reference_state_dict(csa_nano_model)
-    del ref["stages.2.1.qk.0.weight"]
+    del ref["stages.2.1.qk.weight"]
     ref["stages.0.0.attn.weight"] = torch.zeros(1)
     with pytest.raises(CsaError) as info:
         from_reference_state_dict("csa-nano", ref)
-    assert "missing 1 key(s): stages.2.1.qk.0.weight" in info.value.message
+    assert "missing 1 key(s): stages.2.1.qk.weight" in info.value.message
     assert "unexpected 1 key(s): stages.0.0.attn.weight" in info.value.message
 
 

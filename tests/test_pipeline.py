@@ -23,6 +23,7 @@ from csa_cli.pipeline.steps import Skip
 from csa_cli.records import Record, make_record
 from csa_cli.store import ArtifactMeta, artifact_dir, build_artifact, list_artifacts
 from tests.fixtures.cli import CliResult
+from tests.fixtures.engine import assert_same_calibration
 
 # ------------------------------------------------------------------ the framework, with stand-in stage bodies
 
@@ -157,7 +158,7 @@ CSA_EXE = str(Path(sys.executable).with_name("csa")) if Path(sys.executable).wit
 # Small settings appended to the walkthrough's commands so that they run in seconds here.
 SMALL = {
     "quantize": "--calib-images 8",
-    "run": "--limit 8 --calib-images 8 --iterations 2 --batch 1,4",
+    "run": "--limit 8 --calib-images 8 --iterations 2 --batch 1,8",
     "compare": "--limit 16 --calib-images 8 --batch 1 --iterations 3",
 }
 
@@ -207,6 +208,7 @@ def test_walkthrough_shell_pipeline_then_run_twice(hub_env: Any, imagenet_photos
     assert rc == 0, "\n".join(errors)
     pulled, exported, checked, quantized, bundle = records
     assert [r["kind"] for r in records] == ["checkpoint", "onnx", "onnx", "quantized", "bundle"]  # type: ignore[index]
+    assert quantized["precision"] == "mixed" and bundle["precision"] == "mixed"  # type: ignore[index]  # mixed: the default of every command that quantizes
     assert all(r["model"] == "test-csa" and r["weights"] == "pretrained" for r in records)  # type: ignore[index]
     # each stage consumed the record before it
     assert exported["weights_hash"] == pulled["weights_hash"]  # type: ignore[index]
@@ -232,11 +234,19 @@ def _run_twice_then_redo(imagenet_photos: Any, csa: Callable[..., CliResult]) ->
     assert _statuses_of(second.record) == {s: "cached" for s in STAGES}
     assert second.record["records"] == first.record["records"]  # the same artifacts and results, found again
     assert second.record["seconds"] < 0.25 * first.record["seconds"], (first.record["seconds"], second.record["seconds"])
-    # two batch sizes: the bundle holds an ONNX per batch, INT8 from the quantize stage's calibration cache
-    bundle = Path(first.record["records"]["engine"]["path"])
-    assert sorted(p.name for p in (bundle / "onnx").glob("*.onnx")) == ["test-csa_b1.onnx", "test-csa_b4.onnx"]
-    assert (bundle / "calib" / "test-csa.cache").read_text() == Path(first.record["records"]["quantize"]["calib_cache"]).read_text()
-    assert [r["batch"] for r in first.record["records"]["profile"]["results"]] == [1, 4]
+    # `csa run MODEL --batch 1,8 --precision mixed --target orin`: one calibrated graph. Every graph in the bundle
+    # holds the Q/DQ scales and weights of the graph eval-mixed evaluated, tensor by tensor (issue 15, item 5)
+    records = first.record["records"]
+    bundle = Path(records["engine"]["path"])
+    graphs = sorted((bundle / "onnx").glob("test-csa_b*.onnx"))
+    assert [p.name for p in graphs] == ["test-csa_b1_qdq.onnx", "test-csa_b8_qdq.onnx"] and not (bundle / "calib").exists()
+    evaluated = Path(records["eval-mixed"]["path"])
+    assert evaluated == Path(records["quantize"]["path"]) and records["eval-mixed"]["precision"] == "mixed"
+    for graph in graphs:
+        assert_same_calibration(evaluated, graph)
+    assert records["engine"]["precision"] == "mixed" and records["engine"]["int8_source"] == "qdq"
+    assert "held-out images" in records["engine"]["validation"]
+    assert [r["batch"] for r in records["profile"]["results"]] == [1, 8]
     evals = [r for k, r in first.record["records"].items() if k in ("evaluate", "eval-mixed")]
     assert [e["precision"] for e in evals] == ["fp32", "mixed"] and all(e["images"] > 0 for e in evals)
     # --redo quantize: the stages before it stay cached, it and the later ones run again

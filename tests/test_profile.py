@@ -250,12 +250,15 @@ def test_profiles_are_stored_for_compare(nano_profiles: dict[str, dict[str, Any]
 
 
 def test_an_onnx_record_on_stdin_keeps_model_and_weights(nano_profiles: dict[str, dict[str, Any]]) -> None:
-    path = nano_profiles["onnxruntime"]["path"]  # the batch-1 export
-    upstream = json.dumps({"schema": 1, "kind": "onnx", "model": "csa-nano", "path": path, "batch": 1, "weights": "random", "weights_hash": "random-seed0"})
-    code, stdout, stderr = _invoke("profile", "--no-estimate", *FAST, input=upstream + "\n")
+    """`csa export csa-nano | csa profile`: the export stage's record (the same batch-1 export the profiles used)."""
+    from csa_cli.stages.export.stage import export_stage
+
+    upstream = export_stage("csa-nano", weights="random", batch=1)
+    assert upstream.path == nano_profiles["onnxruntime"]["path"]  # cached: the batch-1 export
+    code, stdout, stderr = _invoke("profile", "--no-estimate", *FAST, input=upstream.to_json() + "\n")
     assert code == 0, stderr
     record = _records(stdout)[-1]
-    assert record["model"] == "csa-nano" and record["weights"] == "random" and record["weights_hash"] == "random-seed0"
+    assert record["model"] == "csa-nano" and record["weights"] == "random" and record["weights_hash"] == upstream.field("weights_hash")
     assert [r["batch"] for r in record["results"]] == [1]  # a static batch-1 ONNX runs at its own batch
     assert record["results"][0]["floor_ms"] is None
 
@@ -418,15 +421,20 @@ def test_an_engine_without_tensorrt_exits_4(tmp_path: Path) -> None:
     assert "TensorRT is not installed" in stderr and "pip install" in stderr
 
 
+@pytest.fixture
+def nano_bundle_record(tiny_onnx: Callable[[str, int], Path], tmp_path: Path) -> dict[str, Any]:
+    """The record `csa engine ONNX --target orin` writes, with its bundle folder."""
+    onnx = tiny_onnx("bundle-src", 8)
+    code, stdout, stderr = _invoke("engine", str(onnx), "--precision", "fp32", "--target", "orin", "--batch", "1,2", "--output", str(tmp_path / "orin"))
+    assert code == 0, stderr
+    return _records(stdout)[-1]
+
+
 @pytest.mark.parametrize("as_record", [False, True])
-def test_a_bundle_points_to_validate_sh(tmp_path: Path, as_record: bool) -> None:
-    bundle = tmp_path / "csa-nano-orin"
-    bundle.mkdir()
-    (bundle / "validate.sh").write_text("#!/bin/sh\n")
-    (bundle / "plan.json").write_text("{}")
+def test_a_bundle_points_to_validate_sh(nano_bundle_record: dict[str, Any], as_record: bool) -> None:
+    bundle = Path(nano_bundle_record["path"])
     if as_record:
-        record = json.dumps({"schema": 1, "kind": "bundle", "model": "csa-nano", "path": str(bundle), "weights": "random"})
-        code, _, stderr = _invoke("profile", input=record + "\n")
+        code, _, stderr = _invoke("profile", input=json.dumps(nano_bundle_record) + "\n")
     else:
         code, _, stderr = _invoke("profile", str(bundle))
     assert code == 2  # a record kind (or file type) the command does not take: exit 2 everywhere
@@ -441,8 +449,8 @@ class _FakeEngine:
     precision = "fp16"
     device = "cuda:0"
 
-    def __init__(self, path: Path, batch: int) -> None:
-        self.path, self.batch, self._chw = path, batch, (3, 32, 32)
+    def __init__(self, path: Path, batch: int, chw: tuple[int, int, int]) -> None:
+        self.path, self.batch, self._chw = path, batch, chw
         self.seen: list[float] = []
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -454,31 +462,72 @@ class _FakeEngine:
         return {"backend": "tensorrt", "tensorrt": "10.0-standin", "engine_batch": self.batch, "dynamic_batch": False}
 
 
-def test_an_engine_record_profiles_each_engine_at_its_batch(tiny_onnx: Callable[[str, int], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def engine_record(exported: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The record `csa engine csa-nano --target local --batch 1,4` writes, built through the stand-in
+    `tensorrt` module of the engine tests (tests/fixtures/engine.py). The stand-in stays installed for the
+    test; the GPU it needed is gone again (none here)."""
+    import sys
+
+    import torch
+
+    import csa_cli.tensorrt.runtime as runtime
+    from tests.fixtures.engine import fake_tensorrt
+
+    for batch in (1, 4):
+        exported("csa-nano", batch=batch)  # the session's exports: the engine stage finds them cached
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0", []))
+    monkeypatch.setattr(runtime, "tensorrt_version", lambda: "10.3.0")
+    with monkeypatch.context() as gpu:
+        gpu.setattr(torch.cuda, "is_available", lambda: True)
+        gpu.setattr(torch.cuda, "get_device_name", lambda *_: "Fake GPU")
+        args = ("csa-nano", "--weights", "random", "--precision", "fp16", "--target", "local", "--batch", "1,4", "--output", str(tmp_path / "e"))
+        code, stdout, stderr = _invoke("engine", *args)
+    assert code == 0, stderr
+    return _records(stdout)[-1]
+
+
+def test_engine_record_profiles_up_to_the_missing_gpu(engine_record: dict[str, Any]) -> None:
+    """`csa engine --target local | csa profile` here: the record is read, and the first thing missing is the GPU (exit 4)."""
+    assert engine_record["kind"] == "engine" and len(engine_record["source_onnx"]) == 2  # one static ONNX per batch
+    code, _, stderr = _invoke("profile", *FAST, input=json.dumps(engine_record) + "\n")
+    assert code == 4, stderr
+    assert "no CUDA GPU is visible" in stderr and stderr.count("Error:") == 1
+
+
+def test_engine_record_fields_are_typed(engine_record: dict[str, Any]) -> None:
+    """source_onnx is a list of paths in the record the stage writes; one edited into a string is refused by name, not a crash."""
+    from csa_cli.records import EngineRecord, parse_record
+
+    typed = EngineRecord.of(parse_record(json.dumps(engine_record)))
+    assert typed.source_onnx == engine_record["source_onnx"] and [e.batch for e in typed.engines] == [1, 4]
+    edited = {**engine_record, "source_onnx": engine_record["source_onnx"][0]}
+    code, _, stderr = _invoke("profile", *FAST, input=json.dumps(edited) + "\n")
+    assert code == 1 and "invalid csa record: source_onnx" in stderr and "TypeError" not in stderr
+
+
+def test_an_engine_record_profiles_each_engine_at_its_batch(engine_record: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the GPU: each engine of the record the engine stage wrote runs at its own batch, and the
+    static estimate comes from the record's source ONNX (a list, one per engine)."""
     import csa_cli.backends
-    import csa_cli.stages.profile.stage as core
 
     opened: dict[int, _FakeEngine] = {}
 
     def open_backend(name: str, artifact: Any, **kwargs: Any) -> _FakeEngine:
         assert name == "tensorrt"
-        batch = int(Path(artifact).stem.split("-b")[-1])
-        opened[batch] = _FakeEngine(Path(artifact), batch)
-        return opened[batch]
+        (entry,) = [e for e in engine_record["engines"] if e["path"] == str(artifact)]
+        opened[entry["batch"]] = _FakeEngine(Path(artifact), entry["batch"], (3, 224, 224))
+        return opened[entry["batch"]]
 
-    monkeypatch.setattr(core, "_require_tensorrt", lambda: None)
     monkeypatch.setattr(csa_cli.backends, "open_backend", open_backend)
-    engines = [{"batch": b, "path": str(tmp_path / f"m-b{b}.engine")} for b in (1, 4)]
-    record = {"schema": 1, "kind": "engine", "model": "tiny", "path": engines[0]["path"], "engines": engines, "precision": "fp16"}
-    record |= {"weights": "random", "source_onnx": str(tiny_onnx("engine-src", 8))}
-    code, stdout, stderr = _invoke("profile", *FAST, input=json.dumps(record) + "\n")
+    code, stdout, stderr = _invoke("profile", *FAST, input=json.dumps(engine_record) + "\n")
     assert code == 0, stderr
     out = _records(stdout)[-1]
     assert out["backend"] == "tensorrt" and out["provider"] == "TensorRT 10.0-standin" and out["weights"] == "random"
-    assert [r["batch"] for r in out["results"]] == [1, 4] and out["img_size"] == [32, 32]
+    assert [r["batch"] for r in out["results"]] == [1, 4] and out["img_size"] == [224, 224]
     assert all(len(e.seen) == 3 for e in opened.values())  # 1 warm-up + 2 timed, each on its own engine
     assert out["results"][0]["macs_per_frame"] > 0  # the estimate comes from the record's source ONNX
-    code, _, stderr = _invoke("profile", "--batch", "8", *FAST, input=json.dumps(record) + "\n")
+    code, _, stderr = _invoke("profile", "--batch", "8", *FAST, input=json.dumps(engine_record) + "\n")
     assert code == 2 and "no engine for batch 8" in stderr
 
 

@@ -75,7 +75,20 @@ def nano_int8(nano_onnx: Path, calib_dir: Path) -> dict[str, Any]:
 
     result = CliRunner().invoke(
         app,
-        ["quantize", str(nano_onnx), "--model", "csa-nano", "--calib-dataset", str(calib_dir), "--calib-images", "16", "--batch-size", "4"],
+        [
+            "quantize",
+            str(nano_onnx),
+            "--model",
+            "csa-nano",
+            "--calib-dataset",
+            str(calib_dir),
+            "--calib-images",
+            "16",
+            "--batch-size",
+            "4",
+            "--precision",
+            "int8",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.stderr
@@ -241,7 +254,7 @@ def test_same_seed_same_files_and_scales(nano_int8: dict[str, Any], nano_onnx: P
     from csa_cli.stages.quantize.stage import quantize_stage
 
     monkeypatch.setenv("CSA_HOME", str(tmp_path / "fresh-home"))  # no cached artifact: really recompute
-    again = quantize_stage(str(nano_onnx), model="csa-nano", calib_dataset=str(calib_dir), calib_images=16, batch_size=4)
+    again = quantize_stage(str(nano_onnx), model="csa-nano", calib_dataset=str(calib_dir), calib_images=16, batch_size=4, precision="int8")
     assert again.field("calib_files") == nano_int8["calib_files"]
     assert read_calibration_cache(Path(str(again.field("calib_cache")))).scales == read_calibration_cache(Path(nano_int8["calib_cache"])).scales
     other = quantize_stage(str(nano_onnx), model="csa-nano", calib_dataset=str(calib_dir), calib_images=16, batch_size=4, seed=1, method="minmax")
@@ -257,21 +270,17 @@ def test_quantized_csa_graph_passes_check(nano_int8: dict[str, Any], csa: Any) -
     assert result.exit_code == 0, result.stderr
 
 
-def test_mixed_policy_keeps_gates_attention_stem_and_classifier(nano_onnx: Path, calib_dir: Path, tmp_path: Path) -> None:
+def test_mixed_is_the_default_and_keeps_gates_attention_stem_and_classifier(csa: Any, nano_onnx: Path, calib_dir: Path, tmp_path: Path) -> None:
+    """`csa quantize` without --precision quantizes mixed (the default of every command that quantizes, as `csa run`'s)."""
     import onnx
 
-    from csa_cli.stages.quantize.stage import quantize_stage
+    from csa_cli.records import Record
 
-    rec = quantize_stage(
-        str(nano_onnx),
-        model="csa-nano",
-        calib_dataset=str(calib_dir),
-        calib_images=8,
-        precision="mixed",
-        keep_fp=["*/fc2/Conv"],
-        batch_size=4,
-        output=tmp_path / "mixed",
-    )
+    args = ["--model", "csa-nano", "--calib-dataset", str(calib_dir), "--calib-images", "8", "--keep-fp", "*/fc2/Conv", "--batch-size", "4"]
+    result = csa("quantize", str(nano_onnx), *args, "--output", str(tmp_path / "mixed"))
+    assert result.exit_code == 0, result.stderr
+    rec = Record.model_validate(result.record)
+    assert rec.field("precision") == "mixed" and rec.field("calib_dataset") == str(calib_dir)
     assert Path(str(rec.path)).parent == tmp_path / "mixed"
     summary = json.loads(Path(str(rec.field("summary"))).read_text())
     rules = {k["rule"] for k in summary["kept_fp"]}

@@ -96,7 +96,15 @@ def expected_table(header: list[str], rows: list[list[Any]]) -> list[Table]:
 
 def test_doctor_at_80_and_120_columns(csa_pty: Callable[..., tuple[int, str]], csa: Callable[..., Any]) -> None:
     checks = csa("doctor").record["checks"]  # the data the table shows
-    rows = [[c["component"], "present" if c["present"] else "absent", c["detail"], c["enables"]] for c in checks]
+    rows = [
+        [
+            c["component"],
+            ("too old" if c.get("problem") else "present") if c["present"] else "absent",
+            c["detail"] + " " + (c.get("problem") or ""),
+            c["enables"],
+        ]
+        for c in checks
+    ]
     wide = expected_table(["component", "status", "version / detail", "enables"], rows)
     texts = renders(csa_pty, "doctor", widths=WIDTHS)
     assert "pip install 'csa[tensorrt]'" in " ".join(texts[120].split()) or importlib.util.find_spec("tensorrt")  # markup in a value is text

@@ -11,6 +11,35 @@ from csa_cli.backends.base import BackendName
 from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.graph.onnx_file import read_onnx_info
 
+FP16_SOURCES = (
+    "FP16 figures come from CUDA: the torch backend (`--backend torch --device cuda --precision fp16`) "
+    "or a TensorRT engine (`csa engine --precision fp16`, then evaluate the engine)"
+)
+
+
+def onnxruntime_precision(requested: str | None, *, quantized: bool, device: str, name: str) -> str:
+    """The precision `name` runs at on ONNX Runtime, or a UsageError where `requested` would not be what ran.
+
+    ONNX Runtime runs a graph in the types it holds, converting nothing: csa's graphs are FP32, or
+    Q/DQ INT8 (a quantize record may call that mixed). Its CPU provider has FP16 kernels for few
+    ops and wraps an FP16 graph in casts to FP32 kernels. So a record that said fp16 here would
+    name a precision that did not run: refused, with where FP16 figures do come from.
+    """
+    if requested == "fp16":
+        why = (
+            "its CPU provider runs FP32 kernels (an FP16 graph would be wrapped in casts to FP32)"
+            if device == "cpu"
+            else "it runs a graph in the types it holds, and this one is " + ("Q/DQ INT8" if quantized else "FP32")
+        )
+        raise UsageError(f"--precision fp16 does not run FP16 on onnxruntime: {why}, so the result would claim a precision that did not run", hint=FP16_SOURCES)
+    if requested in (None, "fp32"):
+        return "int8" if quantized else "fp32"  # what the graph holds
+    if requested in ("int8", "mixed"):
+        if not quantized:
+            raise UsageError(f"{name} holds no Q/DQ nodes: onnxruntime runs it in FP32, not {requested}", hint="quantize it first, or drop --precision")
+        return requested
+    raise UsageError(f"unknown precision {requested!r} for onnxruntime", hint="use fp32, or int8 / mixed for a quantized (Q/DQ) graph")
+
 
 class OnnxRuntimeBackend:
     """One InferenceSession. A static-batch graph gets any batch size: split into its batch, the last chunk padded."""
@@ -42,6 +71,7 @@ class OnnxRuntimeBackend:
             self.device = "cpu"
         else:
             raise UsageError(f"unknown device '{device}'", hint="use cpu, cuda, cuda:N or auto")
+        self.precision = onnxruntime_precision(precision, quantized=self.quantized, device=self.device, name=self.path.name)  # before any session loads
         options = ort.SessionOptions()
         if threads is not None:
             if threads < 1:
@@ -53,8 +83,6 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph types
             raise CsaError(f"onnxruntime cannot load {self.path.name}: {str(exc).splitlines()[0]}") from None
-        # fp32 unless told otherwise; a graph with Q/DQ nodes is at least int8 (a record may say 'mixed')
-        self.precision = precision if precision not in (None, "fp32") else ("int8" if self.quantized else "fp32")
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.output_name = self.session.get_outputs()[0].name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from csa_cli.cli.common import stage_command
@@ -12,6 +14,14 @@ EXAMPLES = examples(
     ("what this machine has, and what each piece enables", "csa doctor"),
     ("the same as JSON, for a bug report", "csa doctor --json"),
 )
+if TYPE_CHECKING:
+    from csa_cli.measure.machine import Check
+
+
+def _status(check: Check) -> str:
+    if not check.present:
+        return "absent"
+    return "too old" if check.problem else "present"
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +37,6 @@ def register(app: typer.Typer) -> None:
             lambda: table(
                 "csa doctor",
                 ["component", "status", "version / detail", "enables"],
-                [[c.component, "present" if c.present else "absent", c.detail, c.enables] for c in checks],
+                [[c.component, _status(c), c.detail + (f"\n{c.problem}" if c.problem else ""), c.enables] for c in checks],
             ),
         )

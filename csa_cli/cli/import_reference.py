@@ -41,7 +41,9 @@ def register(app: typer.Typer) -> None:
     @stage_command("import-reference")
     def import_reference(
         out: Output,
-        checkpoint: Path = typer.Argument(..., metavar="FILE", help="A .pth state dict saved by NVIDIA's reference CSA training code."),
+        checkpoint: Path = typer.Argument(
+            ..., metavar="FILE", help="A checkpoint-*.pth of a reference CSA training run (model, model_ema, optimizer, ..., args), or a state dict."
+        ),
         model: str = typer.Option(..., "--model", metavar="MODEL", help="The csa-* zoo model the checkpoint was trained as, e.g. csa-tiny."),
         output: Path | None = options.OUTPUT(None, shown="under CSA_HOME/checkpoints"),
         force: bool = options.FORCE(),

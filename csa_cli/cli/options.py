@@ -38,7 +38,7 @@ PRECISIONS = {
     "fp32": "fp32",
     "fp16": "fp16",
     "int8": "int8 (every Conv/Gemm/MatMul)",
-    "mixed": "mixed (INT8 with the FP layers of the documented policy)",
+    "mixed": "mixed (INT8, with the sensitive layers of the documented policy in FP16)",
 }
 
 

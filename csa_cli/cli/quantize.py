@@ -35,7 +35,7 @@ def _render(record: Record) -> object:
 
 
 EXAMPLES = examples(
-    ("INT8 with the mixed-precision policy, calibrated on 500 images of a folder", "csa quantize csa-tiny --calib-dataset ~/imagenet/val --precision mixed"),
+    ("the mixed-precision policy, calibrated on 500 images of a folder", "csa quantize csa-tiny --calib-dataset ~/imagenet/val"),
     ("the graph a check passed, calibrated on a Hub dataset", "csa check csa-tiny | csa quantize --calib-dataset hf://datasets/OWNER/imagenet-mini:validation"),
     ("a bare ONNX file, keeping the head in FP", "csa quantize model.onnx --model csa-tiny --calib-dataset ~/imagenet/val --keep-fp '*head*'"),
 )
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = options.DATA_DIR(),
         calib_images: int = options.CALIB_IMAGES(),
         method: str = typer.Option("entropy", "--method", metavar="METHOD", help="entropy | minmax | percentile. Default: entropy.", show_default=False),
-        precision: str = options.PRECISION("int8", why="every Conv/Gemm/MatMul in INT8 unless asked for mixed", choices=("int8", "mixed")),
+        precision: str = options.PRECISION("mixed", why="sensitive layers stay in FP16, so INT8 costs little accuracy", choices=("mixed", "int8")),
         seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the calibration sample. Default: 0.", show_default=False),
         keep_fp: list[str] | None = typer.Option(None, "--keep-fp", metavar="PATTERN", help="Keep nodes matching this name glob in FP (repeatable)."),
         strict: bool = typer.Option(False, "--strict", help="Fail when the dataset has fewer images than --calib-images."),
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         force: bool = options.FORCE(),
         manifest: Path | None = options.MANIFEST(),
     ) -> None:
-        """INT8 post-training quantization: QDQ ONNX (TensorRT 10), calibration cache (TensorRT 8.6), summary.
+        """INT8 post-training quantization (mixed by default): QDQ ONNX, calibration cache (TensorRT 8.6 DLA), summary.
 
         --output DIR also copies the three files into DIR.
         \f

@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
         out: Output,
         model: str = typer.Argument(..., metavar="MODEL", help="A zoo model (see `csa list`)."),
         to: str = typer.Option(
-            "profile", "--to", metavar="STAGE", help="Last stage: fetch, evaluate, export, check, quantize, eval-mixed, engine, profile. Default: profile."
+            "profile", "--to", metavar="STAGE", help="Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, profile. Default: profile."
         ),
         dataset: str | None = options.DATASET(None, shown="none: evaluation and calibration are skipped"),
         data_dir: str | None = options.DATA_DIR(),
@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
         weights: str = options.WEIGHTS(),
         manifest: Path | None = options.MANIFEST(),
     ) -> None:
-        """Run the chain fetch → evaluate → export → check → quantize → eval-mixed → engine → profile."""
+        """Run the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → profile."""
         from csa_cli.pipeline.options import RunOptions, stage_name
         from csa_cli.pipeline.run import run_pipeline
 

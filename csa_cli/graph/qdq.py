@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 QOPERATOR_OPS = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "QLinearAdd", "QLinearMul"})
+# The layers with weights: where TensorRT's explicit-quantization guide puts Q/DQ (on their inputs),
+# and the layer boundaries a layer-by-layer comparison marks.
+WEIGHTED_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def is_quantized_op(op_type: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import resource
 import sys
 from pathlib import Path
@@ -81,11 +82,45 @@ def machine_info(threads: int | None, device: str = "cpu") -> MachineInfo:
     )
 
 
+# The first onnxruntime release with what `csa quantize` uses (stages/quantize/qdq_writer.py):
+# quantize_static(calibration_cache_path=...) and onnxruntime.quantization.calibrate's
+# TensorsData / save_tensors_data, added by microsoft/onnxruntime PR #28221 ("add calibration
+# cache to quantize_static"). Read from the released wheels: absent from 1.26.0's
+# onnxruntime/quantization/{quantize,calibrate}.py, present in 1.27.0's. pyproject's floor matches.
+ONNXRUNTIME_QUANTIZE_FLOOR = (1, 27, 0)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string: '1.27.0.dev20260501+cu12' -> (1, 27, 0)."""
+    parts = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(p) for p in parts.group(0).split(".")) if parts else ()
+
+
+ONNXRUNTIME_UPGRADE = "pip install 'onnxruntime>=" + ".".join(map(str, ONNXRUNTIME_QUANTIZE_FLOOR)) + "'"
+
+
+def installed_onnxruntime() -> str | None:
+    """The installed onnxruntime's version (the CPU or the GPU distribution), or None."""
+    return _version("onnxruntime") or _version("onnxruntime-gpu")
+
+
+def onnxruntime_floor_problem(version: str | None) -> str | None:
+    """Why an installed onnxruntime is too old for `csa quantize`, or None when it is new enough (or absent)."""
+    if version is None or _release(version) >= ONNXRUNTIME_QUANTIZE_FLOOR:
+        return None
+    floor = ".".join(map(str, ONNXRUNTIME_QUANTIZE_FLOOR))
+    return (
+        f"onnxruntime {version} is older than {floor}, the first release with "
+        "quantize_static(calibration_cache_path=...) and save_tensors_data, which csa quantize uses"
+    )
+
+
 class Check(BaseModel):
     component: str
     present: bool
     detail: str
     enables: str
+    problem: str | None = None  # present, but unusable for part of what it enables (too old)
 
 
 def probe_environment() -> list[Check]:
@@ -107,7 +142,7 @@ def probe_environment() -> list[Check]:
         )
     )
     checks.append(Check(component="CUDA GPU", present=cuda, detail=cuda_detail, enables="torch CUDA fp16 eval/profile, TensorRT builds"))
-    ort_v = _version("onnxruntime") or _version("onnxruntime-gpu")
+    ort_v = installed_onnxruntime()
     providers = "-"
     if ort_v:
         import onnxruntime
@@ -119,6 +154,7 @@ def probe_environment() -> list[Check]:
             present=ort_v is not None,
             detail=f"{ort_v} ({providers})" if ort_v else "not installed",
             enables="parity checks, quantization, eval/profile on onnxruntime",
+            problem=(problem + f" ({ONNXRUNTIME_UPGRADE})") if (problem := onnxruntime_floor_problem(ort_v)) else None,
         )
     )
     for dist, enables in (

@@ -1,7 +1,9 @@
 """Probes: one per backend, each turning a batch size into a timed step.
 
 torch runs on the CPU (threads) or on CUDA (CUDA events; CUDA graphs by default); ONNX Runtime
-on its CPU or CUDA provider; any Backend (TensorRT) through its run(), timed on the host clock.
+on its CPU or CUDA provider; a TensorRT engine with CUDA events around its host-to-device copy,
+execute_async_v3 and device-to-host copy on preallocated buffers (tensorrt/execution.py), as
+trtexec times it; any other Backend through its run(), timed on the host clock.
 """
 
 from __future__ import annotations
@@ -216,6 +218,12 @@ class BackendProbe:
         self.threads = described.get("threads")
         chw = getattr(first, "_chw", None)  # the engine's input shape, where the backend exposes it
         self.img_size = tuple(int(d) for d in chw[1:]) if chw and len(chw) == 3 else (img_size or (224, 224))
+        self.splits: list[Any] = []  # StepTimes of every timed step, when the backend times its parts
+        self.timing = (
+            "CUDA events around H2D copy, execute_async_v3 and D2H copy on preallocated buffers (latency = H2D + compute + D2H, as trtexec)"
+            if hasattr(first, "timed_step")
+            else "host clock around run()"
+        )
 
     def batches(self, requested: Sequence[int] | None) -> list[int]:
         if self.by_batch is None:
@@ -233,5 +241,17 @@ class BackendProbe:
     @contextmanager
     def stepper(self, batch: int, settings: MeasureSettings) -> Iterator[Step]:
         impl = self.single if self.by_batch is None else self.by_batch[batch]
-        # The backend's run() returns host outputs, so it has synchronized: host time is latency.
-        yield wall_clock_step(impl.run, random_pool(batch, self.img_size, settings))
+        pool = random_pool(batch, self.img_size, settings)
+        self.splits = []
+        if not hasattr(impl, "timed_step"):
+            # The backend's run() returns host outputs, so it has synchronized: host time is latency.
+            yield wall_clock_step(impl.run, pool)
+            return
+        timed = impl.timed_step(batch, pool)
+
+        def step(i: int) -> float:
+            parts = timed(i)
+            self.splits.append(parts)
+            return float(parts.latency_ms)
+
+        yield step

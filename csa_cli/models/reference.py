@@ -1,26 +1,32 @@
-"""Loading state dicts trained with NVIDIA's reference CSA code (DL4AGX ConvSelfAttention).
+"""Loading checkpoints trained with NVIDIA's reference CSA code (DL4AGX ConvSelfAttention).
 
-The reference model follows ConvNeXt's layout; its parameter names map onto ours one to one:
+The reference model follows ConvNeXt's layout. Its `state_dict()` names (listed with shapes in
+shared/reference/reference-checkpoint.md, read from DL4AGX Models/ConvSelfAttention) map onto
+ours one to one:
 
-| reference name                           | ours                                         |
-| ---------------------------------------- | -------------------------------------------- |
-| downsample_layers.{i}.0.*  (conv)        | stages.{i}.downsample.conv.*                 |
-| downsample_layers.{i}.1.*  (BN)          | stages.{i}.downsample.bn.*                   |
-| stages.{i}.{j}.v.0.*       (dw conv)     | stages.{i}.blocks.{j}.value.conv.*           |
-| stages.{i}.{j}.v.1.*       (BN)          | stages.{i}.blocks.{j}.value.bn.*             |
-| stages.{i}.{j}.q.*         (conv1x1)     | stages.{i}.blocks.{j}.query.conv.*           |
-| stages.{i}.{j}.norm_q.*    (BN)          | stages.{i}.blocks.{j}.query.bn.*             |
-| stages.{i}.{j}.qk.0.*      (conv1x1)     | stages.{i}.blocks.{j}.gate.conv.*            |
-| stages.{i}.{j}.qk.1.*      (BN)          | stages.{i}.blocks.{j}.gate.bn.*              |
-| stages.{i}.{j}.qkv.0.*     (conv1x1)     | stages.{i}.blocks.{j}.fc1.conv.*             |
-| stages.{i}.{j}.qkv.1.*     (BN)          | stages.{i}.blocks.{j}.fc1.bn.*               |
-| stages.{i}.{j}.mlp.*       (conv1x1)     | stages.{i}.blocks.{j}.fc2.*                  |
-| stages.{i}.{j}.gamma       (layer scale) | stages.{i}.blocks.{j}.gamma                  |
-| norm.*                     (head BN)     | head.norm.*                                  |
-| head.*                     (conv1x1)     | head.fc.*                                    |
+| reference name                          | what it is                    | ours                                |
+| --------------------------------------- | ----------------------------- | ----------------------------------- |
+| downsample_layers.{i}.0.*               | stem / downsample conv        | stages.{i}.downsample.conv.*        |
+| downsample_layers.{i}.1.*               | its BN                        | stages.{i}.downsample.bn.*          |
+| stages.{i}.{j}.v.*                      | depthwise conv (plain Conv2d) | stages.{i}.blocks.{j}.value.conv.*  |
+| stages.{i}.{j}.act_v.0.*                | BN of act_v = (BN, Swish)     | stages.{i}.blocks.{j}.value.bn.*    |
+| stages.{i}.{j}.q.*                      | conv1x1 C -> hN               | stages.{i}.blocks.{j}.query.conv.*  |
+| stages.{i}.{j}.norm_q.*                 | BN after q                    | stages.{i}.blocks.{j}.query.bn.*    |
+| stages.{i}.{j}.qk.*                     | gate conv1x1 hN -> C          | stages.{i}.blocks.{j}.gate.conv.*   |
+| stages.{i}.{j}.act_qk.0.*               | BN of act_qk = (BN, Sigmoid)  | stages.{i}.blocks.{j}.gate.bn.*     |
+| stages.{i}.{j}.qkv.*                    | conv1x1 C -> 3C               | stages.{i}.blocks.{j}.fc1.conv.*    |
+| stages.{i}.{j}.act_qkv.0.*              | BN of act_qkv = (BN, Swish)   | stages.{i}.blocks.{j}.fc1.bn.*      |
+| stages.{i}.{j}.mlp.*                    | conv1x1 3C -> C               | stages.{i}.blocks.{j}.fc2.*         |
+| stages.{i}.{j}.gamma                    | layer scale (1, C, 1, 1)      | stages.{i}.blocks.{j}.gamma (C,)    |
+| norm.*                                  | head BN                       | head.norm.*                         |
+| head.*                                  | classifier conv1x1            | head.fc.*                           |
 
-act_v / act_qk / act_qkv are activations (no parameters). A `module.` prefix (DDP) is stripped;
-a Linear head weight (classes x C) is accepted and reshaped to the 1x1 conv's (classes x C x 1 x 1).
+Swish and Sigmoid hold no parameters, so `act_*.1` never appears. A `module.` prefix (DDP) is
+stripped; a Linear head weight (classes x C) is accepted and reshaped to the 1x1 conv's.
+
+A training run (ConvNeXt's main.py) saves one dict: model, model_ema, optimizer, epoch, scaler
+and args, an argparse.Namespace. It is read with torch.load(weights_only=True) with exactly
+that one class allow-listed.
 """
 
 from __future__ import annotations
@@ -41,14 +47,14 @@ if TYPE_CHECKING:
 
 # (reference regex, our template) and (our regex, reference template): one explicit table, both ways
 _BLOCK_PARTS = [
-    ("v.0", "value.conv"),
-    ("v.1", "value.bn"),
+    ("v", "value.conv"),
+    ("act_v.0", "value.bn"),
     ("q", "query.conv"),
     ("norm_q", "query.bn"),
-    ("qk.0", "gate.conv"),
-    ("qk.1", "gate.bn"),
-    ("qkv.0", "fc1.conv"),
-    ("qkv.1", "fc1.bn"),
+    ("qk", "gate.conv"),
+    ("act_qk.0", "gate.bn"),
+    ("qkv", "fc1.conv"),
+    ("act_qkv.0", "fc1.bn"),
     ("mlp", "fc2"),
 ]
 _LEAF = r"(weight|bias|running_mean|running_var|num_batches_tracked)"
@@ -102,7 +108,7 @@ def to_reference_state_dict(model: CSANet) -> dict[str, torch.Tensor]:
         ref = our_key_to_reference(key)
         if ref is None:
             raise CsaError(f"parameter '{key}' has no reference name")
-        out[ref] = value
+        out[ref] = value.reshape(1, -1, 1, 1) if ref.endswith(".gamma") else value  # the reference keeps gamma as (1, C, 1, 1)
     return out
 
 
@@ -117,6 +123,33 @@ def unwrap_training_checkpoint(obj: Any, *, ema: bool = False) -> dict[str, Any]
         if isinstance(obj.get(candidate), dict):
             return obj[candidate]
     return obj
+
+
+def read_training_checkpoint(path: Path) -> Any:
+    """What torch.save wrote to `path`, read with weights_only=True.
+
+    A training run's file also holds `args`, an argparse.Namespace (ConvNeXt's main.py saves it
+    beside model, model_ema, optimizer, epoch and scaler): that one class is allow-listed for this
+    load, nothing more, and weights_only is never turned off, so no pickled code runs.
+    """
+    import argparse
+
+    import torch
+
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors, refused globals: all mean "not a plain checkpoint"
+        text = str(exc).strip()
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if refused:
+            reason = f"it holds a pickled {refused.group(1)}, and only tensors, plain containers and argparse.Namespace are read"
+        else:
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        raise CsaError(
+            f"cannot read {path.name} as a weights-only PyTorch checkpoint: {reason}",
+            hint="give a state dict, or the checkpoint-*.pth a reference training run saved (model, model_ema, optimizer, epoch, scaler, args)",
+        ) from None
 
 
 def _name_list(keys: list[str], limit: int = 6) -> str:
@@ -166,6 +199,9 @@ def from_reference_state_dict(name: str, state_dict: dict[str, Any], *, manifest
     num_classes = int(head.shape[0]) if head is not None else None
     if head is not None and head.ndim == 2:  # a Linear head: same numbers as a 1x1 conv
         translated["head.fc.weight"] = head[:, :, None, None]
+    for key, value in translated.items():
+        if key.endswith(".gamma") and value.ndim == 4:  # the reference's (1, C, 1, 1) layer scale; ours is (C,)
+            translated[key] = value.reshape(-1)
     model = create_model(name, num_classes, manifest=manifest)
     if not isinstance(model, CSANet):
         raise CsaError(f"'{name}' is not a CSA model: reference checkpoints hold CSA weights", hint="use --model csa-tiny (or another csa-* entry)")
@@ -206,10 +242,9 @@ def default_import_path(model: str, source: Path, source_sha256: str) -> Path:
 def import_reference_checkpoint(source: str | Path, model: str, output: str | Path | None = None, *, ema: bool = False, manifest: Any = None) -> Record:
     """Convert a reference-trained .pth into our checkpoint; returns the checkpoint record.
 
-    The .pth is read with torch.load(weights_only=True): tensors and plain containers only, no pickled code.
+    The .pth is read by read_training_checkpoint (weights_only, argparse.Namespace allowed); `ema`
+    takes its model_ema entry instead of model.
     """
-    import torch
-
     from csa_cli.manifest import load_manifest
     from csa_cli.models.checkpoint import save_checkpoint
     from csa_cli.records import make_record
@@ -221,14 +256,7 @@ def import_reference_checkpoint(source: str | Path, model: str, output: str | Pa
     entry = zoo.get(model)
     if entry.architecture.builder != "csa":
         raise CsaError(f"'{model}' is not a CSA model: reference checkpoints hold CSA weights", hint="use --model csa-tiny (or another csa-* entry)")
-    try:
-        obj = torch.load(str(src), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, zip errors, refused globals: all mean "not a plain state dict"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CsaError(
-            f"cannot read {src.name} as a weights-only PyTorch checkpoint: {first}", hint="the file must be a state dict saved with torch.save"
-        ) from None
-    state_dict = unwrap_training_checkpoint(obj, ema=ema)
+    state_dict = unwrap_training_checkpoint(read_training_checkpoint(src), ema=ema)
     module = from_reference_state_dict(model, state_dict, manifest=zoo)
     source_hash = _sha256(src)
     target = Path(output) if output is not None else default_import_path(model, src, source_hash)

@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from csa_cli.errors import UsageError
 from csa_cli.records import Record, make_record
 
-StageName = Literal["fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "engine", "profile"]
+StageName = Literal["fetch", "evaluate", "export", "check", "quantize", "engine", "eval-mixed", "profile"]
 
 
-STAGES: tuple[StageName, ...] = ("fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "engine", "profile")
+# The engine comes before eval-mixed so that an engine built here is what gets evaluated.
+STAGES: tuple[StageName, ...] = ("fetch", "evaluate", "export", "check", "quantize", "engine", "eval-mixed", "profile")
 
 
 # Names users may type for a stage (the issue calls the engine stage "build-engine").

@@ -1,4 +1,4 @@
-"""The pipeline core: fetch → evaluate → export → check → quantize → eval-mixed → engine → profile.
+"""The pipeline core: fetch → evaluate → export → check → quantize → engine → eval-mixed → profile.
 
 `csa run` and `csa compare` drive the same stage cores as the separate commands, in-process.
 Each finished stage leaves a small "run step" artifact under CSA_HOME (store.py)
@@ -24,7 +24,7 @@ from csa_cli.errors import CsaError, MissingBackend
 from csa_cli.paths import csa_home
 from csa_cli.pipeline.options import STAGES, RunOptions, RunSummary, StageName, StageResult, selected_stages, stage_note, validate_options
 from csa_cli.pipeline.steps import STAGE_BODIES, Context, Skip
-from csa_cli.records import Record
+from csa_cli.records import Record, record_from_dict
 from csa_cli.store import artifact_key, build_artifact, find_artifact
 
 RUN_STEP = "run-step"  # artifact stage prefix of the pipeline's own per-stage markers
@@ -56,8 +56,8 @@ _STAGE_INPUTS: dict[StageName, tuple[tuple[str, ...], tuple[StageName, ...]]] = 
     "export": (("batch", "img_size"), ("fetch",)),
     "check": ((), ("export",)),
     "quantize": (("calib_dataset", "dataset", "data_dir", "calib_images", "method", "precision"), ("export",)),
-    "eval-mixed": (("dataset", "data_dir", "limit", "precision"), ("quantize",)),
-    "engine": (("precision", "target", "batch"), ("quantize", "export")),
+    "engine": (("precision", "target", "batch", "dataset", "data_dir"), ("quantize", "export")),
+    "eval-mixed": (("dataset", "data_dir", "limit", "precision"), ("quantize", "engine")),
     "profile": (("backend", "batch", "iterations", "seconds", "warmup", "threads", "img_size"), ("fetch",)),
 }
 
@@ -238,7 +238,7 @@ def _apply_step(ctx: Context, name: StageName, key: str, step: StepFile) -> None
         # the weights every later stage uses (pretrained / a path), as fetch decided them
         ctx.weights = str(step.record.get("weights") or ctx.weights)
     if step.record is not None:
-        ctx.records[name] = Record.model_validate(step.record)
+        ctx.records[name] = record_from_dict(step.record)
 
 
 def _fail(summary: RunSummary, result: StageResult, t0: float, message: str, exit_code: int) -> None:

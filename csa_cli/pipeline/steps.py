@@ -179,17 +179,20 @@ def _quantize(ctx: Context) -> Record:
 
 
 def _eval_mixed(ctx: Context) -> Record:
-    if "quantize" not in ctx.records:
+    """The model that deploys, evaluated: the engine built here, else the Q/DQ graph on ONNX Runtime."""
+    engine = ctx.records.get("engine")
+    built_here = engine is not None and engine.kind == "engine"
+    if not built_here and "quantize" not in ctx.records:
         raise Skip("no quantized model")
     dataset = _dataset(ctx, "evaluate")
     from csa_cli.stages.evaluate import stage as evaluate
 
-    # the QDQ ONNX runs on ONNX Runtime; its calibration images are left out by the eval core
+    # calibration images are left out by the eval core (the engine record carries their list too)
     return evaluate.evaluate_stage(
-        ctx.records["quantize"],
+        engine if built_here else ctx.records["quantize"],
         dataset=dataset,
         data_dir=ctx.options.data_dir,
-        backend="onnxruntime",
+        backend="tensorrt" if built_here else "onnxruntime",
         limit=ctx.options.limit,
         weights=ctx.weights,
         manifest=ctx.options.manifest,
@@ -201,16 +204,13 @@ def _eval_mixed(ctx: Context) -> Record:
 def _engine(ctx: Context) -> Record:
     if ctx.options.target == "local" and importlib.util.find_spec("tensorrt") is None:
         raise Skip("TensorRT not installed here (--target orin makes a bundle to build on the device)")
+    quantized = ctx.records.get("quantize")
+    if ctx.options.precision in ("int8", "mixed") and quantized is None:
+        raise Skip(f"no quantized model for precision {ctx.options.precision} (give --dataset to calibrate one)")
     from csa_cli.stages.engine.stage import engine_stage
 
-    quantized = ctx.records.get("quantize")
-    source: Record | str = quantized or ctx.records.get("check") or ctx.records["export"]
-    calib_cache = None
-    if len(ctx.options.batch) > 1:
-        # the exported (and QDQ) ONNX is static at the first batch size: for several, the engine core
-        # exports one FP32 ONNX per batch, and INT8 comes from the calibration cache of the same calibration
-        source = ctx.model
-        calib_cache = quantized.field("calib_cache") if quantized is not None else None
+    # one quantized model per run: the calibrated Q/DQ graph eval-mixed evaluates, copied per batch size
+    source: Record = quantized or ctx.records.get("check") or ctx.records["export"]
     return engine_stage(
         source,
         precision=ctx.options.precision,
@@ -219,7 +219,8 @@ def _engine(ctx: Context) -> Record:
         weights=ctx.weights,
         manifest=ctx.options.manifest,
         img_size=ctx.options.img_size,
-        calib_cache=calib_cache,
+        dataset=ctx.options.dataset,
+        data_dir=ctx.options.data_dir,
     )
 
 
@@ -246,7 +247,7 @@ STAGE_BODIES: dict[StageName, Callable[[Context], Record]] = {
     "export": _export,
     "check": _check,
     "quantize": _quantize,
-    "eval-mixed": _eval_mixed,
     "engine": _engine,
+    "eval-mixed": _eval_mixed,
     "profile": _profile,
 }

@@ -11,7 +11,8 @@ Precision flags (TensorRT 8.6 / 10, weakly typed networks):
     int8  -> INT8 (+ FP32 fallback)   mixed -> FP16 + INT8 (FP32 still allowed)
 INT8 needs either Q/DQ nodes in the ONNX (explicit quantization) or a calibration cache
 (implicit; 8.6 and 10 only). TensorRT 11 removed every precision flag and implicit INT8:
-only fp32, or int8 from a Q/DQ ONNX (strongly typed), can be built there.
+only fp32, or int8 from a Q/DQ ONNX (strongly typed), can be built there. What a target and a
+capability allow is decided in tensorrt/capability.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.graph.onnx_file import OnnxInfo
+from csa_cli.tensorrt.capability import (
+    Capability,
+    dla_io_formats,
+    dla_takes_qdq,
+    engine_capability,
+    parse_version,
+    safety_scope_supported,
+    target_problems,
+)
 
 Precision = Literal["fp32", "fp16", "int8", "mixed"]
 Target = Literal["local", "orin"]
@@ -56,6 +66,15 @@ class EngineSpec(BaseModel):
     dynamic: bool = False
     profile: ShapeProfile | None = None
     has_qdq: bool = False
+    output_ranks: list[int] = Field(default_factory=lambda: [2], description="rank of each output (DLA output formats depend on it)")
+    input_format: str | None = Field(default=None, description="trtexec --inputIOFormats (DLA without GPU fallback)")
+    output_formats: list[str] | None = Field(default=None, description="trtexec --outputIOFormats (DLA without GPU fallback)")
+    validate_engine: str | None = Field(default=None, description="a standard engine trtexec can run, built beside a DLA-standalone loadable to validate it")
+
+    @property
+    def runnable(self) -> str:
+        """The engine file trtexec --loadEngine runs to validate this spec."""
+        return self.validate_engine or self.engine
 
     def shape(self, batch: int | None = None) -> str:
         c, h, w = self.chw
@@ -90,6 +109,10 @@ class BuildPlan(BaseModel):
     def trt_major(self) -> int:
         return trt_major(self.trt_version)
 
+    @property
+    def capability(self) -> Capability:
+        return engine_capability(self.safe, self.dla_core)
+
     @model_validator(mode="after")
     def _consistent(self) -> BuildPlan:
         for problem in plan_problems(self):
@@ -98,10 +121,7 @@ class BuildPlan(BaseModel):
 
 
 def trt_major(version: str) -> int:
-    try:
-        return int(str(version).split(".")[0])
-    except ValueError:
-        raise UsageError(f"TensorRT version must look like 8.6, 10 or 11, got {version!r}") from None
+    return parse_version(version)[0]
 
 
 def precision_flags(precision: str) -> tuple[bool, bool]:
@@ -125,6 +145,15 @@ def plan_problems(plan: BuildPlan) -> list[str]:
         problems.append("GPU fallback only applies to a DLA build (give --dla N)")
     if plan.safe and plan.dla_core is not None and plan.gpu_fallback:
         problems.append("a safety DLA build is DLA-standalone: GPU fallback is not available with --safe --dla")
+    problems += target_problems(
+        precision=plan.precision,
+        target=plan.target,
+        trt_version=plan.trt_version,
+        restricted=plan.restricted,
+        safe=plan.safe,
+        dla_core=plan.dla_core,
+        gpu_fallback=plan.gpu_fallback,
+    )
     if major >= 11:
         if plan.fp16:
             problems.append(
@@ -134,34 +163,51 @@ def plan_problems(plan: BuildPlan) -> list[str]:
         if plan.int8 and plan.calib_cache and not all(e.has_qdq for e in plan.engines):
             problems.append("TensorRT 11 removed implicit INT8 calibration: a calibration cache cannot be used, give a Q/DQ ONNX (`csa quantize`)")
     for spec in plan.engines:
-        where = f"engine {Path(spec.engine).name}"
-        if spec.batch < 1:
-            problems.append(f"{where}: batch must be at least 1, got {spec.batch}")
-        if min(spec.chw) < 1:
-            problems.append(f"{where}: input CxHxW must be positive, got {spec.chw}")
-        if plan.int8 and not spec.has_qdq and not plan.calib_cache:
-            problems.append(
-                f"{where}: precision {plan.precision} needs INT8 scales: a Q/DQ ONNX (`csa quantize`) or a calibration cache (--calib-cache); "
-                f"{spec.onnx} has neither"
-            )
-        if spec.dynamic and (plan.restricted or plan.safe):
-            problems.append(f"{where}: restricted/safety mode takes static shapes only; {spec.onnx} has a dynamic batch axis: export one static ONNX per batch")
-        if (plan.restricted or plan.safe) and spec.batch > MAX_SAFETY_BATCH:
-            problems.append(f"{where}: restricted/safety mode allows batch <= {MAX_SAFETY_BATCH}, got {spec.batch}")
-        if spec.profile is not None:
-            p = spec.profile
-            if not spec.dynamic:
-                problems.append(f"{where}: an optimization profile needs a dynamic-batch ONNX, {spec.onnx} is static")
-            if p.min < 1:
-                problems.append(f"{where}: profile min batch must be at least 1, got {p.min}")
-            if p.min > p.opt:
-                problems.append(f"{where}: profile min batch {p.min} > opt {p.opt}")
-            if p.opt > p.max:
-                problems.append(f"{where}: profile opt batch {p.opt} > max {p.max}")
-            if spec.batch > p.max or spec.batch < p.min:
-                problems.append(f"{where}: batch {spec.batch} lies outside the profile [{p.min}, {p.max}]")
-        elif spec.dynamic:
-            problems.append(f"{where}: a dynamic-batch ONNX needs an optimization profile (min/opt/max)")
+        problems += _spec_problems(plan, spec)
+    return problems
+
+
+def _spec_problems(plan: BuildPlan, spec: EngineSpec) -> list[str]:
+    where = f"engine {Path(spec.engine).name}"
+    problems: list[str] = []
+    if spec.batch < 1:
+        problems.append(f"{where}: batch must be at least 1, got {spec.batch}")
+    if min(spec.chw) < 1:
+        problems.append(f"{where}: input CxHxW must be positive, got {spec.chw}")
+    if plan.int8 and not spec.has_qdq and not plan.calib_cache:
+        problems.append(
+            f"{where}: precision {plan.precision} needs INT8 scales: a Q/DQ ONNX (`csa quantize`) or a calibration cache (--calib-cache); "
+            f"{spec.onnx} has neither"
+        )
+    if spec.has_qdq and not plan.int8:
+        # explicit quantization: TensorRT runs the Q/DQ graph in INT8 whatever the flags (or refuses it)
+        problems.append(
+            f"{where}: {Path(spec.onnx).name} is a Q/DQ (INT8) graph, which precision {plan.precision} cannot build: "
+            "use --precision int8 or mixed, or build the FP32 graph it was quantized from"
+        )
+    if spec.has_qdq and plan.dla_core is not None and not dla_takes_qdq(plan.trt_version):
+        problems.append(
+            f"{where}: DLA on TensorRT {plan.trt_version} does not take a Q/DQ graph (no explicit quantization on DLA): "
+            "build the FP32 ONNX with the calibration cache `csa quantize` wrote (--calib-cache), which holds the same scales"
+        )
+    if spec.dynamic and (plan.restricted or plan.safe):
+        problems.append(f"{where}: restricted/safety mode takes static shapes only; {spec.onnx} has a dynamic batch axis: export one static ONNX per batch")
+    if (plan.restricted or plan.safe) and spec.batch > MAX_SAFETY_BATCH:
+        problems.append(f"{where}: restricted/safety mode allows batch <= {MAX_SAFETY_BATCH}, got {spec.batch}")
+    if spec.profile is not None:
+        p = spec.profile
+        if not spec.dynamic:
+            problems.append(f"{where}: an optimization profile needs a dynamic-batch ONNX, {spec.onnx} is static")
+        if p.min < 1:
+            problems.append(f"{where}: profile min batch must be at least 1, got {p.min}")
+        if p.min > p.opt:
+            problems.append(f"{where}: profile min batch {p.min} > opt {p.opt}")
+        if p.opt > p.max:
+            problems.append(f"{where}: profile opt batch {p.opt} > max {p.max}")
+        if spec.batch > p.max or spec.batch < p.min:
+            problems.append(f"{where}: batch {spec.batch} lies outside the profile [{p.min}, {p.max}]")
+    elif spec.dynamic:
+        problems.append(f"{where}: a dynamic-batch ONNX needs an optimization profile (min/opt/max)")
     return problems
 
 
@@ -211,38 +257,17 @@ def make_plan(
 
     `batches` matters only for a dynamic ONNX (profile min/max; opt defaults to max); a static
     ONNX is built at its own batch. Engine files are named <model>_<precision>_b<batch>.engine
-    under `engine_dir`.
+    under `engine_dir` (a DLA-standalone loadable: .loadable, with a _validate.engine beside it).
 
-    Long because it takes every builder setting by name; the engine specs are a short loop and
+    Long because it takes every builder setting by name; the engine specs are _spec and
     validation is plan_problems.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint="use fp32, fp16, int8 or mixed")
     fp16, int8 = precision_flags(precision)
-    specs: list[EngineSpec] = []
-    for info in onnx_files:
-        c, h, w = (int(d) for d in info.input_shape[1:])
-        profile = None
-        if info.dynamic:
-            wanted = batches or [1]
-            top = max(wanted)
-            profile = ShapeProfile(min=min(wanted), opt=opt_batch if opt_batch is not None else top, max=top)
-            batch = top
-        else:
-            batch = int(info.input_shape[0])
-        name = f"{model}_{precision}_b{batch}" + ("_dyn" if info.dynamic else "") + ".engine"
-        specs.append(
-            EngineSpec(
-                batch=batch,
-                onnx=info.path,
-                engine=f"{engine_dir}/{name}" if engine_dir else name,
-                input_name=info.input_name,
-                chw=(c, h, w),
-                dynamic=info.dynamic,
-                profile=profile,
-                has_qdq=info.has_qdq,
-            )
-        )
+    fallback = (dla_core is not None and not safe) if gpu_fallback is None else gpu_fallback
+    capability = engine_capability(safe, dla_core)
+    specs = [_spec(model, info, precision, batches, opt_batch, engine_dir, dla_core, fallback, capability) for info in onnx_files]
     return validate_plan(
         {
             "model": model,
@@ -258,10 +283,56 @@ def make_plan(
             "restricted": restricted,
             "safe": safe,
             "dla_core": dla_core,
-            "gpu_fallback": (dla_core is not None and not safe) if gpu_fallback is None else gpu_fallback,
+            "gpu_fallback": fallback,
             "weights": weights,
             "weights_hash": weights_hash,
         }
+    )
+
+
+def _spec(
+    model: str,
+    info: OnnxInfo,
+    precision: str,
+    batches: list[int] | None,
+    opt_batch: int | None,
+    engine_dir: str,
+    dla_core: int | None,
+    gpu_fallback: bool,
+    capability: Capability,
+) -> EngineSpec:
+    c, h, w = (int(d) for d in info.input_shape[1:])
+    profile = None
+    if info.dynamic:
+        wanted = batches or [1]
+        top = max(wanted)
+        profile = ShapeProfile(min=min(wanted), opt=opt_batch if opt_batch is not None else top, max=top)
+        batch = top
+    else:
+        batch = int(info.input_shape[0])
+    stem = f"{model}_{precision}_b{batch}" + ("_dyn" if info.dynamic else "")
+    ranks = [len(info.output_shape) or 2] * max(1, len(info.output_names))
+    input_format, output_formats = None, None
+    if dla_core is not None and not gpu_fallback and precision != "fp32":  # fp32 on DLA is refused by plan_problems
+        input_format, output_formats = dla_io_formats(precision, ranks)
+    standalone = capability == "DLA_STANDALONE"
+
+    def named(name: str) -> str:
+        return f"{engine_dir}/{name}" if engine_dir else name
+
+    return EngineSpec(
+        batch=batch,
+        onnx=info.path,
+        engine=named(stem + (".loadable" if standalone else ".engine")),
+        input_name=info.input_name,
+        chw=(c, h, w),
+        dynamic=info.dynamic,
+        profile=profile,
+        has_qdq=info.has_qdq,
+        output_ranks=ranks,
+        input_format=input_format,
+        output_formats=output_formats,
+        validate_engine=named(stem + "_validate.engine") if standalone else None,
     )
 
 
@@ -273,9 +344,20 @@ def _shape_arg(spec: EngineSpec, batch: int) -> str:
     return f"{_input_ref(spec)}:{spec.shape(batch)}"
 
 
-def trtexec_build_args(plan: BuildPlan, spec: EngineSpec) -> list[str]:
-    """The trtexec command line that builds `spec` as the plan says (argv, no shell quoting)."""
-    args = ["trtexec", f"--onnx={spec.onnx}", f"--saveEngine={spec.engine}"]
+CHUNK = "@K@"  # stands for the chunk number in validate.sh's accuracy lines (the script substitutes it)
+
+
+def trtexec_build_args(plan: BuildPlan, spec: EngineSpec, *, validation: bool = False, layer_info: str | None = None) -> list[str]:
+    """The trtexec command line that builds `spec` as the plan says (argv, no shell quoting).
+
+    `validation`: the standard engine built beside a DLA-standalone loadable (the same DLA core,
+    I/O formats and precision, no --safe) so that trtexec can run what the loadable computes.
+    `layer_info`: also export the engine's layers (--profilingVerbosity=detailed --exportLayerInfo,
+    trtexec's reporting options) and build only (--skipInference). trtexec writes no layer
+    information for a safety engine (trtexec.cpp, 8.6: printLayerInfo only `if (!options.build.safe)`).
+    """
+    safe = plan.safe and not validation
+    args = ["trtexec", f"--onnx={spec.onnx}", f"--saveEngine={spec.validate_engine if validation else spec.engine}"]
     if plan.trt_major < 11:  # 11 removed the precision flags and implicit calibration (strongly typed)
         if plan.fp16:
             args.append("--fp16")
@@ -286,9 +368,13 @@ def trtexec_build_args(plan: BuildPlan, spec: EngineSpec) -> list[str]:
     if spec.profile is not None:
         p = spec.profile
         args += [f"--minShapes={_shape_arg(spec, p.min)}", f"--optShapes={_shape_arg(spec, p.opt)}", f"--maxShapes={_shape_arg(spec, p.max)}"]
-    if plan.restricted:
+    if spec.input_format:
+        args.append(f"--inputIOFormats={spec.input_format}")
+    if spec.output_formats:
+        args.append(f"--outputIOFormats={','.join(spec.output_formats)}")
+    if (plan.restricted or (validation and plan.safe)) and safety_scope_supported(plan.trt_version):
         args.append("--restricted")
-    if plan.safe:
+    if safe:
         args.append("--safe")
     if plan.dla_core is not None:
         args.append(f"--useDLACore={plan.dla_core}")
@@ -298,22 +384,61 @@ def trtexec_build_args(plan: BuildPlan, spec: EngineSpec) -> list[str]:
     args.append(f"--memPoolSize=workspace:{plan.workspace_mib}")
     if plan.timing_cache:
         args.append(f"--timingCacheFile={plan.timing_cache}")
+    if layer_info is not None:
+        args += ["--skipInference", "--verbose"]
+        if not safe:
+            args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={layer_info}"]
     return args
 
 
-def trtexec_run_args(plan: BuildPlan, spec: EngineSpec, *, inputs: str, outputs: str, times: str) -> list[str]:
-    """trtexec that loads a built engine, feeds it saved inputs, and exports outputs and timings."""
-    args = ["trtexec", f"--loadEngine={spec.engine}", f"--loadInputs={_input_ref(spec)}:{inputs}"]
+def _run_base(plan: BuildPlan, spec: EngineSpec) -> list[str]:
+    args = ["trtexec", f"--loadEngine={spec.runnable}"]
     if spec.dynamic:
         args.append(f"--shapes={_shape_arg(spec, spec.batch)}")
-    if plan.safe:
-        args.append("--safe")
+    if plan.capability == "SAFETY":
+        args.append("--safe")  # a safety engine is run by the safe runtime, never the standard one (sampleEngines.cpp getSafe)
     if plan.dla_core is not None:
         args.append(f"--useDLACore={plan.dla_core}")
-    args += [f"--exportOutput={outputs}", f"--exportTimes={times}"]
+    return args
+
+
+def trtexec_accuracy_args(plan: BuildPlan, spec: EngineSpec, *, inputs: str, outputs: str) -> list[str]:
+    """One inference on saved inputs, outputs exported as JSON (`inputs`/`outputs` may hold CHUNK)."""
+    return [*_run_base(plan, spec), f"--loadInputs={_input_ref(spec)}:{inputs}", f"--exportOutput={outputs}", "--iterations=1", "--warmUp=0", "--duration=0"]
+
+
+def timing_flags(plan: BuildPlan) -> list[str]:
+    """trtexec's options for stable timings on the device (samples/common/sampleOptions.cpp, 8.6 / 10 / 11.1).
+
+    --useSpinWait ("actively synchronize on GPU events": less synchronization jitter),
+    --useCudaGraph (launch overhead out of the timing; not for DLA or the safe runtime, where
+    capture does not apply), --separateProfileRun (the per-layer profiler in a second run, not in
+    the timed one). trtexec 11 made all three the default and the flags no-ops, so they are left
+    out there. Warm-up 1 s, at least 10 s of timed runs.
+    """
+    flags = ["--warmUp=1000", "--duration=10"]
+    if plan.trt_major < 11:
+        flags.append("--useSpinWait")
+        if plan.dla_core is None and plan.capability == "STANDARD":
+            flags.append("--useCudaGraph")
+        if plan.capability != "SAFETY":
+            flags.append("--separateProfileRun")
+    return flags
+
+
+def trtexec_timing_args(plan: BuildPlan, spec: EngineSpec, *, times: str, profile: str | None) -> list[str]:
+    """trtexec that times an engine (random inputs: timing does not depend on the values) and exports times and per-layer profile."""
+    args = [*_run_base(plan, spec), *timing_flags(plan), f"--exportTimes={times}"]
+    if profile is not None:
+        args.append(f"--exportProfile={profile}")
     return args
 
 
 def to_trtexec(plan: BuildPlan) -> list[list[str]]:
-    """One trtexec build command line (argv) per engine of the plan."""
-    return [trtexec_build_args(plan, spec) for spec in plan.engines]
+    """One trtexec build command line (argv) per engine of the plan (and per validation engine of a DLA loadable)."""
+    lines = []
+    for spec in plan.engines:
+        lines.append(trtexec_build_args(plan, spec))
+        if spec.validate_engine:
+            lines.append(trtexec_build_args(plan, spec, validation=True))
+    return lines

@@ -2,6 +2,9 @@
 
 A bundle's validate.sh leaves results/times_bN.json; the plan.json beside it names the model,
 precision and TensorRT version, so `csa compare` can show the device's latency beside the rest.
+The layer information build.sh and validate.sh leave beside it (layers_bN.json from
+--exportLayerInfo, profile_bN.json from --exportProfile, build_bN.log) comes back with it:
+which layers run in INT8, FP16 or FP32, which left the DLA, and which take longest.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from csa_cli.errors import CsaError, UsageError
 from csa_cli.measure.stats import nearest_rank
 from csa_cli.paths import sha256_file as _sha256
 from csa_cli.tensorrt.bundle import read_bundle_plan
+from csa_cli.tensorrt.layers import LayerSummary, layers_left_dla, parse_layer_info, parse_profile, summarize_layers
 from csa_cli.tensorrt.plan import (
     BuildPlan,
 )
@@ -36,6 +40,8 @@ class TrtexecTiming(BaseModel):
     endComputeMs: float
     latencyMs: float = Field(ge=0)
     computeMs: float | None = None
+    h2dMs: float | None = None
+    d2hMs: float | None = None
 
     @property
     def compute_ms(self) -> float:
@@ -62,11 +68,14 @@ class TimingStats(BaseModel):
     min_ms: float
     max_ms: float
     compute_median_ms: float
+    h2d_median_ms: float | None = None
+    d2h_median_ms: float | None = None
     throughput_ips: float
     per_image_ms: float
     source: str
     source_sha256: str
     trt_version: str | None = None
+    layers: LayerSummary | None = None
 
 
 def parse_trtexec_times(path: Path) -> list[TrtexecTiming]:
@@ -111,11 +120,33 @@ def timing_stats(entries: list[TrtexecTiming], *, model: str, device: str, batch
         min_ms=min(lat),
         max_ms=max(lat),
         compute_median_ms=nearest_rank(sorted(e.compute_ms for e in entries), 50),
+        h2d_median_ms=_median_of([e.h2dMs for e in entries]),
+        d2h_median_ms=_median_of([e.d2hMs for e in entries]),
         throughput_ips=batch * 1000.0 / median if median > 0 else 0.0,
         per_image_ms=median / batch,
         source=str(source),
         source_sha256=_sha256(source),
     )
+
+
+def _median_of(values: list[float | None]) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    return nearest_rank(present, 50) if present else None
+
+
+def layer_files(times: Path, batch: int | None, plan: BuildPlan | None) -> LayerSummary | None:
+    """The layers of the engine a times_bN.json belongs to, from the files build.sh / validate.sh leave beside it."""
+    if batch is None:
+        return None
+    folder = times.parent
+    info, profile, log = folder / f"layers_b{batch}.json", folder / f"profile_b{batch}.json", folder / f"build_b{batch}.log"
+    if not info.is_file():
+        return None
+    dla = plan is not None and plan.dla_core is not None
+    layers = parse_layer_info(info.read_text(encoding="utf-8"), dla=dla)
+    times_ms = parse_profile(profile.read_text(encoding="utf-8")) if profile.is_file() else None
+    left = layers_left_dla(log.read_text(encoding="utf-8", errors="replace")) if dla and log.is_file() else []
+    return summarize_layers(layers, times=times_ms, left_dla=left)
 
 
 def _bundle_context(path: Path) -> tuple[BuildPlan | None, int | None]:
@@ -151,11 +182,12 @@ def import_timings(
     if not device:
         raise UsageError(f"which device were the timings in {source.name} measured on?", hint='add --device "Orin AGX"')
     stats = timing_stats(entries, model=model, device=device, batch=batch, precision=precision, source=source)
+    stats.layers = layer_files(source, batch, plan)
     if plan is not None:
         stats.trt_version = plan.trt_version
     key = artifact_key(model=model, device=device, batch=batch, precision=precision, sha=stats.source_sha256)
     stored = store_result("timing", model, key, stats.model_dump())
-    row = stats.model_dump(exclude={"model", "device", "source", "source_sha256", "backend", "precision", "trt_version"})
+    row = stats.model_dump(exclude={"model", "device", "source", "source_sha256", "backend", "precision", "trt_version", "layers"})
     return make_record(
         "profile",
         model=model,
@@ -165,5 +197,6 @@ def import_timings(
         results=[{**row, "warmup": 0}],
         machine={"device": device, "source": "trtexec --exportTimes", "tensorrt": stats.trt_version},
         weights=plan.weights if plan else None,
+        layers=stats.layers.model_dump(exclude_none=True) if stats.layers else None,
         stored=str(stored),
     )

@@ -307,6 +307,12 @@ def open_target(
     """Load / export what is needed and open the backend."""
     from csa_cli.backends import open_backend
 
+    ort_device = "cpu" if device == "auto" else device
+    if target.backend == "onnxruntime" and precision == "fp16":  # refused with its reason before anything is exported or loaded
+        from csa_cli.backends.onnxruntime_backend import onnxruntime_precision
+
+        quantized = target.kind == "onnx" and read_onnx_info(Path(str(target.artifact))).has_qdq
+        onnxruntime_precision(precision, quantized=quantized, device=ort_device, name=Path(str(target.artifact or target.model)).name)
     if precision is not None and target.precision is not None and precision != target.precision and target.kind != "torch":
         raise UsageError(f"{Path(str(target.artifact)).name} is a {target.precision} model; --precision {precision} cannot change that")
     if target.kind == "torch":
@@ -323,9 +329,7 @@ def open_target(
         prec = precision or ("fp16" if dev.startswith("cuda") else "fp32")
         backend = open_backend("torch", target.artifact, device=dev, precision=prec, threads=threads)
     elif target.backend == "onnxruntime":
-        backend = open_backend(
-            "onnxruntime", target.artifact, device="cpu" if device == "auto" else device, precision=precision or target.precision or "fp32", threads=threads
-        )
+        backend = open_backend("onnxruntime", target.artifact, device=ort_device, precision=precision or target.precision or "fp32", threads=threads)
     else:
         backend = open_backend("tensorrt", target.artifact, device="cuda:0" if device in ("auto", "cpu") else device, precision=target.precision or "fp32")
     target.precision = backend.precision

@@ -42,6 +42,9 @@ class BatchResult(LatencyStats):
     floor_ms: float | None = Field(default=None, description="roofline time floor for the whole batch")
     floor_bound: Literal["compute", "memory"] | None = None
     x_floor: float | None = Field(default=None, description="median latency / floor (>= 1 for an honest measurement)")
+    h2d_ms: float | None = Field(default=None, description="median host-to-device copy (TensorRT: CUDA events)")
+    compute_ms: float | None = Field(default=None, description="median GPU compute of the engine alone (execute_async_v3)")
+    d2h_ms: float | None = Field(default=None, description="median device-to-host copy")
 
 
 class ProfileResult(BaseModel):
@@ -56,6 +59,7 @@ class ProfileResult(BaseModel):
     provider: str | None = None
     threads: int | None = None
     cuda_graphs: bool | None = None
+    timing: str | None = Field(default=None, description="how a latency was measured (clock, what it spans)")
     path: str | None = Field(default=None, description="the ONNX or engine profiled (None for a torch module)")
     weights: str | None = None
     weights_hash: str | None = None

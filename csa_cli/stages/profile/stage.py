@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from csa_cli import events
+from csa_cli.backends.onnxruntime_backend import onnxruntime_precision
 from csa_cli.errors import CsaError, MissingBackend, UsageError
+from csa_cli.graph.onnx_file import read_onnx_info
 from csa_cli.measure.machine import machine_info
 from csa_cli.measure.probes import BackendProbe, OrtProbe, Probe, TorchProbe
 from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
 from csa_cli.measure.stats import summarize
 from csa_cli.measure.timing import DEFAULT_BATCHES, MeasureSettings, run_timed
-from csa_cli.records import Record
+from csa_cli.records import EngineRecord, Record
 from csa_cli.stages.profile.records import BatchResult, FrameCost, ProfileOptions, ProfileResult
 from csa_cli.store import artifact_key, store_result
+from csa_cli.tensorrt.execution import median_split
 from csa_cli.tensorrt.runtime import ENGINE_SUFFIXES
 
 BUNDLE_MARKERS = ("validate.sh", "build.sh", "plan.json")
@@ -118,7 +121,12 @@ def profile_probe(
             with probe.stepper(batch, settings) as step:
                 samples = run_timed(step, settings)
             stats = summarize(samples, batch, settings.warmup)
-            rows.append(BatchResult(**stats.model_dump()))
+            row = BatchResult(**stats.model_dump())
+            splits = getattr(probe, "splits", None)
+            if splits:  # the parts of each timed (not warm-up) step, where the probe measures them
+                for key, value in median_split(splits[-len(samples) :]).items():
+                    setattr(row, key, value)
+            rows.append(row)
             said = f"median {stats.median_ms:.2f} ms, p99 {stats.p99_ms:.2f} ms, {stats.throughput_ips:.1f} img/s ({stats.iterations} iterations)"
             events.info(f"  batch {batch:>3}: {said}")
             bar.advance()
@@ -181,6 +189,7 @@ def _finish(
         provider=probe.provider,
         threads=probe.threads,
         cuda_graphs=probe.cuda_graphs,
+        timing=getattr(probe, "timing", None),
         path=str(path) if path else None,
         weights=weights,
         weights_hash=weights_hash,
@@ -243,8 +252,7 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
         return export_stage(model, weights=options.weights, batch=batch, img_size=options.img_size, dynamic_batch=dynamic, manifest=options.manifest)
 
     if backend == "onnxruntime":
-        if options.precision != "fp32":
-            raise UsageError("--precision applies to the torch backend; onnxruntime runs the ONNX as it is (fp32 or QDQ)")
+        onnxruntime_precision(options.precision, quantized=False, device=options.device or "cpu", name=model)  # fp16: refused with its reason
         if options.dynamic_batch:
             record = export(batches[0], True)
             path = Path(str(record.path))
@@ -307,8 +315,8 @@ def profile_onnx(
         raise UsageError(
             f"an ONNX file is profiled with --backend onnxruntime, not {options.backend}", hint="for tensorrt, build an engine first with `csa engine`"
         )
-    if options.precision != "fp32":
-        raise UsageError("--precision applies to the torch backend; onnxruntime runs the ONNX as it is (fp32 or QDQ)")
+    if options.precision != "fp32":  # the probe reports what the graph holds; asking for anything else is refused with its reason
+        onnxruntime_precision(options.precision, quantized=read_onnx_info(path).has_qdq, device=options.device or "cpu", name=path.name)
     probe = OrtProbe(path, threads=options.threads, device=options.device or "cpu")
     batches = probe.batches(options.batches)
     return _finish(
@@ -337,27 +345,28 @@ def profile_engine(path: Path, options: ProfileOptions, *, model: str | None = N
     """TensorRT engines (one, or one per batch from an engine record); exit 4 where TensorRT is absent."""
     if options.backend not in (None, "tensorrt"):
         raise UsageError(f"an engine runs on --backend tensorrt, not {options.backend}")
+    # the record is read (and its fields checked) before any device is asked for
+    engine = EngineRecord.of(record) if record is not None else None
+    # the per-batch sources differ only in their batch axis: the first one still on disk serves every batch
+    cost_source = next((Path(p) for p in engine.source_onnx if Path(p).is_file()), None) if engine is not None else None
     _require_tensorrt()
     from csa_cli.backends import open_backend
 
     device = options.device or "cuda:0"
-    engines = record.field("engines") if record is not None else None
-    if isinstance(engines, list) and engines:
-        backends: dict[int, Any] | Any = {int(e["batch"]): open_backend("tensorrt", Path(e["path"]), device=device) for e in engines}
+    if engine is not None and engine.engines:
+        backends: dict[int, Any] | Any = {e.batch: open_backend("tensorrt", Path(e.path), device=device) for e in engine.engines}
     else:
         backends = open_backend("tensorrt", path, device=device)
-    size = record.field("img_size") if record is not None else None
-    probe = BackendProbe(backends, tuple(size) if size else options.img_size)  # type: ignore[arg-type]
-    onnx_source = (record.field("source_onnx") or record.field("onnx")) if record is not None else None
+    probe = BackendProbe(backends, options.img_size)
     return _finish(
         probe,
-        model=model or (record.model if record is not None else None) or path.stem,
+        model=model or (engine.model if engine is not None else None) or path.stem,
         batches=probe.batches(options.batches),
         options=options,
-        cost_source=Path(onnx_source) if onnx_source and Path(onnx_source).is_file() else None,
+        cost_source=cost_source,
         path=path,
-        weights=record.weights if record is not None else None,
-        weights_hash=record.field("weights_hash") if record is not None else None,
+        weights=engine.weights if engine is not None else None,
+        weights_hash=engine.field("weights_hash") if engine is not None else None,
     )
 
 

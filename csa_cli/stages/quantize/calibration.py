@@ -41,7 +41,10 @@ MAX_BINS = 8192  # past this, adjacent bins merge pairwise (exact) so histograms
 PERCENTILE = 99.99
 INT8_MAX = 127.0
 
-TRT_VERSION = "8601"  # DRIVE OS TensorRT 8.6.1
+# NV_TENSORRT_VERSION of DRIVE OS 6's TensorRT 8.6.1 (tensorrt/capability.trt_version_number). The engine stage
+# rewrites the header for the TensorRT that reads the cache: the installed one for a local build, the
+# device's in a bundle (build.sh reads it from trtexec), since TensorRT ignores a cache naming another.
+TRT_VERSION = "8601"
 TRT_ALGORITHM = "EntropyCalibration2"
 
 

@@ -15,16 +15,15 @@ from pydantic import BaseModel
 
 from csa_cli.errors import UsageError
 from csa_cli.graph.index import GraphIndex, index_graph
+from csa_cli.graph.qdq import WEIGHTED_OPS
 
 if TYPE_CHECKING:
     import onnx
 
 
-# TensorRT's explicit-quantization guide: quantize the inputs of weighted layers, leave their
-# outputs to TensorRT's fusions. Anything else (Add, Mul, Resize, pooling) runs in FP16/FP32
-# unless TensorRT fuses it into an INT8 neighbour.
-WEIGHTED_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-
+# TensorRT's explicit-quantization guide: quantize the inputs of weighted layers (WEIGHTED_OPS),
+# leave their outputs to TensorRT's fusions. Anything else (Add, Mul, Resize, pooling) runs in
+# FP16/FP32 unless TensorRT fuses it into an INT8 neighbour.
 
 # ops that carry a tensor along without mixing channels or positions in a way the policy cares about
 PASSTHROUGH_OPS = {"Resize", "Reshape", "Transpose", "Identity", "BatchNormalization", "Flatten", "Squeeze", "Unsqueeze", "Cast"}

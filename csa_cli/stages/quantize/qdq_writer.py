@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from csa_cli import events
-from csa_cli.stages.quantize.policy import WEIGHTED_OPS
+from csa_cli.graph.qdq import WEIGHTED_OPS
 
 if TYPE_CHECKING:
     import onnx

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from csa_cli import events
-from csa_cli.errors import CsaError, UsageError
+from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.graph.index import name_nodes
 from csa_cli.graph.onnx_file import load_onnx, onnx_info
-from csa_cli.graph.qdq import is_quantized, nonzero_zero_points
-from csa_cli.measure.machine import peak_rss_mib
+from csa_cli.graph.qdq import WEIGHTED_OPS, is_quantized, nonzero_zero_points
+from csa_cli.measure.machine import ONNXRUNTIME_UPGRADE, installed_onnxruntime, onnxruntime_floor_problem, peak_rss_mib
 from csa_cli.paths import atomic_path, atomic_write_text
 from csa_cli.paths import sha256_file as file_sha256
 from csa_cli.stages.quantize.calibration import (
@@ -45,7 +45,7 @@ from csa_cli.stages.quantize.calibration import (
     write_calibration_cache,
 )
 from csa_cli.stages.quantize.collect import DEFAULT_BATCH, collect_ranges, float_tensors
-from csa_cli.stages.quantize.policy import WEIGHTED_OPS, nodes_kept_fp
+from csa_cli.stages.quantize.policy import nodes_kept_fp
 from csa_cli.stages.quantize.qdq_writer import write_qdq
 from csa_cli.stages.quantize.records import CalibFileList, QuantizeResult, QuantizeSummary, TensorRange, Timings
 
@@ -80,6 +80,9 @@ def _validate_options(method: str, precision: str) -> None:
         raise UsageError(f"unknown calibration method {method!r}", hint=f"use --method {' | '.join(METHODS)}")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint=f"use --precision {' | '.join(PRECISIONS)}")
+    too_old = onnxruntime_floor_problem(installed_onnxruntime())
+    if too_old:
+        raise MissingBackend(too_old, hint=ONNXRUNTIME_UPGRADE)
 
 
 def quantize_onnx(
@@ -88,7 +91,7 @@ def quantize_onnx(
     batches: Iterable[np.ndarray],
     *,
     method: str = "entropy",
-    precision: str = "int8",
+    precision: str = "mixed",
     keep_fp: Sequence[str] = (),
     model_name: str | None = None,
     images_requested: int | None = None,
@@ -184,7 +187,7 @@ def _files_key(files: Sequence[CalibFile]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _preprocessing_for(model: str | None, onnx_hw: tuple[int, int] | None, manifest: str | Path | None) -> Preprocessing:
+def preprocessing_for(model: str | None, onnx_hw: tuple[int, int] | None, manifest: str | Path | None) -> Preprocessing:
     """The model's eval preprocessing (manifest), sized to the ONNX input; timm defaults for a bare ONNX."""
     from csa_cli.data.preprocess import default_preprocessing
 
@@ -235,9 +238,12 @@ def _resolve_source(source: Record | str | Path, *, weights: str | None, manifes
 
 
 def _carried(record: Record) -> dict[str, Any]:
-    # not "check": that verdict is about the FP32 graph, and the QDQ graph is another one
     keep = ("weights_hash", "img_size", "batch", "dynamic_batch", "opset", "license")
-    return {k: record.field(k) for k in keep if record.field(k) is not None}
+    carried = {k: record.field(k) for k in keep if record.field(k) is not None}
+    if record.field("check") is not None:
+        # the verdict is about the FP32 graph (the Q/DQ graph is another one): carried as the source's, for the build to quote
+        carried["source_check"] = record.field("check")
+    return carried
 
 
 def _selected_files(all_files: Sequence[CalibFile], count: int, seed: int, *, strict: bool) -> list[CalibFile]:
@@ -260,7 +266,7 @@ def quantize_stage(
     data_dir: str | Path | None = None,
     calib_images: int = 500,
     method: str = "entropy",
-    precision: str = "int8",
+    precision: str = "mixed",
     seed: int = 0,
     keep_fp: Sequence[str] = (),
     strict: bool = False,
@@ -297,7 +303,7 @@ def quantize_stage(
         raise CsaError(f"{onnx_path} is already quantized (it has Q/DQ nodes)", hint="give the FP32 ONNX written by `csa export`")
     onnx_hw = onnx_info(proto).input_hw
     del proto
-    pre = _preprocessing_for(zoo_model, onnx_hw, manifest)
+    pre = preprocessing_for(zoo_model, onnx_hw, manifest)
 
     files = _selected_files(all_files, calib_images, seed, strict=strict)
 
@@ -364,6 +370,7 @@ def _quantized_record(folder: Path, name: str, files: Sequence[CalibFile], *, so
         calib_files_list=str(folder / FILES_FILE),
         method=summary.method,
         precision=summary.precision,
+        calib_dataset=summary.calib_dataset,
         source_onnx=str(Path(source_onnx).resolve()),
         weights=weights,
         images=summary.images,
