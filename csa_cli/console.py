@@ -129,7 +129,7 @@ class Output:
             if spinner is not None:
                 spinner.stop()
             return
-        spinner = self.stderr.status(event.message)
+        spinner = self.stderr.status(text(event.message))  # a stage's words are never markup
         spinner.start()
         self._spans[event.span] = spinner
 
@@ -152,7 +152,7 @@ class Output:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             bar = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
@@ -174,7 +174,7 @@ class Output:
     def status(self, message: str) -> Iterator[None]:
         """A spinner on a terminal, a plain line otherwise."""
         if self.stderr_is_terminal:
-            with self.stderr.status(message):
+            with self.stderr.status(text(message)):
                 yield
         else:
             self.info(message)

@@ -65,7 +65,7 @@ def help_examples(csa: Callable[..., CliResult], page: str) -> list[str]:
 def test_every_help_page_ends_with_two_or_three_examples(csa: Callable[..., CliResult]) -> None:
     for page in HELP_PAGES:
         found = help_examples(csa, page)
-        assert 1 <= len(found) <= 3 if page == "cache rm" else 2 <= len(found) <= 3, (page, found)
+        assert 2 <= len(found) <= 3, (page, found)
         assert all(line.split()[1 : 1 + len(page.split())] == page.split() or "|" in line for line in found), (page, found)
     every = {line for page in HELP_PAGES for line in help_examples(csa, page)}
     assert set(EXPECTED) <= every, f"EXPECTED names examples no help shows any more: {set(EXPECTED) - every}"

@@ -184,3 +184,22 @@ def test_a_long_stage_shows_a_bar_with_an_eta_on_a_terminal_and_nothing_extra_on
     assert piped.exit_code == 0
     assert len(piped.stdout.splitlines()) == 1 and piped.record["kind"] == "onnx"  # the record, alone on stdout
     assert "━" not in piped.stderr and "\x1b" not in piped.stderr  # no bar, no terminal codes: plain lines only
+
+
+def test_user_text_is_never_read_as_markup() -> None:
+    from rich.console import Console
+
+    from csa_cli.console import Output, table
+    from csa_cli.events import Event
+
+    tricky = ["pip install 'csa[tensorrt]'", "/data/[bold]val[/bold]/*.JPEG", "node [red]x"]
+    console = Console(record=True, width=120, force_terminal=True)
+    console.print(table("[bold]title[/bold]", ["a [b]", "c"], [[tricky[0], tricky[1]], [tricky[2], "-"]]))
+    shown = console.export_text()
+    assert all(t in shown for t in [*tricky, "[bold]title[/bold]", "a [b]"]), shown
+    out = Output()
+    out.__dict__["stderr"] = Console(record=True, width=120, force_terminal=True)  # what a terminal would get
+    out.render_event(Event("info", tricky[2]))
+    out.render_event(Event("warning", tricky[1]))
+    said = out.stderr.export_text()
+    assert tricky[2] in said and f"Warning: {tricky[1]}" in said
