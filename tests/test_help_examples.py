@@ -139,7 +139,7 @@ def _bundle_with_times(work: Path) -> None:
 
     record = engine_stage("csa-nano", precision="fp16", target="orin", weights="random")
     shutil.copytree(str(record.path), work / "bundle")
-    (work / "bundle" / "results").mkdir()
+    (work / "bundle" / "results").mkdir(exist_ok=True)
     (work / "bundle" / "results" / "times_b1.json").write_text(json.dumps(_times(20, seed=2)))
 
 

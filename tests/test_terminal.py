@@ -173,17 +173,24 @@ def stored_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, A
 
 
 def test_a_long_stage_shows_a_bar_with_an_eta_on_a_terminal_and_nothing_extra_on_a_pipe(
-    csa_pty: Callable[..., tuple[int, str]], csa: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    csa_pty: Callable[..., tuple[int, str]],
+    csa: Callable[..., Any],
+    exported: Callable[..., Path],
+    imagenet_photos: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    onnx = str(exported("csa-nano"))  # the session's (before CSA_HOME moves), for the pipe half
     monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))  # nothing cached: the export runs
     code, shown = csa_pty("export", "csa-nano", "--weights", "random", "--opset", "18")
     assert code == 0, shown
     bars = [line for line in shown.replace("\r", "\n").splitlines() if "export, check, parity" in line and "━" in line]
     assert bars and all(re.search(r"\d/3 .*(-:--:--|\d+:\d\d:\d\d)$", line.rstrip()) for line in bars), bars  # done/total, then the ETA
-    piped = csa("export", "csa-nano", "--weights", "random", "--opset", "16")
-    assert piped.exit_code == 0
-    assert len(piped.stdout.splitlines()) == 1 and piped.record["kind"] == "onnx"  # the record, alone on stdout
-    assert "━" not in piped.stderr and "\x1b" not in piped.stderr  # no bar, no terminal codes: plain lines only
+    # on a pipe (an eval reports progress too): the record alone on stdout, plain progress lines on stderr
+    piped = csa("eval", onnx, "--model", "csa-nano", "--dataset", str(imagenet_photos.val_dir), "--limit", "8", "--workers", "0")
+    assert piped.exit_code == 0, piped.stderr
+    assert len(piped.stdout.splitlines()) == 1 and piped.record["kind"] == "eval"
+    assert "images/s" in piped.stderr and "━" not in piped.stderr and "\x1b" not in piped.stderr  # no bar, no terminal codes
 
 
 def test_user_text_is_never_read_as_markup() -> None:
