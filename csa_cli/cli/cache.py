@@ -25,6 +25,7 @@ LS_EXAMPLES = examples(
 )
 RM_EXAMPLES = examples(
     ("a model's weights and artifacts (its lock stays, so a re-pull gets the same commit)", "csa cache rm convnext-tiny"),
+    ("the same model named by its Hub repo id", "csa cache rm timm/convnext_tiny.fb_in1k"),
 )
 PRUNE_EXAMPLES = examples(
     ("what nothing uses any more: orphans, stale keys, half-built folders, unpinned snapshots", "csa cache prune --dry-run"),
