@@ -111,7 +111,7 @@ def check_detail(
         model=given.model,
         rules=rules,
         report_dir=_path(report),
-        manifest=manifest,
+        manifest=_path(manifest),
         export_options={"batch": size, "img_size": img_size, "weights": weights},
     )
 
@@ -195,7 +195,7 @@ def quantize(
             output=_path(output),
             force=force,
             model=model,
-            manifest=manifest,
+            manifest=_path(manifest),
         )
 
 
