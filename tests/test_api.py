@@ -126,7 +126,9 @@ def test_mypy_catches_a_wrong_call(tmp_path: Path) -> None:
     assert 'Unexpected keyword argument "batchsize"' in proc.stdout and '"calib_images"' in proc.stdout, proc.stdout
 
 
-def test_errors_are_the_commands_and_nothing_is_printed(exported: Callable[..., Path], capfd: pytest.CaptureFixture[str], csa: Callable[..., CliResult]) -> None:
+def test_errors_are_the_commands_and_nothing_is_printed(
+    exported: Callable[..., Path], capfd: pytest.CaptureFixture[str], csa: Callable[..., CliResult]
+) -> None:
     onnx = exported("test-convnext")
     with pytest.raises(csa_cli.UsageError) as bad:
         csa_cli.quantize(onnx, calib_dataset="x", method="magic")

@@ -16,7 +16,17 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "csa_cli"
 
-BASE = {"csa_cli", "csa_cli.errors", "csa_cli.inputs", "csa_cli.records", "csa_cli.paths", "csa_cli.manifest", "csa_cli.store", "csa_cli.events", "csa_cli.console"}
+BASE = {
+    "csa_cli",
+    "csa_cli.errors",
+    "csa_cli.inputs",
+    "csa_cli.records",
+    "csa_cli.paths",
+    "csa_cli.manifest",
+    "csa_cli.store",
+    "csa_cli.events",
+    "csa_cli.console",
+}
 MIDDLE = ("graph", "measure", "tensorrt", "data", "models", "backends")
 # api: the Python API (csa_cli/api/), which the commands wrap. The package `csa_cli` re-exports it
 # through importlib in a module __getattr__ (no import statement): the package's face, not an arrow.
