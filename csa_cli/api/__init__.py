@@ -30,4 +30,4 @@ from csa_cli.api.stages import check, check_detail, engine, export, pull, quanti
 # command's options and defaults, returning its record, and the name in both lists (here and
 # csa_cli/__init__.py's PUBLIC).
 __all__ = ["OnEvent", "check", "compare", "engine", "evaluate", "export", "predict", "profile", "pull", "quantize", "run"]
-_FOR_THE_CLI = (check_detail, compare_study, profile_results)
+_RENDERED_BY_THE_CLI = (check_detail, compare_study, profile_results)  # imported for csa_cli.cli, not exported

@@ -62,10 +62,11 @@ def _batches(batch: Batch | None, option: str = "--batch") -> list[int] | None:
     return parse_batch_list(",".join(str(b) for b in ([batch] if isinstance(batch, int) else batch)), option)
 
 
-def _one_batch(batch: Batch | None, stage: str) -> int:
+def _one_batch(batch: Batch | None, said: str, hint: str | None = None) -> int:
+    """export and check take one --batch (1 when not given); `said`: how the stage says so."""
     batches = _batches(batch) or [1]
     if len(batches) != 1:
-        raise UsageError(f"{stage} makes one graph: give one --batch, got {batch!r}", hint="or --dynamic-batch for any batch size")
+        raise UsageError(f"{said}: give one --batch, got {batch!r}", hint=hint)
     return batches[0]
 
 

@@ -63,7 +63,7 @@ def export(
 
     if batch is not None and dynamic_batch:
         raise UsageError("--batch and --dynamic-batch contradict each other", hint="give one of them")
-    size = _one_batch(batch, "export")
+    size = _one_batch(batch, "export makes one graph", hint="or --dynamic-batch for any batch size")
     with _listening(on_event):
         given = _given(source, manifest)
         if given.record is not None:
@@ -103,7 +103,7 @@ def check_detail(
     """check()'s record and the full report behind it (every finding: what `csa check` renders); raises nothing on a verdict."""
     from csa_cli.stages.check.stage import check_stage
 
-    size = _one_batch(batch, "check")
+    size = _one_batch(batch, "check reads one graph")
     given = _given(source, manifest)
     return check_stage(
         record=given.record,
