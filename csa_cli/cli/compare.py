@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         calib_images: int = options.CALIB_IMAGES(D.calib_images),
         backend: str = options.BACKEND(D.backend, why="compare times the exported graphs as they are deployed"),
         batch: str = options.BATCH(D.batch, why="the study shows how latency and memory traffic scale with the batch"),
-        baseline: str = typer.Option(D.baseline, "--baseline", metavar="MODEL", help="The model latency ratios refer to. Default: convnext-tiny."),
+        baseline: str = typer.Option(D.baseline, "--baseline", metavar="MODEL", help=f"The model latency ratios refer to. Default: {D.baseline}."),
         iterations: int | None = options.ITERATIONS(D.iterations),
         seconds: float | None = options.SECONDS(D.seconds),
         threads: int | None = options.THREADS(D.threads),

@@ -73,7 +73,9 @@ def register(app: typer.Typer) -> None:
         no_gpu_fallback: bool = typer.Option(
             D.no_gpu_fallback, "--no-gpu-fallback", help="With --dla: every layer on the DLA (runs the DLA rules first, refuses unless --force)."
         ),
-        workspace: int = typer.Option(D.workspace, "--workspace", metavar="MIB", help="Builder workspace pool in MiB. Default: 1024.", show_default=False),
+        workspace: int = typer.Option(
+            D.workspace, "--workspace", metavar="MIB", help=f"Builder workspace pool in MiB. Default: {D.workspace}.", show_default=False
+        ),
         output: Path | None = options.OUTPUT(D.output),
         force: bool = options.FORCE(D.force),
         trt_version: str | None = typer.Option(
@@ -88,7 +90,11 @@ def register(app: typer.Typer) -> None:
         ),
         data_dir: Path | None = options.DATA_DIR(D.data_dir),
         val_images: int = typer.Option(
-            D.val_images, "--val-images", metavar="N", help="Validation images in a bundle (a seeded, class-balanced sample). Default: 64.", show_default=False
+            D.val_images,
+            "--val-images",
+            metavar="N",
+            help=f"Validation images in a bundle (a seeded, class-balanced sample). Default: {D.val_images}.",
+            show_default=False,
         ),
         weights: str = options.WEIGHTS(D.weights),
         img_size: str | None = options.IMG_SIZE(D.img_size),

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
             help="Fail when ONNX Runtime and PyTorch differ by more than 1e-3. Default: on.",
             show_default=False,
         ),
-        opset: int = typer.Option(D.opset, "--opset", metavar="N", help="ONNX opset. Default: 17.", show_default=False),
+        opset: int = typer.Option(D.opset, "--opset", metavar="N", help=f"ONNX opset. Default: {D.opset}.", show_default=False),
         manifest: Path | None = options.MANIFEST(D.manifest),
     ) -> None:
         """Export a model to ONNX (opset 17, input "input", output "logits"), verify it against PyTorch, keep it under CSA_HOME."""

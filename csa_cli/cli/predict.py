@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         backend: str | None = options.BACKEND(D.backend),
         device: str = options.DEVICE(D.device),
         precision: str | None = options.PRECISION(D.precision, shown="fp32", why="fp16 only where asked"),
-        top: int = typer.Option(D.top, "--top", metavar="N", help="How many classes per image. Default: 5.", show_default=False),
+        top: int = typer.Option(D.top, "--top", metavar="N", help=f"How many classes per image. Default: {D.top}.", show_default=False),
         model: str | None = options.MODEL(D.model),
         weights: str | None = options.WEIGHTS(D.weights, shown="pretrained", why="classes predicted by random weights mean nothing"),
         manifest: Path | None = options.MANIFEST(D.manifest),

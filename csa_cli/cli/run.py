@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         out: Output,
         model: str = typer.Argument(..., metavar="MODEL", help="A zoo model (see `csa list`)."),
         to: str = typer.Option(
-            D.to, "--to", metavar="STAGE", help="Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, profile. Default: profile."
+            D.to, "--to", metavar="STAGE", help=f"Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, profile. Default: {D.to}."
         ),
         dataset: str | None = options.DATASET(D.dataset, shown="none: evaluation and calibration are skipped"),
         data_dir: str | None = options.DATA_DIR(D.data_dir),
