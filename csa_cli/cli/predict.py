@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         """Classify images: top-5 labels (ImageNet names for a 1000-class head) with probabilities."""
         source, images = _split(items)
         record = api.predict(
-            CommandInput(source) if source is not None else None,
+            CommandInput(source),  # None: the record piped on stdin
             images,
             backend=backend,
             device=device,
