@@ -71,10 +71,14 @@ class HubServer:
         self.tampered: dict[tuple[str, str], bytes] = {}
         self.delay_s = 0.0
         self._lock = threading.Lock()
-        self._hub = ThreadingHTTPServer((host, port), self._handler(cdn=False))
-        self._cdn = ThreadingHTTPServer((host, 0), self._handler(cdn=True))
-        self._hub.daemon_threads = self._cdn.daemon_threads = True
+        self._bind(port)
         self._threads: list[threading.Thread] = []
+        self._stopped = False
+
+    def _bind(self, port: int) -> None:
+        self._hub = ThreadingHTTPServer((self.host, port), self._handler(cdn=False))
+        self._cdn = ThreadingHTTPServer((self.host, 0), self._handler(cdn=True))
+        self._hub.daemon_threads = self._cdn.daemon_threads = True
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -86,6 +90,9 @@ class HubServer:
         return f"http://{self.host}:{self._cdn.server_address[1]}"
 
     def start(self) -> HubServer:
+        if self._stopped:  # a second pytest session in one process (mutmut): serve again on the same port
+            self._bind(self._hub.server_address[1])
+            self._stopped = False
         for server in (self._hub, self._cdn):
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()
@@ -96,6 +103,7 @@ class HubServer:
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
+        self._stopped = True
 
     # ------------------------------------------------------------------ repos
     def add_folder(
