@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from csa_cli.measure.machine import MachineInfo
 from csa_cli.measure.roofline import MachinePeaks
-from csa_cli.measure.stats import LatencyStats
+from csa_cli.measure.sidebyside import LoadAverage
+from csa_cli.measure.stats import LatencyStats, RatioSpread
 from csa_cli.measure.timing import MeasureSettings
 from csa_cli.records import Record, make_record
 
@@ -45,6 +46,8 @@ class BatchResult(LatencyStats):
     h2d_ms: float | None = Field(default=None, description="median host-to-device copy (TensorRT: CUDA events)")
     compute_ms: float | None = Field(default=None, description="median GPU compute of the engine alone (execute_async_v3)")
     d2h_ms: float | None = Field(default=None, description="median device-to-host copy")
+    ratio_to: str | None = Field(default=None, description="the model this row was timed against, interleaved round by round")
+    ratio: RatioSpread | None = Field(default=None, description="median latency / ratio_to's, with its 95% interval over rounds")
 
 
 class ProfileResult(BaseModel):
@@ -70,6 +73,7 @@ class ProfileResult(BaseModel):
     roofline: MachinePeaks | None = None
     roofline_note: str | None = None
     machine: MachineInfo
+    load: LoadAverage | None = Field(default=None, description="the machine's load average when the timing started")
 
     def to_record(self) -> Record:
         data = self.model_dump(mode="json", by_alias=True)
