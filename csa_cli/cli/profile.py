@@ -73,7 +73,8 @@ def render(results: "list[ProfileResult]") -> "Group":
         table(f"csa profile: latency ({where})", lead + times, latency, numeric={"batch", *times}),
         table("throughput and per-frame cost", lead + frames, per_frame, numeric={"batch", *frames}),
     ]
-    ratios = [[*key(res, r.batch), f"{r.ratio.ratio:.2f}", f"{r.ratio.low:.2f}-{r.ratio.high:.2f}", r.ratio.verdict] for res in results for r in res.results if r.ratio]
+    spreads = [(res, r.batch, r.ratio) for res in results for r in res.results if r.ratio]
+    ratios = [[*key(res, b), f"{s.ratio:.2f}", f"{s.low:.2f}-{s.high:.2f}", s.verdict] for res, b, s in spreads]
     if ratios:
         base = next(r.ratio_to for res in results for r in res.results if r.ratio_to)
         parts.append(table(f"side by side (interleaved): latency / {base}", [*lead, "ratio", "95% interval", "verdict"], ratios, numeric={"batch", "ratio"}))

@@ -18,8 +18,8 @@ from csa_cli.errors import CsaError, MissingBackend, UsageError
 from csa_cli.graph.onnx_file import read_onnx_info
 from csa_cli.measure.machine import machine_info
 from csa_cli.measure.probes import BackendProbe, OrtProbe, Probe, TorchProbe
-from csa_cli.measure.sidebyside import LoadAverage
 from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
+from csa_cli.measure.sidebyside import LoadAverage
 from csa_cli.measure.stats import summarize
 from csa_cli.measure.timing import DEFAULT_BATCHES, MeasureSettings, run_timed
 from csa_cli.records import EngineRecord, Record
@@ -310,9 +310,7 @@ def prepare_model(model: str, options: ProfileOptions) -> Pending:
     )
 
 
-def prepare_onnx(
-    path: Path, options: ProfileOptions, *, model: str | None = None, weights: str | None = None, weights_hash: str | None = None
-) -> Pending:
+def prepare_onnx(path: Path, options: ProfileOptions, *, model: str | None = None, weights: str | None = None, weights_hash: str | None = None) -> Pending:
     """An ONNX file (FP32 or QDQ) on ONNX Runtime: its static batch, or the requested ones if dynamic."""
     if options.backend not in (None, "onnxruntime"):
         raise UsageError(
@@ -419,8 +417,6 @@ def prepare_target(*, model: str | None, path: Path | None, record: Record | Non
     if model is None:
         raise UsageError("nothing to profile: give a MODEL, an ONNX or engine file, or pipe a record")
     return prepare_model(model, options)
-
-
 
 
 def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
