@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from csa_cli.graph.traffic import traffic
 from csa_cli.pipeline.compare import build_study
 from csa_cli.pipeline.report import MISSING, PLOTS, REPORT_FILE, to_markdown, write_report
 from csa_cli.store import load_results, store_result
@@ -95,6 +96,11 @@ def check_report_against_store(report: str, models: list[str], batches: list[int
             assert_cell(f6[m][f"b{b} / {baseline}"], None if lat is None or base is None else lat / base, 3)
             per_frame = (cost or {}).get("traffic_bytes_per_frame", {}).get(str(b))
             assert_cell(f7[m][f"b{b} estimate (MB/frame)"], None if per_frame is None else per_frame / 1e6, 3)
+            onnx_path = (cost or {}).get("onnx")
+            fused = traffic(onnx_path, "int8").fused_per_frame(b) / 1e6 if onnx_path and Path(onnx_path).is_file() else None
+            assert_cell(f7[m][f"b{b} fused estimate @int8 (MB/frame)"], fused, 3)
+            if fused is not None and per_frame is not None:
+                assert fused < per_frame / 1e6  # fused INT8 moves less than every node unfused in FP32
 
 
 def _latest_latency(profiles: list[dict[str, Any]], batch: int) -> float | None:

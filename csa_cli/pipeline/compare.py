@@ -3,8 +3,9 @@
 Table 1: params, MACs, restricted-mode and DLA compliance        (results "check", "cost")
 Fig. 5:  top-1 at FP32 / FP16 vs mixed precision, with the drop   (results "eval")
 Fig. 6:  latency at each batch size, ratios to the baseline       (results "profile", "timing")
-Fig. 7:  memory traffic per frame at each batch size              (results "cost" = static estimate,
-                                                                    "profile" where a profiler measured it)
+Fig. 7:  memory traffic per frame at each batch size: the fused estimate at the engine's precision
+         (graph/traffic.py on the exported graph), the unfused graph-level figure (results "cost"),
+         and "profile" where a profiler measured it
 A piece that was never measured is None here and "missing" in every view; nothing is filled in.
 `compare_models` first runs what is missing through the pipeline core (pipeline/run.py).
 """
@@ -60,7 +61,11 @@ class Fig6Row(BaseModel):
 
 class Fig7Row(BaseModel):
     model: str
-    estimate_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame, static estimate")
+    precision: str | None = Field(default=None, description="the engine precision the fused estimate assumes")
+    fused_mb: dict[int, float | None] = Field(
+        default_factory=dict, description="batch -> MB per frame, TensorRT's fusions at the engine's precision (estimate)"
+    )
+    estimate_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame, unfused graph-level FP32 estimate")
     measured_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame a profiler measured")
 
 
@@ -209,6 +214,18 @@ def device_timings(model: str, batches: Sequence[int]) -> dict[str, dict[int, fl
     return out
 
 
+def fused_traffic_mb(onnx_path: Any, precision: str, batches: Sequence[int]) -> dict[int, float | None]:
+    """batch -> MB per frame of the exported graph run as TensorRT fuses it at `precision`; None where the graph is gone."""
+    from pathlib import Path
+
+    if not isinstance(onnx_path, str) or not Path(onnx_path).is_file():
+        return dict.fromkeys(batches)
+    from csa_cli.graph.traffic import traffic
+
+    report = traffic(onnx_path, precision)
+    return {b: report.fused_per_frame(b) / 1e6 for b in batches}
+
+
 def build_study(
     models: Sequence[str],
     *,
@@ -217,6 +234,7 @@ def build_study(
     backend: str = "onnxruntime",
     dataset: str | None = None,
     limit: int | None = None,
+    engine_precision: str = "int8",
 ) -> Study:
     """The four views from stored results; missing pieces stay None.
 
@@ -254,6 +272,8 @@ def build_study(
         fig7.append(
             Fig7Row(
                 model=m,
+                precision=engine_precision,
+                fused_mb=fused_traffic_mb(cost.get("onnx"), engine_precision, batches),
                 estimate_mb={b: _scaled(per_frame.get(str(b)), 1e6) for b in batches},
                 measured_mb={b: (_measured_traffic_mb(by_batch[b]) if b in by_batch else None) for b in batches},
             )
@@ -271,7 +291,10 @@ def build_study(
         notes.append("No device timings imported: TensorRT latency on the Orin is missing here (`csa engine --target orin`, then `csa import-timings`).")
     if baseline not in models and not base_profile:
         notes.append(f"Baseline {baseline} has no stored latency: ratios are missing.")
-    notes.append(f"Memory traffic per frame is an {ESTIMATE_LABEL}; measured traffic appears only where a GPU profiler provided it.")
+    notes.append(
+        f"Memory traffic per frame is an estimate: fused as TensorRT runs it at {engine_precision} (graph/traffic.py, rules in docs/profiling.md), "
+        f"beside the unfused graph-level {ESTIMATE_LABEL}; measured traffic appears only where a GPU profiler provided it."
+    )
     return Study(
         models=list(models),
         baseline=baseline,

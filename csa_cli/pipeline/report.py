@@ -74,8 +74,16 @@ def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
 
 
 def fig7_rows(study: Study) -> tuple[list[str], list[list[str]]]:
-    cols = ["model"] + [f"b{b} estimate (MB/frame)" for b in study.batches] + [f"b{b} measured (MB/frame)" for b in study.batches]
-    rows = [[r.model] + [fmt(r.estimate_mb.get(b), 3) for b in study.batches] + [fmt(r.measured_mb.get(b), 3) for b in study.batches] for r in study.fig7]
+    precision = next((r.precision for r in study.fig7 if r.precision), "engine")
+    cols = ["model"] + [f"b{b} fused estimate @{precision} (MB/frame)" for b in study.batches]
+    cols += [f"b{b} estimate (MB/frame)" for b in study.batches] + [f"b{b} measured (MB/frame)" for b in study.batches]
+    rows = [
+        [r.model]
+        + [fmt(r.fused_mb.get(b), 3) for b in study.batches]
+        + [fmt(r.estimate_mb.get(b), 3) for b in study.batches]
+        + [fmt(r.measured_mb.get(b), 3) for b in study.batches]
+        for r in study.fig7
+    ]
     return cols, rows
 
 
@@ -83,7 +91,7 @@ TABLES = {
     "table1": ("Table 1: model size, complexity and TensorRT restricted-mode compliance", table1_rows),
     "fig5": ("Fig. 5: ImageNet top-1, FP32/FP16 vs mixed precision (FP32+FP16+INT8)", fig5_rows),
     "fig6": ("Fig. 6: latency at 224x224 per batch size, and ratio to the baseline", fig6_rows),
-    "fig7": (f"Fig. 7: memory traffic per frame, {ESTIMATE_LABEL} and measured", fig7_rows),
+    "fig7": (f"Fig. 7: memory traffic per frame, estimates (fused at the engine's precision; unfused, {ESTIMATE_LABEL}) and measured", fig7_rows),
 }
 
 
@@ -219,9 +227,10 @@ def plot_fig6(study: Study, path: Path) -> None:
 
 
 def plot_fig7(study: Study, path: Path) -> None:
-    series = [(f"{r.model} (estimate)", r.estimate_mb, "-") for r in study.fig7]
+    series = [(f"{r.model} (fused estimate @{r.precision})", r.fused_mb, "-") for r in study.fig7 if any(v is not None for v in r.fused_mb.values())]
+    series += [(f"{r.model} (unfused estimate)", r.estimate_mb, "--") for r in study.fig7]
     series += [(f"{r.model} (measured)", r.measured_mb, ":") for r in study.fig7 if any(v is not None for v in r.measured_mb.values())]
-    _line_plot(study, path, "Fig. 7: memory traffic per frame (static estimate from the ONNX graph)", "MB per frame", series)
+    _line_plot(study, path, "Fig. 7: memory traffic per frame (static estimates: fused at the engine precision, and unfused)", "MB per frame", series)
 
 
 def write_report(study: Study, folder: str | Path, *, report_name: str = REPORT_FILE, plots_subdir: str = "") -> Path:

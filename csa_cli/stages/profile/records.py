@@ -19,7 +19,7 @@ ProfileBackend = Literal["torch", "onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8", "mixed"]
 
 
-TRAFFIC_LABEL = "estimate (static, from the ONNX graph)"
+TRAFFIC_LABEL = "estimate (static, from the ONNX graph: TensorRT's fusions at the run's precision)"
 
 
 class FrameCost(BaseModel):
@@ -31,7 +31,8 @@ class FrameCost(BaseModel):
     macs_per_frame: int
     bytes_read_per_frame: int
     bytes_written_per_frame: int
-    traffic_bytes_per_frame: int
+    traffic_bytes_per_frame: int = Field(description="fused, at the run's precision (graph/traffic.py)")
+    unfused_bytes_per_frame: int | None = Field(default=None, description="every non-view node its own kernel, same precisions")
     label: str = TRAFFIC_LABEL
 
 
@@ -40,6 +41,7 @@ class BatchResult(LatencyStats):
 
     macs_per_frame: int | None = None
     traffic_bytes_per_frame: int | None = Field(default=None, description=f"bytes read + written per frame, {TRAFFIC_LABEL}")
+    unfused_bytes_per_frame: int | None = Field(default=None, description="the same estimate without fusion")
     floor_ms: float | None = Field(default=None, description="roofline time floor for the whole batch")
     floor_bound: Literal["compute", "memory"] | None = None
     x_floor: float | None = Field(default=None, description="median latency / floor (>= 1 for an honest measurement)")

@@ -37,31 +37,29 @@ BUNDLE_MARKERS = ("validate.sh", "build.sh", "plan.json")
 
 
 def frame_costs(onnx_path: Path, batches: Sequence[int], precision: str = "fp32") -> dict[int, FrameCost]:
-    """MACs and bytes per frame at each batch size, from the static cost model (one analysis).
+    """MACs and bytes per frame at each batch size (one analysis of the graph).
 
-    Activations scale with the batch, weights are read once per batch pass, so traffic per
-    frame falls as the batch grows (csa_cli.graph.costmodel.CostReport.traffic_at).
+    MACs from the static cost model (graph/costmodel.py); traffic from the memory-traffic model
+    of what TensorRT runs (graph/traffic.py): fused, at `precision`, with the unfused figure
+    beside. Weights are read once per batch pass, so traffic per frame falls as the batch grows.
     """
     from csa_cli.graph.costmodel import analyze
+    from csa_cli.graph.traffic import traffic as traffic_model
 
     report = analyze(onnx_path)
+    moved = traffic_model(onnx_path, precision if precision in ("fp32", "fp16", "int8", "mixed") else "fp32")
     costs: dict[int, FrameCost] = {}
     for b in batches:
-        traffic = report.traffic_at(b)
+        graph = report.traffic_at(b)
         costs[b] = FrameCost(
             batch=b,
-            macs_per_frame=int(traffic.macs_per_frame),
-            bytes_read_per_frame=traffic.bytes_read // b,
-            bytes_written_per_frame=traffic.bytes_written // b,
-            traffic_bytes_per_frame=round(traffic.bytes_per_frame),
-            label=report.label,
+            macs_per_frame=int(graph.macs_per_frame),
+            bytes_read_per_frame=graph.bytes_read // b,
+            bytes_written_per_frame=graph.bytes_written // b,
+            traffic_bytes_per_frame=round(moved.fused_per_frame(b)),
+            unfused_bytes_per_frame=round(moved.unfused_per_frame(b)),
         )
     return costs
-
-
-# ---------------------------------------------------------------------------------------------
-# profiling a probe, and the entry points for a model, an ONNX file, an engine
-# ---------------------------------------------------------------------------------------------
 
 
 def _peaks_for(probe: Probe, precision: str) -> tuple[MachinePeaks | None, str | None]:
@@ -86,6 +84,7 @@ def apply_floors(rows: Sequence[BatchResult], costs: dict[int, FrameCost] | None
             continue
         row.macs_per_frame = cost.macs_per_frame
         row.traffic_bytes_per_frame = cost.traffic_bytes_per_frame
+        row.unfused_bytes_per_frame = cost.unfused_bytes_per_frame
         if peaks is None:
             continue
         floor = time_floor(cost.macs_per_frame * row.batch, cost.traffic_bytes_per_frame * row.batch, peaks, row.batch)
