@@ -202,8 +202,11 @@ def _kernel_io(gr: _Graph, members: list[onnx.NodeProto], outputs: set[str]) -> 
     return sum(reads.values()) + written, weights
 
 
-def _feeds_output(gr: _Graph, name: str, outputs: set[str]) -> bool:
-    return any(o in outputs for node in gr.g.consumers.get(name, []) if gr.is_free(node) for o in node.output)
+def _feeds_output(gr: _Graph, name: str, outputs: set[str], depth: int = 0) -> bool:
+    """Whether a tensor reaches a network output through free views and Q/DQ only."""
+    if depth > 32:
+        return False
+    return any(o in outputs or _feeds_output(gr, o, outputs, depth + 1) for node in gr.g.consumers.get(name, []) if gr.is_free(node) for o in node.output)
 
 
 def _groups(gr: _Graph, outputs: set[str]) -> list[list[onnx.NodeProto]]:
