@@ -459,8 +459,9 @@ def test_terminal_view_summarises_the_artifact(nano_int8: dict[str, Any]) -> Non
 
 
 def test_onnxruntime_placement_runs_integer_convolutions_and_agrees_with_fp32_on_digits(digits_csa_nano: Any, tmp_path: Path) -> None:
-    """--placement onnxruntime: every Conv becomes QLinearConv in ONNX Runtime's optimized graph
-    (Q/DQ at inputs and outputs), and top-1 agrees with FP32 on >= 99% of the held-out digits."""
+    """--placement onnxruntime with the default (mixed) policy: every Conv the policy quantizes becomes
+    QLinearConv in ONNX Runtime's optimized graph (Q/DQ at inputs and outputs), the kept ones stay
+    float, and top-1 agrees with FP32 on >= 99% of the held-out digits."""
     import collections
 
     import onnx
@@ -471,16 +472,17 @@ def test_onnxruntime_placement_runs_integer_convolutions_and_agrees_with_fp32_on
     d = digits_csa_nano
     calib = d.train_x[np.random.default_rng(0).choice(len(d.train_x), 64, replace=False)]
     result = quantize_onnx(
-        d.onnx_path, tmp_path / "digits-ort", (calib[i : i + 32] for i in range(0, len(calib), 32)), method="entropy", precision="int8", placement="onnxruntime"
+        d.onnx_path, tmp_path / "digits-ort", (calib[i : i + 32] for i in range(0, len(calib), 32)), method="entropy", placement="onnxruntime"
     )
-    assert result.summary.placement == "onnxruntime"
+    assert result.summary.placement == "onnxruntime" and result.summary.precision == "mixed"
     opts = ort.SessionOptions()
     opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # the QDQ fusions, without hardware-specific layouts
     ort.InferenceSession(str(result.qdq_path), opts, providers=["CPUExecutionProvider"])
     ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
     convs = sum(n.op_type == "Conv" for n in onnx.load(str(d.onnx_path)).graph.node)
-    assert ops["QLinearConv"] == convs and ops["Conv"] == 0, ops
+    kept = len(result.summary.kept_fp)
+    assert 0 < kept < convs / 2 and ops["QLinearConv"] == convs - kept and ops["Conv"] + ops.get("FusedConv", 0) == kept, ops
 
     def predict(path: Path) -> np.ndarray:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
