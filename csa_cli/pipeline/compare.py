@@ -55,6 +55,10 @@ class Fig6Row(BaseModel):
     backend: str | None = None
     latency_ms: dict[int, float | None] = Field(default_factory=dict, description="batch -> median latency per batch (ms)")
     ratio: dict[int, float | None] = Field(default_factory=dict, description="batch -> latency / baseline latency")
+    interval: dict[int, tuple[float, float] | None] = Field(
+        default_factory=dict, description="batch -> 95% interval of the ratio, where it was timed interleaved with the baseline"
+    )
+    wide: dict[int, bool] = Field(default_factory=dict, description="batch -> the interval is wider than ±10%: too wide for the claim")
     device_ms: dict[str, dict[int, float | None]] = Field(default_factory=dict, description="device -> batch -> imported median (ms)")
     device_ratio: dict[str, dict[int, float | None]] = Field(default_factory=dict)
 
@@ -261,6 +265,13 @@ def build_study(
             base = _latency_ms(base_profile[b]) if b in base_profile else None
             row.latency_ms[b] = lat
             row.ratio[b] = lat / base if lat is not None and base else None
+            spread = by_batch[b].get("ratio") if b in by_batch and by_batch[b].get("ratio_to") == baseline else None
+            if isinstance(spread, dict) and row.ratio[b] is not None:
+                row.ratio[b] = _num(spread.get("ratio")) or row.ratio[b]
+                low, high = _num(spread.get("low")), _num(spread.get("high"))
+                if low is not None and high is not None:
+                    row.interval[b] = (low, high)
+                    row.wide[b] = max(row.ratio[b] - low, high - row.ratio[b]) / row.ratio[b] > float(spread.get("tolerance") or 0.1)
         for device in devices:
             row.device_ms[device] = {b: timings[m].get(device, {}).get(b) for b in batches}
             row.device_ratio[device] = {
@@ -344,7 +355,8 @@ def compare_models(
             options = RunOptions(
                 model=m,
                 to="profile",
-                stages=["fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "profile"],
+                # latency is timed afterwards, every model interleaved with the others (interleaved_profiles)
+                stages=["fetch", "evaluate", "export", "check", "quantize", "eval-mixed"],
                 weights=weights,
                 dataset=dataset,
                 data_dir=data_dir,
@@ -363,6 +375,44 @@ def compare_models(
             summary = run_pipeline(options, on_update=on_update)
             done = ", ".join(f"{s.name} {s.status}" + (f" ({s.reason})" if s.status == "skipped" and s.reason else "") for s in summary.stages)
             runs[m] = f"ok: {done}" if summary.ok else f"failed at {summary.failed_stage}: {summary.message}"
+        ok = [m for m in models if runs[m].startswith("ok")]
+        if ok:
+            done = profile_interleaved(ok, baseline, batches, backend, weights, iterations, seconds, threads, manifest)
+            for m in ok:
+                runs[m] += ", profile done (interleaved)" if done else ", profile cached (interleaved)"
     study = build_study(models, baseline=baseline, batches=batches, backend=backend, dataset=dataset, limit=limit)
     study.runs = runs
     return study
+
+
+def profile_interleaved(
+    models: Sequence[str],
+    baseline: str,
+    batches: Sequence[int],
+    backend: str,
+    weights: str,
+    iterations: int | None,
+    seconds: float | None,
+    threads: int | None,
+    manifest: str | None,
+) -> bool:
+    """Every model's latency timed side by side (stages/profile/sidebyside.py), the baseline first, stored
+    for the study; skipped (False) when the store already holds such a run for every model and batch."""
+    from csa_cli.measure.timing import MeasureSettings
+    from csa_cli.stages.profile.records import ProfileOptions
+    from csa_cli.stages.profile.sidebyside import profile_side_by_side
+
+    order = [baseline, *[m for m in models if m != baseline]] if baseline in models else list(models)
+    stored = {m: profile_by_batch(m, backend, batches)[0] for m in order}
+    if all(b in stored[m] for m in order for b in batches) and all(stored[m][b].get("ratio_to") == order[0] for m in order[1:] for b in batches):
+        return False
+    options = ProfileOptions(
+        backend=backend,  # type: ignore[arg-type]
+        batches=list(batches),
+        threads=threads,
+        weights=weights,
+        manifest=manifest,
+        measure=MeasureSettings(iterations=iterations, seconds=seconds),
+    )
+    profile_side_by_side([(m, None, None) for m in order], options)
+    return True

@@ -54,6 +54,14 @@ def fig5_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     return cols, rows
 
 
+def ratio_cell(ratio: float | None, interval: tuple[float, float] | None, wide: bool) -> str:
+    """'0.912 [0.880, 0.950]', with the verdict where the interval is wider than ±10%."""
+    if ratio is None or interval is None:
+        return fmt(ratio, 3)
+    text = f"{ratio:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+    return f"{text} spread too wide for the claim" if wide else text
+
+
 def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     cols = ["model"]
     cols += [f"b{b} latency (ms)" for b in study.batches]
@@ -65,7 +73,7 @@ def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     for r in study.fig6:
         row = [r.model]
         row += [fmt(r.latency_ms.get(b), 3) for b in study.batches]
-        row += [fmt(r.ratio.get(b), 3) for b in study.batches]
+        row += [ratio_cell(r.ratio.get(b), r.interval.get(b), r.wide.get(b, False)) for b in study.batches]
         for device in study.devices:
             row += [fmt(r.device_ms.get(device, {}).get(b), 3) for b in study.batches]
             row += [fmt(r.device_ratio.get(device, {}).get(b), 3) for b in study.batches]
