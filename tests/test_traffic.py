@@ -140,3 +140,19 @@ def test_a_qdq_graph_is_never_above_its_fp32_graph(csa_nano_onnx: Path, nano_qdq
     # the swish epilogues that made up most of the unfused figure are fused away
     shapes = fusion_summary(fp32)
     assert any("Sigmoid" in k and k.startswith("Conv") for k in shapes), shapes
+
+
+def test_fusions_are_compared_with_tensorrt_layer_names() -> None:
+    """TensorRT names a fused layer by its nodes ('a + b', PWN(...)): a kernel it split and a layer that
+    spans two kernels are both reported; matching groups are not."""
+    from csa_cli.graph.traffic import compare_fusions, layer_nodes
+
+    assert layer_nodes("conv + PWN(PWN(sig), mul)") == {"conv", "sig", "mul"}
+    report = traffic(swish_residual(), "fp32")
+    assert compare_fusions(report, ["conv + PWN(PWN(sig), mul) + add"]) == []
+    split = compare_fusions(report, ["conv + PWN(PWN(sig), mul)", "add", "Reformatting CopyNode for Input Tensor 0 to conv"])
+    assert [(d.kind, d.layers) for d in split] == [("split", ["add", "conv + PWN(PWN(sig), mul)"])]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["r"], name="relu")]
+    two = traffic(_model(nodes, {"x": [N, C, H, W]}, {"r": [N, C, H, W], "c": [N, C, H, W]}, _conv_weights()), "fp32")
+    merged = compare_fusions(two, ["conv + relu"])
+    assert [(d.kind, d.nodes) for d in merged] == [("merged", ["conv", "relu"])]

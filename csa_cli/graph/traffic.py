@@ -34,7 +34,9 @@ The unfused figure applies the same precisions with every non-view node its own 
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -319,3 +321,44 @@ def fusion_summary(report: TrafficReport) -> dict[str, int]:
     for k in report.kernels:
         counts["+".join(k.ops)] += 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+class FusionDifference(BaseModel):
+    """Where TensorRT's layers (its own --exportLayerInfo names) group nodes otherwise than this model."""
+
+    kind: Literal["split", "merged"] = Field(description="split: one kernel here, several TensorRT layers; merged: one TensorRT layer, several kernels here")
+    nodes: list[str]
+    layers: list[str]
+
+
+_WRAPPER = re.compile(r"(?:PWN|ForeignNode)\(|[(){}\[\]]")
+
+
+def layer_nodes(layer_name: str) -> set[str]:
+    """The ONNX node names a TensorRT layer name holds: fused layers join them with ' + ', pointwise
+    groups wrap them in PWN(...); reformat layers and Myelin's {ForeignNode[a...b]} name ranges, not nodes."""
+    parts = re.split(r" \+ |, |\.\.\.", layer_name)
+    return {_WRAPPER.sub("", p).strip() for p in parts if _WRAPPER.sub("", p).strip()}
+
+
+def compare_fusions(report: TrafficReport, layer_names: Sequence[str]) -> list[FusionDifference]:
+    """Kernels here that TensorRT ran as several layers, and TensorRT layers that span several kernels here.
+
+    Only nodes TensorRT names count: Q/DQ and reformatting layers, and nodes inside a Myelin
+    range, are left out rather than guessed.
+    """
+    layer_of: dict[str, str] = {}
+    for layer in layer_names:
+        for node in layer_nodes(layer):
+            layer_of.setdefault(node, layer)
+    kernel_of = {node: i for i, k in enumerate(report.kernels) for node in k.nodes}
+    out: list[FusionDifference] = []
+    for kernel in report.kernels:
+        layers = sorted({layer_of[n] for n in kernel.nodes if n in layer_of})
+        if len(layers) > 1:
+            out.append(FusionDifference(kind="split", nodes=kernel.nodes, layers=layers))
+    for layer in layer_names:
+        kernels = sorted({kernel_of[n] for n in layer_nodes(layer) if n in kernel_of})
+        if len(kernels) > 1:
+            out.append(FusionDifference(kind="merged", nodes=[n for i in kernels for n in report.kernels[i].nodes], layers=[layer]))
+    return out
