@@ -97,14 +97,22 @@ def markdown(results: Sequence[ProfileResult], runs: dict[int, SideBySide], batc
         "",
         f"### Memory traffic and MACs per frame — {TRAFFIC_LABEL}",
         "",
-        "Bytes read + written by every node, unfused, weights read once per batch: runtime fusion and caches move less.",
+        "MB per frame, fused as TensorRT would run the graph at FP32 (graph/traffic.py; rules in docs/profiling.md), "
+        "unfused in brackets (every non-view node its own kernel); weights read once per batch. Not a hardware counter.",
         "",
         "| model | GMACs/frame | " + " | ".join(f"MB/frame @ {b}" for b in batches) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in batches) + " |",
     ]
     for res in results:
         macs = next((r.macs_per_frame for r in res.results if r.macs_per_frame is not None), None)
-        cells = ["—" if (r := res.result_at(b)) is None or r.traffic_bytes_per_frame is None else f"{r.traffic_bytes_per_frame / 1e6:.1f}" for b in batches]
+        cells = []
+        for b in batches:
+            r = res.result_at(b)
+            if r is None or r.traffic_bytes_per_frame is None:
+                cells.append("—")
+                continue
+            unfused = f" ({r.unfused_bytes_per_frame / 1e6:.1f})" if r.unfused_bytes_per_frame is not None else ""
+            cells.append(f"{r.traffic_bytes_per_frame / 1e6:.1f}{unfused}")
         lines.append(f"| {res.model} | {'—' if macs is None else f'{macs / 1e9:.3f}'} | " + " | ".join(cells) + " |")
     if first.roofline is not None:
         p = first.roofline
