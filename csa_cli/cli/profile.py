@@ -82,7 +82,7 @@ def render(results: "list[ProfileResult]") -> "Group":
 
 
 EXAMPLES = examples(
-    ("latency of two zoo models at batch 1, 4, 8 and 16 on this CPU", "csa profile csa-tiny convnext-tiny"),
+    ("two zoo models timed side by side (interleaved), ratios to the first", "csa profile convnext-tiny csa-tiny"),
     ("an exported graph on ONNX Runtime, 50 timed runs at batch 1", "csa export csa-tiny --weights random | csa profile --iterations 50"),
     ("PyTorch on the GPU with CUDA graphs (needs a GPU)", "csa profile csa-tiny --device cuda --precision fp16 --batch 1,8"),
 )

@@ -39,7 +39,6 @@ EXAMPLES = examples(
     ("the mixed-precision policy, calibrated on 500 images of a folder", "csa quantize csa-tiny --calib-dataset ~/imagenet/val"),
     ("the graph a check passed, calibrated on a Hub dataset", "csa check csa-tiny | csa quantize --calib-dataset hf://datasets/OWNER/imagenet-mini:validation"),
     ("INT8 that ONNX Runtime runs in integer kernels on this CPU", "csa quantize csa-tiny --calib-dataset ~/imagenet/val --placement onnxruntime"),
-    ("a bare ONNX file, keeping the head in FP", "csa quantize model.onnx --model csa-tiny --calib-dataset ~/imagenet/val --keep-fp '*head*'"),
 )
 
 
