@@ -23,6 +23,7 @@ def _render(record: Record) -> object:
     rows = [
         ["model", record.model],
         ["method / precision", f"{record.field('method')} / {record.field('precision')}"],
+        ["Q/DQ placement", str(record.field("placement") or "tensorrt")],
         ["calibration images", f"{summary['images']} of {summary['images_requested']} asked (seed {summary['seed']})"],
         ["weighted nodes in INT8", f"{len(summary['quantized_nodes'])} of {summary['weighted_nodes']}"],
         ["kept in FP", ", ".join(f"{k['name']} ({k['rule']})" for k in summary["kept_fp"]) or "none"],
@@ -37,7 +38,7 @@ def _render(record: Record) -> object:
 EXAMPLES = examples(
     ("the mixed-precision policy, calibrated on 500 images of a folder", "csa quantize csa-tiny --calib-dataset ~/imagenet/val"),
     ("the graph a check passed, calibrated on a Hub dataset", "csa check csa-tiny | csa quantize --calib-dataset hf://datasets/OWNER/imagenet-mini:validation"),
-    ("a bare ONNX file, keeping the head in FP", "csa quantize model.onnx --model csa-tiny --calib-dataset ~/imagenet/val --keep-fp '*head*'"),
+    ("INT8 that ONNX Runtime runs in integer kernels on this CPU", "csa quantize csa-tiny --calib-dataset ~/imagenet/val --placement onnxruntime"),
 )
 
 
@@ -58,6 +59,7 @@ def register(app: typer.Typer) -> None:
         keep_fp: list[str] | None = typer.Option(None, "--keep-fp", metavar="PATTERN", help="Keep nodes matching this name glob in FP (repeatable)."),
         strict: bool = typer.Option(False, "--strict", help="Fail when the dataset has fewer images than --calib-images."),
         batch_size: int = options.BATCH_SIZE(8, why="calibration keeps every activation's histogram: memory grows with it"),
+        placement: str = options.PLACEMENT(),
         model: str | None = options.MODEL(),
         output: Path | None = options.OUTPUT(),
         force: bool = options.FORCE(),
@@ -73,6 +75,7 @@ def register(app: typer.Typer) -> None:
         from csa_cli.cli.common import resolve_stage_input
         from csa_cli.errors import UsageError
         from csa_cli.stages.quantize.calibration import METHODS
+        from csa_cli.stages.quantize.qdq_writer import PLACEMENTS
         from csa_cli.stages.quantize.stage import PRECISIONS, quantize_stage
 
         # option checks first: a bad option must not cost an export
@@ -80,6 +83,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"unknown calibration method {method!r}", hint=f"use --method {' | '.join(METHODS)}")
         if precision not in PRECISIONS:
             raise UsageError(f"unknown precision {precision!r}", hint=f"use --precision {' | '.join(PRECISIONS)}")
+        if placement not in PLACEMENTS:
+            raise UsageError(f"unknown placement {placement!r}", hint=f"use --placement {' | '.join(PLACEMENTS)}")
         if not calib_dataset:
             raise UsageError("--calib-dataset is required", hint="give an ImageFolder DIR, hf://datasets/OWNER/NAME, or imagenet-val with --data-dir")
         for value, option in ((calib_images, "--calib-images"), (batch_size, "--batch-size")):
@@ -109,5 +114,6 @@ def register(app: typer.Typer) -> None:
             force=force,
             model=model,
             manifest=manifest,
+            placement=placement,
         )
         out.emit(record, lambda: _render(record))
