@@ -398,4 +398,3 @@ class HubServer:
                 self.wfile.write(body)
 
         return Handler
-
