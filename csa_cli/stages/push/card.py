@@ -99,7 +99,10 @@ def _recipe_rows(recipe: dict[str, Any] | None) -> list[list[str]]:
 
 
 def card_text(facts: CardFacts) -> str:
-    """README.md: the YAML front matter, then the card's sections."""
+    """README.md: the YAML front matter, then the card's sections.
+
+    Long because it is the card's whole text: one template read top to bottom, as the Hub shows it.
+    """
     from huggingface_hub import ModelCard
 
     meta, pre = facts.meta, facts.preprocessing
