@@ -83,7 +83,7 @@ def test_a_registered_name_of_the_packaged_zoo_gives_it_weights(config_home: Pat
 def test_an_invalid_entry_leaves_the_manifest_as_it_was(config_home: Path) -> None:
     path = register_entry("good", ENTRY)
     before = path.read_bytes()
-    with pytest.raises(CsaError, match="invalid manifest .*models.bad.family"):
+    with pytest.raises(CsaError, match=r"invalid manifest .*models\.bad\.family"):
         register_entry("bad", {**ENTRY, "family": "neither"})
     assert path.read_bytes() == before
 
