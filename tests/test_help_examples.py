@@ -4,7 +4,8 @@ The zoo models become their test-size stand-ins (tests/data/test_manifest.toml, 
 loopback Hub), ~/imagenet/val the generated photos, hf://datasets/OWNER/... a dataset repo on the
 loopback Hub, my-org/ the test's namespace on it (with a write token for `csa push`), and the
 files an example names (model.onnx, cat.jpg, csa_tiny.pth, ...) are made in the folder it runs
-in. Small settings are appended (as the walkthrough test does) so that each runs in seconds. An example that needs TensorRT or a GPU must exit 4 where they are absent.
+in. Small settings are appended (as the walkthrough test does) so that each runs in seconds. An
+example that needs TensorRT or a GPU must exit 4 where they are absent.
 """
 
 from __future__ import annotations
