@@ -89,7 +89,8 @@ class ModelEntry(_Strict):
     family: Literal["csa", "baseline"]
     description: str = ""
     architecture: Architecture
-    source: Source | None = None
+    source: Source | None = Field(default=None, description="the published weights on the Hub (for csa-* entries: what `csa push` printed)")
+    checkpoint: str | None = Field(default=None, description="a csa checkpoint here: the weights of an entry with no source (`csa train --register`)")
     license: str
     preprocessing: Preprocessing
     num_classes: int = Field(default=1000, ge=1)

@@ -153,3 +153,25 @@ def test_a_missing_checkpoint_or_a_wrong_record_is_refused(push_env: HubEnv, csa
     wrong = csa("push", "--repo", f"{push_env.namespace}/x", input=json.dumps({"schema": 1, "kind": "onnx", "path": "m.onnx"}) + "\n")
     assert wrong.exit_code == 2 and "takes a train or checkpoint record" in wrong.stderr
     assert f"{push_env.namespace}/x" not in push_env.server.repos
+
+
+def test_a_local_entry_names_the_checkpoint_like_a_zoo_model(checkpoint: Path, tmp_path: Path) -> None:
+    """What `csa train --register NAME` writes: pretrained/auto of that name load the checkpoint, with its classes and preprocessing."""
+    from safetensors.torch import load_file
+
+    from csa_cli.manifest import load_manifest, register_entry
+    from csa_cli.stages.pull.weights import load_model, weights_identity
+    from csa_cli.stages.push.entry import local_entry
+
+    manifest = tmp_path / "mine.toml"
+    register_entry("digits-here", local_entry(checkpoint, dataset="digits"), manifest)
+    entry = load_manifest(manifest).get("digits-here")
+    assert entry.checkpoint == str(checkpoint.resolve()) and entry.num_classes == 3 and entry.preprocessing.input_size == (64, 64)
+    assert [r.value for r in entry.reported] == [97.25, 100.0, 98.5]
+    for weights in ("pretrained", "auto", None):
+        loaded = load_model("digits-here", weights, manifest=manifest)
+        assert loaded.weights == str(checkpoint.resolve()) and loaded.entry.num_classes == 3
+    state = load_file(str(checkpoint))
+    assert all(v.equal(state[k]) for k, v in loaded.module.state_dict().items())
+    ident = weights_identity("digits-here", "auto", manifest=manifest)
+    assert ident is not None and ident.weights == str(checkpoint.resolve())

@@ -69,23 +69,38 @@ def timm_architecture(item: PushInput) -> str:
 
 def manifest_entry(item: PushInput, name: str, repo: str, commit: str, *, license: str, dataset: str | None) -> dict[str, Any]:
     """The manifest entry that serves the pushed commit: `csa pull NAME` fetches exactly these bytes."""
+    source = {"repo": repo, "revision": commit, "files": ["model.safetensors"], "format": "csa"}
+    entry = _entry(item, f"published to {repo}", f"{repo}@{commit[:12]}", license=license, dataset=dataset)
+    return {**entry, "source": source, "notes": [f"Weights pushed by `csa push` to {repo}, pinned to commit {commit}."]}
+
+
+def local_entry(path: Path, manifest: str | os.PathLike[str] | None = None, *, license: str = "apache-2.0", dataset: str | None = None) -> dict[str, Any]:
+    """The entry that names a checkpoint on this machine (what `csa train --register NAME` writes with manifest.register_entry).
+
+    `--weights pretrained` (and auto, and none) of that entry then load this file, with its classes and preprocessing.
+    """
+    item = push_input(path, manifest)
+    where = str(item.path.resolve())
+    entry = _entry(item, f"at {where}", where, license=license, dataset=dataset)
+    return {**entry, "checkpoint": where, "notes": [f"Weights: the csa checkpoint {where} (not published)."]}
+
+
+def _entry(item: PushInput, where: str, source: str, *, license: str, dataset: str | None) -> dict[str, Any]:
     arch: dict[str, Any] = {"builder": item.entry.architecture.builder, "name": timm_architecture(item)}
     if args := model_args(item):
         arch["config"] = args
     trained_on = f" on {dataset}" if dataset else ""
     reported = [
-        {"metric": f"{label} (csa train validation{trained_on})", "value": round(float(value), 4), "source": f"{repo}@{commit[:12]}"}
+        {"metric": f"{label} (csa train validation{trained_on})", "value": round(float(value), 4), "source": source}
         for label, value in (("top-1", item.meta.val_top1), ("top-5", item.meta.val_top5), ("top-1 EMA", item.meta.val_top1_ema))
         if value is not None
     ]
     return {
         "family": item.entry.family,
-        "description": f"{item.entry.name} trained{trained_on} ({item.num_classes} classes), published to {repo}",
+        "description": f"{item.entry.name} trained{trained_on} ({item.num_classes} classes), {where}",
         "license": license,
         "num_classes": item.num_classes,
         "architecture": arch,
-        "source": {"repo": repo, "revision": commit, "files": ["model.safetensors"], "format": "csa"},
         "preprocessing": item.preprocessing.model_dump(mode="json"),
         "reported": reported,
-        "notes": [f"Weights pushed by `csa push` to {repo}, pinned to commit {commit}."],
     }
