@@ -18,7 +18,7 @@ from csa_cli.errors import CsaError, UpstreamError, UsageError
 
 SCHEMA_VERSION = 1
 
-RecordKind = Literal["checkpoint", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "error"]
+RecordKind = Literal["checkpoint", "train", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "error"]
 
 
 class Record(BaseModel):
