@@ -89,6 +89,15 @@ def record_from_dict(data: dict[str, Any]) -> Record:
     return _TYPED.get(str(data.get("kind")), Record).model_validate(data)
 
 
+def checkpoint_of_train(record: Record) -> Record:
+    """A `csa train` record as the checkpoint record every later stage takes (its weights file; the run's fields ride along)."""
+    if record.field("stopped") or not record.path:
+        raise UsageError("the piped training run was stopped before it finished: it made no weights yet", hint="continue it with csa train ... --resume")
+    data = record.model_dump(mode="json", by_alias=True)
+    data.update(kind="checkpoint", weights=record.path, trained=True)
+    return record_from_dict(data)
+
+
 def make_record(kind: RecordKind, **fields: Any) -> Record:
     return record_from_dict({"schema": SCHEMA_VERSION, "kind": kind, **fields})
 

@@ -159,7 +159,8 @@ def train_stage(
     quiet = contextlib.nullcontext() if world.is_main else events.listening(lambda _event: None)  # rank 0 speaks for all
     try:
         with quiet:
-            return _train(world, model, dataset=dataset, output=Path(output), val_dataset=val_dataset, data_dir=data_dir, recipe_name=recipe,
+            return _train(world, model, dataset=dataset, output=Path(output).expanduser().resolve(), val_dataset=val_dataset, data_dir=data_dir,
+                          recipe_name=recipe,
                           overrides=overrides or {}, img_size=img_size, weights=weights, teacher=teacher, resume=resume, seed=seed,
                           workers=workers, max_steps=max_steps, manifest=manifest)  # fmt: skip
     finally:
