@@ -18,7 +18,7 @@ from csa_cli.errors import CsaError, UpstreamError, UsageError
 
 SCHEMA_VERSION = 1
 
-RecordKind = Literal["checkpoint", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "train", "push", "error"]
+RecordKind = Literal["checkpoint", "train", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "push", "error"]
 
 
 class Record(BaseModel):
@@ -101,6 +101,15 @@ _TYPED: dict[str, type[Record]] = {"error": ErrorRecord, "engine": EngineRecord,
 def record_from_dict(data: dict[str, Any]) -> Record:
     """A record of the pydantic type its kind has (Record for the kinds that declare no fields of their own)."""
     return _TYPED.get(str(data.get("kind")), Record).model_validate(data)
+
+
+def checkpoint_of_train(record: Record) -> Record:
+    """A `csa train` record as the checkpoint record every later stage takes (its weights file; the run's fields ride along)."""
+    if record.field("stopped") or not record.path:
+        raise UsageError("the piped training run was stopped before it finished: it made no weights yet", hint="continue it with csa train ... --resume")
+    data = record.model_dump(mode="json", by_alias=True)
+    data.update(kind="checkpoint", weights=record.path, trained=True)
+    return record_from_dict(data)
 
 
 def make_record(kind: RecordKind, **fields: Any) -> Record:

@@ -42,6 +42,7 @@ COMMANDS = {
     "quantize": "quantize",
     "engine": "engine",
     "profile": "profile",
+    "train": "train",
     "run": "run",
     "compare": "compare",
     "import-reference": "import_reference",
