@@ -34,6 +34,7 @@ SMALL = {
     "run": "--limit 4 --calib-images 4 --iterations 1",
     "compare": "--limit 4 --calib-images 4 --iterations 1 --batch 1",
     "profile": "--iterations 1 --warmup 0 --batch 1",
+    "train": "--epochs 1 --max-steps 1 --batch-size 4 --img-size 64 --workers 0",
 }
 
 

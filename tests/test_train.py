@@ -19,7 +19,7 @@ from tests.fixtures.train import DigitsRun, run_csa, write_digits
 def test_training_learns_digits(digits_run: DigitsRun) -> None:
     rec = digits_run.record
     assert rec["kind"] == "train" and rec["model"] == "test-csa" and rec["num_classes"] == 5 and rec["epochs"] == 2
-    assert rec["val_top1"] > 0.6, rec  # chance is 0.2
+    assert rec["val_top1"] > 60, rec  # percent; chance is 20
     lines = [json.loads(line) for line in (digits_run.output / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2]
     assert set(lines[0]) >= {"train_loss", "val_top1", "val_top5", "lr", "images_per_s", "epoch_s"}

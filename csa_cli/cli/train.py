@@ -38,7 +38,7 @@ def render_train(record: Record) -> object:
         if value is None:
             continue
         if name.startswith("val_") and isinstance(value, float):
-            value = f"{100 * value:.2f} %"
+            value = f"{value:.2f} %"
         rows.append([name, value])
     return table(f"csa train: {record.model}", ["field", "value"], rows)
 
@@ -54,6 +54,11 @@ _BOOL_FLAGS = {"ema": "--ema/--no-ema", "amp": "--amp/--no-amp", "sync_bn": "--s
 
 
 def register(app: typer.Typer) -> None:
+    """Add `csa train`.
+
+    Long because the command declares every recipe setting as an option of its own.
+    """
+
     @app.command("train", short_help="Train or fine-tune a model on an ImageFolder.", epilog=EXAMPLES)
     @stage_command("train")
     def train(

@@ -56,9 +56,9 @@ class CheckpointMeta(BaseModel):
     preprocessing: Preprocessing | None = Field(default=None, description="the eval preprocessing the run validated with")
     recipe: dict[str, Any] | None = Field(default=None, description="the training recipe, every setting resolved")
     dataset_fingerprint: str | None = Field(default=None, description="sha256 of the training set's file list (relative path, size, class)")
-    val_top1: float | None = None
+    val_top1: float | None = Field(default=None, description="validation top-1 of these weights' run, percent (as csa eval reports it)")
     val_top5: float | None = None
-    val_top1_ema: float | None = None
+    val_top1_ema: float | None = Field(default=None, description="the same for the run's EMA weights")
 
 
 def _arch_of(module: nn.Module) -> tuple[CheckpointArch | None, int | None, int | None]:

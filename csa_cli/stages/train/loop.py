@@ -166,7 +166,7 @@ def train_epoch(parts: Parts, loader: Any, *, epoch: int, first_batch: int, batc
 
 
 def evaluate(model: nn.Module, loader: Any, device: str, channels_last: bool) -> tuple[float, float]:
-    """(top-1, top-5) as fractions, in eval mode, fp32."""
+    """(top-1, top-5) in percent (as `csa eval` reports them), in eval mode, fp32."""
     import torch
 
     was_training = model.training
@@ -185,4 +185,4 @@ def evaluate(model: nn.Module, loader: Any, device: str, channels_last: bool) ->
             top5 += int(hits.any(dim=1).sum())
             total += targets.shape[0]
     model.train(was_training)
-    return top1 / max(total, 1), top5 / max(total, 1)
+    return 100.0 * top1 / max(total, 1), 100.0 * top5 / max(total, 1)

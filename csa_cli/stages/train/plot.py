@@ -27,7 +27,7 @@ def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
         ("val top-1 (EMA)", [m.val_top1_ema for m in history]),
     ):
         if any(v is not None for v in values):
-            ax_acc.plot(epochs, [100 * v if v is not None else float("nan") for v in values], marker="o", label=label)
+            ax_acc.plot(epochs, [v if v is not None else float("nan") for v in values], marker="o", label=label)
     ax_acc.set_title("Validation accuracy")
     ax_acc.set_ylabel("%")
     ax_acc.set_ylim(0, 100)

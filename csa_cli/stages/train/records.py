@@ -24,7 +24,7 @@ class EpochMetrics(BaseModel):
 
     epoch: int = Field(description="1-based")
     train_loss: float
-    val_top1: float | None = None
+    val_top1: float | None = Field(default=None, description="percent, as csa eval reports it")
     val_top5: float | None = None
     val_top1_ema: float | None = None
     lr: float

@@ -306,8 +306,8 @@ def _mean_loss(loss: float, world: World) -> float:
 
 
 def _epoch_line(m: EpochMetrics, epochs: int) -> str:
-    val = f", val top-1 {100 * m.val_top1:.2f} %" if m.val_top1 is not None else ""
-    ema = f" (EMA {100 * m.val_top1_ema:.2f} %)" if m.val_top1_ema is not None else ""
+    val = f", val top-1 {m.val_top1:.2f} %" if m.val_top1 is not None else ""
+    ema = f" (EMA {m.val_top1_ema:.2f} %)" if m.val_top1_ema is not None else ""
     return f"epoch {m.epoch}/{epochs}: loss {m.train_loss:.4f}{val}{ema}, {m.images_per_s:.1f} images/s, {m.epoch_s:.1f} s"
 
 
