@@ -43,16 +43,10 @@ def _pct(value: float) -> str:
 
 
 def _results(facts: CardFacts) -> list[tuple[str, str, float]]:
-    """(metric name, weights, value in percent): val top-1/top-5 as `csa train` measured them."""
+    """(metric name, weights, value in percent): val top-1/top-5 as `csa train` measured them (percent in the checkpoint)."""
     meta = facts.meta
-    rows = []
-    if meta.val_top1 is not None:
-        rows.append(("top-1 accuracy", "raw", float(meta.val_top1)))
-    if meta.val_top5 is not None:
-        rows.append(("top-5 accuracy", "raw", float(meta.val_top5)))
-    if meta.val_top1_ema is not None:
-        rows.append(("top-1 accuracy", "EMA", float(meta.val_top1_ema)))
-    return rows
+    found = (("top-1 accuracy", "raw", meta.val_top1), ("top-5 accuracy", "raw", meta.val_top5), ("top-1 accuracy", "EMA", meta.val_top1_ema))
+    return [(name, weights, round(float(value), 4)) for name, weights, value in found if value is not None]
 
 
 def card_metadata(facts: CardFacts) -> Any:
@@ -69,7 +63,7 @@ def card_metadata(facts: CardFacts) -> Any:
             dataset_split="validation",
             metric_type="accuracy",
             metric_name=f"{name} ({weights} weights)",
-            metric_value=round(value, 4),
+            metric_value=value,
             metric_config="top5" if "top-5" in name else "top1",
         )
         for name, weights, value in _results(facts)

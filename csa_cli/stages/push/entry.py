@@ -91,7 +91,7 @@ def _entry(item: PushInput, where: str, source: str, *, license: str, dataset: s
         arch["config"] = args
     trained_on = f" on {dataset}" if dataset else ""
     reported = [
-        {"metric": f"{label} (csa train validation{trained_on})", "value": round(float(value), 4), "source": source}
+        {"metric": f"{label} (csa train validation{trained_on})", "value": round(float(value), 4), "source": source}  # percent, as csa eval reports
         for label, value in (("top-1", item.meta.val_top1), ("top-5", item.meta.val_top5), ("top-1 EMA", item.meta.val_top1_ema))
         if value is not None
     ]
