@@ -175,3 +175,39 @@ def test_a_local_entry_names_the_checkpoint_like_a_zoo_model(checkpoint: Path, t
     assert all(v.equal(state[k]) for k, v in loaded.module.state_dict().items())
     ident = weights_identity("digits-here", "auto", manifest=manifest)
     assert ident is not None and ident.weights == str(checkpoint.resolve())
+
+
+# ----------------------------------------------------------------------------- the README's walkthrough
+
+# Appended to the walkthrough's train command so that it runs in seconds (as the help examples' train).
+SMALL_TRAIN = "--epochs 1 --max-steps 1 --batch-size 4 --img-size 64 --workers 0"
+
+
+def test_walkthrough_train_push_then_pull(push_env: HubEnv, csa: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walkthrough's train | push line and its pull line, as written, on digits 0-2 and the loopback Hub."""
+    import shlex
+
+    from tests.fixtures.train import write_digits
+    from tests.test_pipeline import walkthrough_line
+
+    train_dir, val_dir = write_digits(tmp_path / "digits", classes=range(3), size=64, per_class=10)
+    monkeypatch.chdir(tmp_path)
+    subs = {"TRAIN": str(train_dir), "VAL": str(val_dir), "OWNER/NAME": f"{push_env.namespace}/my-csa"}
+    stdin = None
+    line = walkthrough_line("csa train")
+    for segment in line.split(" | "):
+        for old, new in subs.items():
+            segment = segment.replace(old, new)
+        words = shlex.split(segment)[1:] + (SMALL_TRAIN.split() if segment.startswith("csa train") else [])
+        result = csa(*words, input=stdin)
+        assert result.exit_code == 0, f"{segment}:\n{result.stderr}"
+        stdin = result.stdout
+    pushed = result.record
+    assert pushed["kind"] == "push" and pushed["registered"] == str(push_env.manifest)
+    assert push_env.server.file(pushed["repo"], "model.safetensors") == (tmp_path / "run" / "model.safetensors").read_bytes()
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "clean-hf"))
+    pull = walkthrough_line("csa pull my-csa").split()[1:]
+    pulled = csa(*pull)
+    assert pulled.exit_code == 0, pulled.stderr
+    assert pulled.record["commit"] == pushed["commit"] and pulled.record["model"] == "my-csa"
