@@ -99,8 +99,11 @@ def test_the_model_card_has_the_metrics_table_and_model_index(push_env: HubEnv, 
     import yaml
     from huggingface_hub import ModelCard
 
-    record = _push(csa, push_env, checkpoint, "csa-nano-card")
-    readme = push_env.server.file(record["repo"], "README.md").decode()
+    record = _push(csa, push_env, checkpoint, "csa-nano-card", "--private", "--revision", "trial")
+    served = push_env.server.repos[record["repo"]]
+    assert served.token == TEST_TOKEN and record["private"]  # private: only the pushing token reads it
+    assert set(served.commits[served.refs["main"]]) == {".gitattributes"} and served.refs["trial"] == record["commit"]
+    readme = push_env.server.file(record["repo"], "README.md", revision="trial").decode()
     front = yaml.safe_load(readme.split("---")[1])
     assert front["library_name"] == "timm" and front["license"] == "apache-2.0" and front["datasets"] == ["digits"]
     assert {"image-classification", "timm", "csa"} <= set(front["tags"])
@@ -114,7 +117,7 @@ def test_the_model_card_has_the_metrics_table_and_model_index(push_env: HubEnv, 
     assert "| top-1 accuracy | raw | 97.25 % |" in readme and "| top-1 accuracy | EMA | 98.50 % |" in readme
     for said in ("NVIDIA's CSA", "How they were measured", "## Intended use", "## Dataset terms", "center crop | 64 x 64", "import csa_cli.models.csa"):
         assert said in readme, said
-    config = json.loads(push_env.server.file(record["repo"], "config.json"))
+    config = json.loads(push_env.server.file(record["repo"], "config.json", revision="trial"))
     assert config["architecture"] == "csa_nano" and config["num_classes"] == 3 and config["label_names"] == CLASSES
     assert config["pretrained_cfg"]["interpolation"] == "bilinear" and config["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5]
 
