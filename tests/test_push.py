@@ -91,7 +91,8 @@ def test_timm_loads_the_pushed_repo_with_csas_logits(push_env: HubEnv, csa: Any,
     ours = load_model("csa-nano-timm", "pretrained").module
     theirs = timm.create_model(f"hf-hub:{record['repo']}", pretrained=True)
     assert theirs.num_classes == 3 and theirs.pretrained_cfg["label_names"] == CLASSES
-    assert tuple(theirs.pretrained_cfg["input_size"]) == (3, 64, 64) and theirs.pretrained_cfg["crop_pct"] == 1.0
+    data = timm.data.resolve_model_data_config(theirs)  # what timm's validate.py builds its transform from
+    assert (data["input_size"], data["crop_pct"], data["interpolation"]) == ((3, 64, 64), 1.0, "bilinear")
     torch.testing.assert_close(_logits(theirs), _logits(ours), rtol=0, atol=0)
 
 

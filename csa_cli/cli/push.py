@@ -59,7 +59,7 @@ def _render(record: PushRecord) -> RenderableType:
 
     name = record.entry["name"]
     rows = [[file, sha[:16] + "…"] for file, sha in record.files.items()]
-    files = table(f"{record.repo}@{record.revision}: commit {record.commit}", ["file", "sha256"], rows)
+    files = table(f"{record.repo}@{record.revision}: commit {record.commit[:12]}", ["file", "sha256"], rows)
     entry = {k: v for k, v in record.entry.items() if k != "name"}
     where = f"written to {record.registered}" if record.registered else "add it to your manifest, or push with --register NAME"
     snippet = manifest_toml({"models": {name: entry}})
