@@ -8,6 +8,15 @@ Repos are laid out as folders (one commit = a snapshot of a folder's files). It 
                                                   *.bin) answer 302 to a second "CDN" port with X-Linked-Etag
                                                   (sha256) and X-Linked-Size, as the Hub does
     GET  /blobs/{sha256}  (CDN port)              the content, with Range support (for resumed downloads)
+and what `HfApi.create_repo`, `create_branch` and `create_commit` use (huggingface_hub's hf_api.py and
+_commit_api.py name these endpoints), each needing "Authorization: Bearer <a token in write_tokens>":
+    POST /api/repos/create                        {name, organization, visibility}: a repo with .gitattributes (409 if it exists)
+    POST /api/validate-yaml                       {content}: README.md's YAML front matter must parse (400 with errors otherwise)
+    POST /api/models/{repo}/preupload/{rev}       every file "regular": uploaded inline in the commit, never over LFS/Xet
+    POST /api/models/{repo}/branch/{branch}       a branch at main (or startingPoint) (409 if it exists)
+    POST /api/models/{repo}/commit/{rev}          ndjson: header, base64 "file"s, "deletedFile"s -> {commitOid, commitUrl}
+A loopback server cannot take LFS or Xet uploads: the client must upload inline (the "regular" mode the
+preupload answer gives; tests also set HF_HUB_DISABLE_XET=1).
 Errors carry the Hub's X-Error-Code headers (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo).
 
 It counts GETs of file content per (repo, file), and can simulate: a private repo (401 without
@@ -50,6 +59,7 @@ class HubRepo:
     token: str | None = None  # private: needs "Authorization: Bearer <token>"
     gated: bool = False
     license: str = "apache-2.0"
+    messages: dict[str, str] = field(default_factory=dict)  # commit -> its summary (commits made through the API)
 
 
 @dataclass
@@ -70,6 +80,8 @@ class HubServer:
         self.cuts: dict[tuple[str, str], _Cut] = {}
         self.tampered: dict[tuple[str, str], bytes] = {}
         self.delay_s = 0.0
+        self.write_tokens: set[str] = set()  # tokens the write endpoints accept (tests add theirs)
+        self.posts: list[str] = []  # paths of every POST, in order
         self._lock = threading.Lock()
         self._bind(port)
         self._threads: list[threading.Thread] = []
@@ -115,7 +127,15 @@ class HubServer:
         return self.commit(repo_id, files, branch=branch, token=token, gated=gated, license=license)
 
     def commit(
-        self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", token: str | None = None, gated: bool = False, license: str = "apache-2.0"
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        branch: str = "main",
+        token: str | None = None,
+        gated: bool = False,
+        license: str = "apache-2.0",
+        message: str = "",
     ) -> str:
         with self._lock:
             repo = self.repos.get(repo_id) or HubRepo(repo_id, token=token, gated=gated, license=license)
@@ -127,6 +147,7 @@ class HubServer:
             sha = digest.hexdigest()
             repo.commits[sha] = dict(files)
             repo.refs[branch] = sha
+            repo.messages[sha] = message
             for data in files.values():
                 self.blobs[hashlib.sha256(data).hexdigest()] = data
             return sha
@@ -195,7 +216,24 @@ class HubServer:
             def do_GET(self) -> None:
                 self._dispatch(head=False)
 
+            def do_POST(self) -> None:
+                path = unquote(urlsplit(self.path).path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.posts.append(path)
+                from tests.hubwrite import WriteApi  # the write endpoints live beside this file
+
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    WriteApi(hub, self).post(path, body)
+
             # -------------------------------------------------------- helpers
+            def send_json(self, status: int, body: dict[str, Any], code: str | None = None) -> None:
+                headers = {"Content-Type": "application/json"}
+                if code:
+                    headers["X-Error-Code"] = code
+                if status >= 400:
+                    headers["X-Error-Message"] = str(body.get("error", ""))
+                self._send(status, json.dumps(body).encode(), headers)
+
             def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False) -> None:
                 self.send_response(status)
                 for key, value in (headers or {}).items():
