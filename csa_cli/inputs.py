@@ -54,14 +54,15 @@ def require_positive(value: int | None, option: str) -> int | None:
 
 
 def input_record(argument: str | None) -> Record | None:
-    """The record a stage consumes: a .json record file given as argument, else stdin's."""
-    from csa_cli.records import load_record_file, read_stdin_record
+    """The record a stage consumes: a .json record file given as argument, else stdin's (a finished run's as the checkpoint it made)."""
+    from csa_cli.records import checkpoint_of_train, load_record_file, read_stdin_record
 
+    record = None
     if argument is not None and argument.endswith(".json") and Path(argument).is_file():
-        return load_record_file(Path(argument))
-    if argument is None:
-        return read_stdin_record(sys.stdin)
-    return None
+        record = load_record_file(Path(argument))
+    elif argument is None:
+        record = read_stdin_record(sys.stdin)
+    return checkpoint_of_train(record) if record is not None and record.kind == "train" else record
 
 
 class StageInput:

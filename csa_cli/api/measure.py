@@ -147,7 +147,7 @@ def profile_results(
     from csa_cli.stages.export.stage import parse_img_size
     from csa_cli.stages.profile.plot import plot_latency
     from csa_cli.stages.profile.records import ProfileOptions
-    from csa_cli.stages.profile.stage import profile_target
+    from csa_cli.stages.profile.sidebyside import profile_side_by_side
 
     batches = _batches(batch)
     require_positive(threads, "--threads")
@@ -180,7 +180,8 @@ def profile_results(
     except ValidationError as exc:
         raise UsageError(f"invalid options: {exc.errors()[0]['msg']}") from None
     targets = [_given(s, manifest) for s in sources or (None,)]
-    results = [profile_target(model=t.model, path=t.path, record=t.record, options=options) for t in targets]
+    # several targets are timed interleaved, round by round, with ratios to the first
+    results = profile_side_by_side([(t.model, t.path, t.record) for t in targets], options)
     if plot is not None:
         events.info(f"plot written: {plot_latency(results, Path(plot))}")
     return results

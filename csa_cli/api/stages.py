@@ -151,6 +151,7 @@ def quantize(
     keep_fp: Sequence[str] | None = None,
     strict: bool = False,
     batch_size: int = 8,
+    placement: str = "tensorrt",
     model: str | None = None,
     output: PathLike | None = None,
     force: bool = False,
@@ -161,6 +162,7 @@ def quantize(
     (Q/DQ ONNX, TensorRT calibration cache, summary). calib_dataset is required."""
     from csa_cli.inputs import expect_record, wrong_file
     from csa_cli.stages.quantize.calibration import METHODS
+    from csa_cli.stages.quantize.qdq_writer import PLACEMENTS
     from csa_cli.stages.quantize.stage import PRECISIONS, quantize_stage
 
     # option checks first: a bad option must not cost an export
@@ -168,6 +170,8 @@ def quantize(
         raise UsageError(f"unknown calibration method {method!r}", hint=f"use --method {' | '.join(METHODS)}")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}", hint=f"use --precision {' | '.join(PRECISIONS)}")
+    if placement not in PLACEMENTS:
+        raise UsageError(f"unknown placement {placement!r}", hint=f"use --placement {' | '.join(PLACEMENTS)}")
     if not calib_dataset:
         raise UsageError("--calib-dataset is required", hint="give an ImageFolder DIR, hf://datasets/OWNER/NAME, or imagenet-val with --data-dir")
     for value, option in ((calib_images, "--calib-images"), (batch_size, "--batch-size")):
@@ -196,6 +200,7 @@ def quantize(
             force=force,
             model=model,
             manifest=_path(manifest),
+            placement=placement,
         )
 
 

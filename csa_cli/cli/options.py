@@ -149,3 +149,9 @@ OUTPUT = SharedOption("--output", "PATH", None, "Also write the result here (ato
 REPORT = SharedOption("--report", "DIR", None, "Write a markdown report (and PNG plots, where there are any) into DIR.")
 FORCE = SharedOption("--force", None, False, "Replace an existing --output; go on despite a failed compliance check.")
 RULES = SharedOption("--rules", "RULES", "restricted", "restricted (GPU safety scope) | dla (DLA standalone) | all.")
+PLACEMENT = SharedOption(
+    "--placement",
+    "RUNTIME",
+    "tensorrt",
+    "Where Q/DQ pairs go: tensorrt (inputs of weighted ops; engines, bundles) | onnxruntime (inputs and outputs: integer kernels on CPU).",
+)

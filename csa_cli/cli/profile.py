@@ -68,15 +68,22 @@ def render(results: "list[ProfileResult]") -> "Group":
     if first.roofline is not None:
         notes.append(f"peaks: {first.roofline.peak_gflops:.0f} GFLOP/s, {first.roofline.bandwidth_gbs:.1f} GB/s ({first.roofline.device_name})")
     notes += sorted({r.roofline_note for r in results if r.roofline_note})
-    return Group(
+    if first.load is not None:
+        notes.append(f"machine {first.load.describe()} when timing started")
+    parts = [
         table(f"csa profile: latency ({where})", lead + times, latency, numeric={"batch", *times}),
         table("throughput and per-frame cost", lead + frames, per_frame, numeric={"batch", *frames}),
-        text("\n".join(notes), style="dim"),
-    )
+    ]
+    spreads = [(res, r.batch, r.ratio) for res in results for r in res.results if r.ratio]
+    ratios = [[*key(res, b), f"{s.ratio:.2f}", f"{s.low:.2f}-{s.high:.2f}", s.verdict] for res, b, s in spreads]
+    if ratios:
+        base = next(r.ratio_to for res in results for r in res.results if r.ratio_to)
+        parts.append(table(f"side by side (interleaved): latency / {base}", [*lead, "ratio", "95% interval", "verdict"], ratios, numeric={"batch", "ratio"}))
+    return Group(*parts, text("\n".join(notes), style="dim"))
 
 
 EXAMPLES = examples(
-    ("latency of two zoo models at batch 1, 4, 8 and 16 on this CPU", "csa profile csa-tiny convnext-tiny"),
+    ("two zoo models timed side by side (interleaved), ratios to the first", "csa profile convnext-tiny csa-tiny"),
     ("an exported graph on ONNX Runtime, 50 timed runs at batch 1", "csa export csa-tiny --weights random | csa profile --iterations 50"),
     ("PyTorch on the GPU with CUDA graphs (needs a GPU)", "csa profile csa-tiny --device cuda --precision fp16 --batch 1,8"),
 )

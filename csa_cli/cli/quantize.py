@@ -25,6 +25,7 @@ def _render(record: Record) -> object:
     rows = [
         ["model", record.model],
         ["method / precision", f"{record.field('method')} / {record.field('precision')}"],
+        ["Q/DQ placement", str(record.field("placement") or "tensorrt")],
         ["calibration images", f"{summary['images']} of {summary['images_requested']} asked (seed {summary['seed']})"],
         ["weighted nodes in INT8", f"{len(summary['quantized_nodes'])} of {summary['weighted_nodes']}"],
         ["kept in FP", ", ".join(f"{k['name']} ({k['rule']})" for k in summary["kept_fp"]) or "none"],
@@ -39,7 +40,7 @@ def _render(record: Record) -> object:
 EXAMPLES = examples(
     ("the mixed-precision policy, calibrated on 500 images of a folder", "csa quantize csa-tiny --calib-dataset ~/imagenet/val"),
     ("the graph a check passed, calibrated on a Hub dataset", "csa check csa-tiny | csa quantize --calib-dataset hf://datasets/OWNER/imagenet-mini:validation"),
-    ("a bare ONNX file, keeping the head in FP", "csa quantize model.onnx --model csa-tiny --calib-dataset ~/imagenet/val --keep-fp '*head*'"),
+    ("INT8 that ONNX Runtime runs in integer kernels on this CPU", "csa quantize csa-tiny --calib-dataset ~/imagenet/val --placement onnxruntime"),
 )
 
 D = options.defaults_of(api.quantize)
@@ -62,6 +63,7 @@ def register(app: typer.Typer) -> None:
         keep_fp: list[str] | None = typer.Option(D.keep_fp, "--keep-fp", metavar="PATTERN", help="Keep nodes matching this name glob in FP (repeatable)."),
         strict: bool = typer.Option(D.strict, "--strict", help="Fail when the dataset has fewer images than --calib-images."),
         batch_size: int = options.BATCH_SIZE(D.batch_size, why="calibration keeps every activation's histogram: memory grows with it"),
+        placement: str = options.PLACEMENT(D.placement),
         model: str | None = options.MODEL(D.model),
         output: Path | None = options.OUTPUT(D.output),
         force: bool = options.FORCE(D.force),
@@ -89,5 +91,6 @@ def register(app: typer.Typer) -> None:
             output=output,
             force=force,
             manifest=manifest,
+            placement=placement,
         )
         out.emit(record, lambda: _render(record))

@@ -99,7 +99,9 @@ def _validation(
         events.warn("no --dataset: the bundle validates on random inputs (agreement with ONNX Runtime only, no accuracy)")
         return None
     exclude = calibration_files(record, Path(record.path) if record is not None and record.path else None) if record is not None else []
-    return held_out_set(built.model, built.infos[0], dataset=dataset, data_dir=data_dir, exclude=exclude, count=count, seed=seed, manifest=manifest)
+    return held_out_set(
+        built.model, built.infos[0], dataset=dataset, data_dir=data_dir, exclude=exclude, count=count, seed=seed, manifest=manifest, weights=built.weights
+    )
 
 
 def _bundle_folder(
