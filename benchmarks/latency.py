@@ -143,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--iterations must be at least 1")
     seconds = None if args.iterations is not None else (args.seconds or 3.0)
     measure = MeasureSettings(warmup=args.warmup, iterations=args.iterations, seconds=seconds)
-    options = ProfileOptions(backend="onnxruntime", batches=args.batches, threads=args.threads, weights="random", measure=measure, estimate=not args.no_estimate)
+    options = ProfileOptions(
+        backend="onnxruntime", batches=args.batches, threads=args.threads, weights="random", measure=measure, estimate=not args.no_estimate
+    )
     start = time.perf_counter()
     # the baseline first: every ratio is to it
     models = [args.baseline, *[m for m in args.models if m != args.baseline]] if args.baseline in args.models else list(args.models)
