@@ -103,6 +103,8 @@ def interleave_steps(steps: Mapping[str, Step], settings: MeasureSettings, *, ba
     contender has had its budget (the budget is per contender, as for one model alone, at least
     MIN_ROUNDS); then, while a ratio's interval is still wider than the claim, on to
     EXTEND_FACTOR times that budget.
+
+    Long because the warm-up, the stopping rule and the rotated rounds share the samples they fill.
     """
     labels = list(steps)
     if not labels:

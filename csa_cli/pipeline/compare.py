@@ -341,7 +341,11 @@ def compare_models(
     run: bool = True,
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Study:
-    """Run what is missing through the pipeline core (cached stages are skipped), then build the study."""
+    """Run what is missing through the pipeline core (cached stages are skipped), time every model's
+    latency interleaved with the others, then build the study.
+
+    Long because it takes every `csa compare` option by name and hands each to the stage that uses it.
+    """
     from csa_cli.manifest import load_manifest
     from csa_cli.pipeline.options import RunOptions
     from csa_cli.pipeline.run import run_pipeline
