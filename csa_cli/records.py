@@ -18,7 +18,7 @@ from csa_cli.errors import CsaError, UpstreamError, UsageError
 
 SCHEMA_VERSION = 1
 
-RecordKind = Literal["checkpoint", "train", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "push", "error"]
+RecordKind = Literal["checkpoint", "train", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "predict", "push", "error"]
 
 
 class Record(BaseModel):

@@ -78,14 +78,19 @@ class HubServer:
         self.gets: Counter[tuple[str, str]] = Counter()
         self.requests: list[tuple[str, str]] = []
         self.cuts: dict[tuple[str, str], _Cut] = {}
+        self.tampered: dict[tuple[str, str], bytes] = {}
         self.delay_s = 0.0
         self.write_tokens: set[str] = set()  # tokens the write endpoints accept (tests add theirs)
         self.posts: list[str] = []  # paths of every POST, in order
         self._lock = threading.Lock()
-        self._hub = ThreadingHTTPServer((host, port), self._handler(cdn=False))
-        self._cdn = ThreadingHTTPServer((host, 0), self._handler(cdn=True))
-        self._hub.daemon_threads = self._cdn.daemon_threads = True
+        self._bind(port)
         self._threads: list[threading.Thread] = []
+        self._stopped = False
+
+    def _bind(self, port: int) -> None:
+        self._hub = ThreadingHTTPServer((self.host, port), self._handler(cdn=False))
+        self._cdn = ThreadingHTTPServer((self.host, 0), self._handler(cdn=True))
+        self._hub.daemon_threads = self._cdn.daemon_threads = True
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -97,6 +102,9 @@ class HubServer:
         return f"http://{self.host}:{self._cdn.server_address[1]}"
 
     def start(self) -> HubServer:
+        if self._stopped:  # a second pytest session in one process (mutmut): serve again on the same port
+            self._bind(self._hub.server_address[1])
+            self._stopped = False
         for server in (self._hub, self._cdn):
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()
@@ -107,6 +115,7 @@ class HubServer:
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
+        self._stopped = True
 
     # ------------------------------------------------------------------ repos
     def add_folder(
@@ -170,6 +179,15 @@ class HubServer:
     def cut(self, repo_id: str, name: str, *, times: int = 1, fraction: float = 0.5) -> None:
         """The next `times` GETs of the file's content stop after `fraction` of it and drop the connection."""
         self.cuts[(repo_id, name)] = _Cut(times, fraction)
+
+    def tamper(self, repo_id: str, name: str, data: bytes) -> None:
+        """Serve `data` as the file's content while the listing and headers keep the real sha256 and size.
+
+        A Hub (or a CDN, or a proxy) sending bytes that differ from the hash it lists: only the
+        client's own check can notice. Same length as the real file, or the client's size check would.
+        """
+        assert len(data) == len(self.file(repo_id, name)), "tampered content must keep the file's size"
+        self.tampered[(repo_id, name)] = data
 
     def get_count(self, repo_id: str, name: str) -> int:
         return self.gets[(repo_id, name)]
@@ -365,6 +383,7 @@ class HubServer:
                 with hub._lock:
                     hub.gets[(repo_id, name)] += 1
                     cut = hub.cuts.get((repo_id, name))
+                    data = hub.tampered.get((repo_id, name), data)
                     if cut is not None:
                         cut.times -= 1
                         if cut.times <= 0:
