@@ -45,7 +45,9 @@ def test_checkpoint_metadata_says_what_was_trained(digits_run: DigitsRun) -> Non
 def test_eval_with_the_weights_reproduces_the_runs_top1(digits_run: DigitsRun, csa: Callable[..., CliResult]) -> None:
     result = csa("eval", "test-csa", "--weights", digits_run.record["path"], "--dataset", str(digits_run.val_dir), "--workers", "0")
     assert result.exit_code == 0, result.stderr
-    assert result.record["top1"] == pytest.approx(digits_run.record["val_top1"], abs=1e-9)
+    images = result.record["images"]
+    assert result.record["top1_correct"] == round(digits_run.record["val_top1"] * images / 100)  # the same images right, not just close
+    assert result.record["top1"] == pytest.approx(digits_run.record["val_top1"], abs=1e-4)  # eval rounds to 4 decimals
 
 
 def test_export_takes_the_train_record_from_a_pipe(digits_run: DigitsRun, csa: Callable[..., CliResult]) -> None:
@@ -80,7 +82,7 @@ def test_teacher_logits_change_the_gradient() -> None:
 
     torch.manual_seed(0)
     student, teacher = create_model("test-csa", 4), create_model("test-csa", 4).eval()
-    images, targets = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
+    images, targets = torch.randn(2, 3, 64, 64), torch.tensor([0, 3])
 
     def grads(mode: str | None, alpha: float = 0.5) -> torch.Tensor:
         recipe = build_recipe("small", {"distill": mode or "soft", "distill_alpha": alpha}, world_size=1)
@@ -104,7 +106,7 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
 
     from safetensors.torch import load_file
 
-    train_dir, _ = write_digits(tmp_path / "data", classes=range(3), size=64, per_class=10)  # 24 training images: 6 steps of 4
+    train_dir, _ = write_digits(tmp_path / "data", classes=range(3), size=64, per_class=7)  # 18 training images: 4 steps of 4
     args = ("--dataset", str(train_dir), "--recipe", "small", "--epochs", "2", "--batch-size", "4", "--workers", "0", "--seed", "3")
     whole = run_csa("train", "test-csa", *args, "--output", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
@@ -114,14 +116,14 @@ def test_sigterm_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None
     seen = []
     for line in cut.stderr:
         seen.append(line)
-        if "epoch 1/2: 2/6" in line:
+        if "epoch 1/2: 2/4" in line:
             cut.send_signal(signal.SIGTERM)
             break
     _, rest = cut.communicate(timeout=300)
     assert cut.returncode == 130, "".join(seen) + rest
     assert "SIGTERM" in rest and "--resume" in rest
     state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
-    assert state["epoch"] == 0 and 2 <= state["batches_done"] < 6, state  # stopped inside the first epoch
+    assert state["epoch"] == 0 and 2 <= state["batches_done"] < 4, state  # stopped inside the first epoch
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     resumed = run_csa("train", "test-csa", *args, "--output", str(tmp_path / "cut"), "--resume")
     assert resumed.returncode == 0, resumed.stderr
