@@ -18,7 +18,10 @@ command's own). Examples at the end of each command's help come from `examples(.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import typer
@@ -91,6 +94,16 @@ def examples(*pairs: tuple[str, str]) -> str:
         lines += [f"  # {what}", f"  {command}"]
     # \b keeps click from re-wrapping the paragraph that follows it
     return "Examples:\n\n\b\n" + "\n".join(lines)
+
+
+def defaults_of(function: Callable[..., Any]) -> Any:
+    """The defaults of a csa_cli.api function, by parameter name: the one definition a command and the API share.
+
+    `D = defaults_of(api.quantize)`, then `calib_images: int = options.CALIB_IMAGES(D.calib_images)`;
+    tests/test_api.py checks that every command's defaults are its function's.
+    """
+    params = inspect.signature(function).parameters.values()
+    return SimpleNamespace(**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty})
 
 
 # ------------------------------------------------------------------------------- the shared options

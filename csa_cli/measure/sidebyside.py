@@ -104,7 +104,8 @@ def interleave_steps(steps: Mapping[str, Step], settings: MeasureSettings, *, ba
     MIN_ROUNDS); then, while a ratio's interval is still wider than the claim, on to
     EXTEND_FACTOR times that budget.
 
-    Long because the warm-up, the stopping rule and the rotated rounds share the samples they fill.
+
+    Long because warm-up, the rounds and the extension share one clock and one sample store.
     """
     labels = list(steps)
     if not labels:

@@ -2,7 +2,9 @@
 
 Metadata (safetensors string map) has one key, "csa", holding the JSON of `CheckpointMeta`:
 the zoo model name, the architecture (builder / name / config — for CSA the full variant config,
-so the file rebuilds without the manifest), the number of classes, the csa and arch versions.
+so the file rebuilds without the manifest), the number of classes, the csa and arch versions;
+a trained checkpoint (`csa train`) adds the class names, the preprocessing it was validated with,
+the recipe, a dataset fingerprint and the validation top-1/top-5 (raw and EMA weights).
 Written atomically: a crash never leaves a truncated checkpoint behind.
 """
 
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from csa_cli import __version__
 from csa_cli.errors import CsaError
+from csa_cli.manifest import Preprocessing
 from csa_cli.paths import atomic_path
 
 if TYPE_CHECKING:
@@ -48,6 +51,14 @@ class CheckpointMeta(BaseModel):
     arch_version: int | None = None
     source: str | None = Field(default=None, description="where the weights came from (e.g. a reference .pth)")
     source_sha256: str | None = None
+    # written by `csa train`: what the weights were trained for and how well they did
+    class_names: list[str] | None = Field(default=None, description="class index -> name (the dataset's folder names)")
+    preprocessing: Preprocessing | None = Field(default=None, description="the eval preprocessing the run validated with")
+    recipe: dict[str, Any] | None = Field(default=None, description="the training recipe, every setting resolved")
+    dataset_fingerprint: str | None = Field(default=None, description="sha256 of the training set's file list (relative path, size, class)")
+    val_top1: float | None = Field(default=None, description="validation top-1 of these weights' run, percent (as csa eval reports it)")
+    val_top5: float | None = None
+    val_top1_ema: float | None = Field(default=None, description="the same for the run's EMA weights")
 
 
 def _arch_of(module: nn.Module) -> tuple[CheckpointArch | None, int | None, int | None]:
@@ -75,18 +86,35 @@ def save_checkpoint(module: nn.Module, path: str | Path, model_name: str, **extr
     return target
 
 
+def header_metadata(path: str | Path) -> dict[str, str]:
+    """A safetensors file's string metadata, read from its JSON header alone (no torch, no tensors).
+
+    The format (safetensors' README): 8 bytes little-endian header length, then the JSON header
+    whose "__metadata__" is the string map. Cached stages call this, so it must stay framework-free.
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 2 <= size <= 100_000_000 or size > p.stat().st_size - 8:
+                raise ValueError("bad header length")
+            header = json.loads(fh.read(size))
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("__metadata__ is not a map")
+        return {str(k): str(v) for k, v in meta.items()}
+    except FileNotFoundError:
+        raise CsaError(f"checkpoint not found: {p}") from None
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise CsaError(f"{p} is not a readable safetensors file ({exc})") from None
+
+
 def read_metadata(path: str | Path) -> CheckpointMeta:
     """The metadata of a csa checkpoint, without loading its tensors."""
-    from safetensors import safe_open
-
     p = Path(path)
     if not p.is_file():
         raise CsaError(f"checkpoint not found: {p}")
-    try:
-        with safe_open(str(p), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get(META_KEY)
-    except Exception as exc:  # safetensors raises its own error types for corrupt headers
-        raise CsaError(f"{p} is not a readable safetensors file ({exc})") from None
+    raw = header_metadata(p).get(META_KEY)
     if raw is None:
         raise CsaError(
             f"{p} is a safetensors file but not a csa checkpoint (no '{META_KEY}' metadata)", hint="convert reference weights with `csa import-reference`"

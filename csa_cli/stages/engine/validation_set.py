@@ -27,6 +27,7 @@ def held_out_set(
     count: int,
     seed: int,
     manifest: str | os.PathLike[str] | None,
+    weights: str | None = None,
 ) -> ValidationSet:
     """`count` held-out images of `dataset` (fewer when it has fewer), preprocessed for `info`'s input."""
     import numpy as np
@@ -45,7 +46,7 @@ def held_out_set(
     chosen = select_calibration_files(held, count, seed)
     if len(chosen) < count:
         events.info(f"validating on all {len(chosen)} held-out images of {dataset} (fewer than --val-images {count})")
-    pre = preprocessing_for(model, info.input_hw, manifest)
+    pre = preprocessing_for(model, info.input_hw, manifest, weights)  # a trained checkpoint's own preprocessing
     images = np.ascontiguousarray(load_batch([f.path for f in chosen], pre).numpy(), dtype=np.float32)
     source = (
         f"{len(chosen)} held-out images of {dataset} (the {len(left_out)} calibration images left out), "

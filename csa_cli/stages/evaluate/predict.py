@@ -12,6 +12,7 @@ from csa_cli.errors import UsageError
 from csa_cli.records import Record
 from csa_cli.stages.evaluate.loop import TOPK
 from csa_cli.stages.evaluate.targets import EvalTarget, open_target, resolve_target
+from csa_cli.stages.pull.weights import checkpoint_meta
 
 if TYPE_CHECKING:
     pass
@@ -62,7 +63,9 @@ def predict(
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
     classes = probs.shape[1]
-    names = imagenet.class_names() if classes == imagenet.NUM_CLASSES else None
+    trained = checkpoint_meta(target.weights)  # a `csa train` checkpoint names its own classes
+    own = trained.class_names if trained is not None and trained.class_names and len(trained.class_names) == classes else None
+    names = imagenet.class_names() if own is None and classes == imagenet.NUM_CLASSES else None
     results = []
     for path, row in zip(images, probs, strict=True):
         order = np.argsort(-row, kind="stable")[: min(topk, classes)]
@@ -70,7 +73,7 @@ def predict(
             Prediction(
                 index=int(i),
                 synset=imagenet.synsets()[i] if names else None,
-                name=names[i] if names else f"class {int(i)}",
+                name=own[i] if own else names[i] if names else f"class {int(i)}",
                 probability=float(row[i]),
             )
             for i in order

@@ -154,7 +154,12 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         raise UsageError(f"an engine runs on tensorrt, not {chosen}", hint="drop --backend, or evaluate the ONNX with --backend onnxruntime")
     side = read_sidecar(path)
     model = model or (record.model if record is not None else None) or side.model
+    given_weights = (record.weights if record is not None else None) or side.weights
     entry = get_entry(model, manifest) if model else None
+    if entry is not None:
+        from csa_cli.stages.pull.weights import entry_for_weights
+
+        entry = entry_for_weights(entry, given_weights)  # exported from a trained checkpoint: its preprocessing
     hw = read_onnx_info(path).input_hw if kind == "onnx" else None
     if entry is not None:
         pre = entry.preprocessing
@@ -176,7 +181,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         backend=chosen,
         artifact=path,
         entry=entry,
-        weights=(record.weights if record is not None else None) or side.weights,
+        weights=given_weights,
         weights_hash=(record.field("weights_hash") if record is not None else None) or side.weights_hash,
         precision=precision,
         source=str(path),
@@ -269,7 +274,9 @@ def _is_alias(source: str, manifest: Any) -> bool:
 
 
 def _model_target(model: str, backend: str | None, weights: str | None, manifest: Any) -> EvalTarget:
-    entry = get_entry(model, manifest)
+    from csa_cli.stages.pull.weights import entry_for_weights
+
+    entry = entry_for_weights(get_entry(model, manifest), weights)  # a trained checkpoint's classes and preprocessing
     chosen = backend or "torch"
     if chosen == "tensorrt":
         raise UsageError(f"--backend tensorrt runs an engine: build one for {model} first", hint=f"csa engine {model} --target local, then csa eval ENGINE")

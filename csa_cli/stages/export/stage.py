@@ -235,12 +235,13 @@ def export_stage(
     _export_into.
     """
     from csa_cli.manifest import load_manifest
+    from csa_cli.stages.pull.weights import entry_for_weights
 
     if batch is not None and batch < 1:
         raise UsageError(f"--batch must be at least 1, got {batch}")
     if opset < 13:
         raise UsageError(f"--opset {opset} is too old", hint="use opset 17 (the default)")
-    entry = load_manifest(manifest).get(model)
+    entry = entry_for_weights(load_manifest(manifest).get(model), weights)  # a trained checkpoint's size and classes
     size = parse_img_size(img_size, entry.preprocessing.input_size)
     static_batch = None if dynamic_batch else (batch or 1)
 

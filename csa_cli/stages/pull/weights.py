@@ -21,6 +21,8 @@ from csa_cli.manifest import ModelEntry, load_manifest
 if TYPE_CHECKING:
     from torch import nn
 
+    from csa_cli.models.checkpoint import CheckpointMeta
+
 RANDOM_SEED = 0
 RANDOM_HASH = f"random-seed{RANDOM_SEED}"
 _LIST_LIMIT = 6
@@ -73,6 +75,7 @@ def weights_identity(model: str | ModelEntry, weights: str | None = "auto", *, m
     from csa_cli.stages.pull import hub
 
     entry = _entry(model, manifest)
+    weights = local_weights(entry, weights)
     choice = (weights if weights is not None else ("pretrained" if entry.source is not None else "auto")).strip() or "auto"
     if choice == "random" or (choice == "auto" and entry.source is None):
         return WeightsId("random", RANDOM_HASH, random_reason=_random_reason(entry))
@@ -90,8 +93,50 @@ def weights_identity(model: str | ModelEntry, weights: str | None = "auto", *, m
     return WeightsId(str(path), sha256_stamped(path))
 
 
+def local_weights(entry: ModelEntry, weights: str | None) -> str | None:
+    """An entry registered from a checkpoint on this machine (`csa train --register`): pretrained, auto or none mean that file."""
+    if entry.checkpoint is not None and entry.source is None and (weights is None or weights.strip() in ("", "pretrained", "auto")):
+        return entry.checkpoint
+    return weights
+
+
 def _entry(model: str | ModelEntry, manifest: str | os.PathLike[str] | None) -> ModelEntry:
     return model if isinstance(model, ModelEntry) else load_manifest(manifest).get(model)
+
+
+def entry_for_weights(entry: ModelEntry, weights: str | None) -> ModelEntry:
+    """The entry as `weights` see it: a trained csa checkpoint brings its own class count and preprocessing.
+
+    `csa train` writes both into the checkpoint's metadata (models/checkpoint.py); every stage that
+    takes `--weights PATH` (eval, export, quantize, engine, profile) then evaluates, calibrates and
+    sizes with them instead of the zoo entry's. Any other value (pretrained, a plain state dict) keeps the entry.
+    """
+    meta = checkpoint_meta(weights)
+    if meta is None:
+        return entry
+    update: dict[str, Any] = {}
+    if meta.num_classes is not None and meta.num_classes != entry.num_classes:
+        update["num_classes"] = meta.num_classes
+    if meta.preprocessing is not None and meta.preprocessing != entry.preprocessing:
+        update["preprocessing"] = meta.preprocessing
+    return entry.model_copy(update=update) if update else entry
+
+
+def checkpoint_meta(weights: str | None) -> CheckpointMeta | None:
+    """The csa metadata of a `--weights PATH` checkpoint; None for pretrained/random/auto and for files without it."""
+    if weights is None or weights.strip() in ("", "pretrained", "random", "auto"):
+        return None
+    path = Path(weights).expanduser()
+    if path.suffix != ".safetensors" or not path.is_file():
+        return None
+    from csa_cli.models.checkpoint import META_KEY, header_metadata, read_metadata
+
+    try:
+        if META_KEY not in header_metadata(path):
+            return None  # a plain state dict: the entry says everything
+    except CsaError:
+        return None  # a corrupt file: read_state_dict says so when loading
+    return read_metadata(path)
 
 
 def _short(keys: list[str]) -> str:
@@ -239,6 +284,7 @@ def load_model(
     from csa_cli.stages.pull import hub
 
     entry = _entry(model, manifest)
+    weights = local_weights(entry, weights)
     if weights is None:
         weights = "pretrained" if entry.source is not None else "auto"
     choice = weights.strip() or "auto"
@@ -262,6 +308,7 @@ def load_model(
     path = Path(choice).expanduser()
     if not path.exists():
         raise UsageError(f"--weights must be pretrained, random, auto or a file; {choice!r} is none of these", hint="e.g. --weights pretrained")
+    entry = entry_for_weights(entry, str(path))
     module = _build(entry)
     _load_file(entry, module, path, None)
     return LoadedModel(_finish(module, entry, num_classes), entry, str(path), sha256_stamped(path), None, str(path))

@@ -192,16 +192,17 @@ def _files_key(files: Sequence[CalibFile]) -> str:
     return digest.hexdigest()[:16]
 
 
-def preprocessing_for(model: str | None, onnx_hw: tuple[int, int] | None, manifest: str | Path | None) -> Preprocessing:
-    """The model's eval preprocessing (manifest), sized to the ONNX input; timm defaults for a bare ONNX."""
+def preprocessing_for(model: str | None, onnx_hw: tuple[int, int] | None, manifest: str | Path | None, weights: str | None = None) -> Preprocessing:
+    """The model's eval preprocessing (a trained checkpoint's, else the manifest's), sized to the ONNX input; timm defaults for a bare ONNX."""
     from csa_cli.data.preprocess import default_preprocessing
 
     if model is not None:
         from csa_cli.manifest import load_manifest
+        from csa_cli.stages.pull.weights import entry_for_weights
 
         zoo = load_manifest(manifest)
         if model in zoo.models:
-            pre = zoo.models[model].preprocessing
+            pre = entry_for_weights(zoo.models[model], weights).preprocessing
             if onnx_hw is not None and tuple(pre.input_size) != onnx_hw:
                 pre = pre.model_copy(update={"input_size": onnx_hw})
             return pre
@@ -309,7 +310,7 @@ def quantize_stage(
         raise CsaError(f"{onnx_path} is already quantized (it has Q/DQ nodes)", hint="give the FP32 ONNX written by `csa export`")
     onnx_hw = onnx_info(proto).input_hw
     del proto
-    pre = preprocessing_for(zoo_model, onnx_hw, manifest)
+    pre = preprocessing_for(zoo_model, onnx_hw, manifest, weights)
 
     files = _selected_files(all_files, calib_images, seed, strict=strict)
 

@@ -1,0 +1,1 @@
+"""`csa train`: training and fine-tuning zoo models on torch.distributed (one process or torchrun's workers)."""
