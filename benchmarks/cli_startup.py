@@ -6,8 +6,9 @@ Usage: .venv/bin/python benchmarks/cli_startup.py [--runs 10] [--against REV]
 Prints the median and best of N runs (at least 5) of each command, and whether torch was imported.
 The cached stages run in a CSA_HOME of their own, filled by one untimed export and check first.
 With --against REV, the tree at REV (checked out in a temporary git worktree) is timed too, in the
-same run, round by round (old, new, old, new, ...), and each command's new/old ratio is printed
-with the interquartile range of its per-round ratios: a noisy machine moves both sides alike.
+same run, round by round (measure/sidebyside.py: every command on both trees once per round, the
+order rotated every round), and each command's new/old ratio is printed with its bootstrap 95%
+interval (the verdict where it is wider than ±10%) and the IQR of its per-round ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+
+from csa_cli.measure.sidebyside import interleave_steps
+from csa_cli.measure.stats import ratio_spread
+from csa_cli.measure.timing import MeasureSettings
 
 BUDGET_S = 0.3
 CACHED_RATIO = 3.0  # a cached stage's median over `csa --help`'s, in the same run
@@ -69,11 +74,6 @@ def worktree(rev: str) -> Iterator[Path]:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)], check=False, capture_output=True)
 
 
-def quartiles(values: list[float]) -> tuple[float, float]:
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[0], q[2]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="timed runs of each command (at least 5)")
@@ -84,14 +84,12 @@ def main() -> int:
     ok = True
     with worktree(args.against) if args.against else nullcontext(None) as old:
         trees = {"new": REPO, **({"old": old} if old is not None else {})}
-        times: dict[tuple[str, str], list[float]] = {(c, t): [] for c in COMMANDS for t in trees}
-        for command in COMMANDS:  # one warm-up each: the first run pays for cold file caches (and fills the stages' cache)
-            for tree in trees.values():
-                run_once(tree, command.split())
-        for _ in range(args.runs):
-            for command in COMMANDS:
-                for name, tree in trees.items():
-                    times[(command, name)].append(run_once(tree, command.split()))
+        # measure/sidebyside.py: one warm-up each (the first run pays for cold file caches and fills the
+        # stages' cache), then every (command, tree) once per round, the order rotated every round
+        labels = {(c, t): f"{c} @{t}" for c in COMMANDS for t in trees}
+        steps = {label: (lambda i, tree=trees[t], c=c: run_once(tree, c.split())) for (c, t), label in labels.items()}
+        side = interleave_steps(steps, MeasureSettings(warmup=1, iterations=args.runs))
+        times = {key: side.round_ms[label] for key, label in labels.items()}  # seconds: the steps return seconds
         print(f"| command | tree | median (s) | best (s) | torch imported | within budget (< {BUDGET_S} s; cached: < {CACHED_RATIO:g}x --help) |")
         print("| --- | --- | --- | --- | --- | --- |")
         for command in COMMANDS:
@@ -108,16 +106,14 @@ def main() -> int:
                 verdict = f"{'yes' if under else 'NO'} ({said})"
                 print(f"| csa {command} | {label} | {median:.3f} | {min(samples):.3f} | {torch_imported(tree, command)} | {verdict} |")
         if old is not None:
-            print(f"\n| command | new / old (median) | per-round ratio IQR | within {args.limit}x |")
+            print(f"\n| command | new / old (median) [95% interval] | per-round ratio IQR | within {args.limit}x |")
             print("| --- | --- | --- | --- |")
             for command in COMMANDS:
-                new, base = times[(command, "new")], times[(command, "old")]
-                ratio = statistics.median(new) / statistics.median(base)
-                low, high = quartiles([n / b for n, b in zip(new, base, strict=True)])
-                within = ratio <= args.limit
+                spread = ratio_spread(times[(command, "new")], times[(command, "old")])
+                within = spread.ratio <= args.limit
                 ok &= within
-                print(f"| csa {command} | {ratio:.3f} | {low:.3f} - {high:.3f} | {'yes' if within else 'NO'} |")
-            print(f"\n{args.runs} rounds, interleaved; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+                print(f"| csa {command} | {spread.describe(3)} | {spread.iqr_low:.3f} - {spread.iqr_high:.3f} | {'yes' if within else 'NO'} |")
+        print(f"\n{side.describe()}")
     return 0 if ok else 1
 
 

@@ -135,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     parser.add_argument("--baseline", default=BASELINE)
+    parser.add_argument("--no-estimate", action="store_true", help="skip the traffic/MACs estimate and the roofline (faster set-up)")
     parser.add_argument("--output", type=Path, default=None, help="also write the markdown to this file")
     parser.add_argument("--plot", type=Path, default=None, help="latency vs batch PNG")
     args = parser.parse_args(argv)
@@ -142,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--iterations must be at least 1")
     seconds = None if args.iterations is not None else (args.seconds or 3.0)
     measure = MeasureSettings(warmup=args.warmup, iterations=args.iterations, seconds=seconds)
-    options = ProfileOptions(backend="onnxruntime", batches=args.batches, threads=args.threads, weights="random", measure=measure)
+    options = ProfileOptions(
+        backend="onnxruntime", batches=args.batches, threads=args.threads, weights="random", measure=measure, estimate=not args.no_estimate
+    )
     start = time.perf_counter()
     # the baseline first: every ratio is to it
     models = [args.baseline, *[m for m in args.models if m != args.baseline]] if args.baseline in args.models else list(args.models)

@@ -6,15 +6,20 @@ Each measurement is a few optimizer steps (AdamW, the imagenet recipe's loss, ch
 autocast and a grad scaler on CUDA, as `csa train` does) of random-weight models on random images,
 after one warm-up step. Models alternate within each round so that a busy machine slows both alike;
 prints images/s per model (median over rounds, with min-max), the ratio to the first model, peak
-memory (CUDA: max allocated; CPU: peak RSS of the process, so the later model's figure includes
-the earlier's), and on CUDA the GPU-hours the reference recipe (300 epochs of 1.28 M images) implies.
+memory of a training step (CUDA: max allocated; CPU: peak RSS of a child process that builds the
+model and takes one step, so each model is measured alone), and on CUDA the GPU-hours the
+reference recipe (300 epochs of 1.28 M images) implies.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 IMAGENET_TRAIN = 1_281_167
@@ -57,10 +62,22 @@ def steps(parts: tuple[Any, Any, Any, Any], batch: int, size: int, n: int, devic
     return time.perf_counter() - start
 
 
+def cpu_peak_mib(model: str, batch: int, size: int) -> float:
+    """Peak RSS of a fresh process that builds `model` and takes one training step."""
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from benchmarks.train_throughput import build, steps; "
+        "from csa_cli.measure.machine import peak_rss_mib; "
+        "steps(build(sys.argv[2], 'cpu'), int(sys.argv[3]), int(sys.argv[4]), 1, 'cpu'); print(json.dumps(peak_rss_mib()))"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, "-c", code, root, model, str(batch), str(size)], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     import torch
 
-    from csa_cli.measure.machine import machine_info, peak_rss_mib
+    from csa_cli.measure.machine import machine_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="csa-tiny,convnext-tiny")
@@ -77,7 +94,7 @@ def main() -> None:
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         steps(built[m], args.batch, args.img_size, 1, args.device)
-        memory[m] = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else peak_rss_mib()
+        memory[m] = torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda") else cpu_peak_mib(m, args.batch, args.img_size)
     rates: dict[str, list[float]] = {m: [] for m in models}
     for _ in range(args.rounds):
         for m in models:

@@ -15,19 +15,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what a type checker and an editor see; at run time __getattr__ loads them
-    from csa_cli.api import OnEvent, check, compare, engine, evaluate, export, predict, profile, pull, quantize, run
+    from csa_cli.api import OnEvent, check, compare, engine, evaluate, export, predict, profile, pull, push, quantize, run
     from csa_cli.errors import CheckFailed, CsaError, ExitCode, MissingBackend, UpstreamError, UsageError
     from csa_cli.records import Record
 
 # name -> the module that defines it
 PUBLIC = {
-    **dict.fromkeys(("pull", "export", "check", "quantize", "engine", "evaluate", "predict", "profile", "run", "compare", "OnEvent"), "csa_cli.api"),
+    **dict.fromkeys(("pull", "push", "export", "check", "quantize", "engine", "evaluate", "predict", "profile", "run", "compare", "OnEvent"), "csa_cli.api"),
     **dict.fromkeys(("CsaError", "UsageError", "CheckFailed", "MissingBackend", "UpstreamError", "ExitCode"), "csa_cli.errors"),
     "Record": "csa_cli.records",
 }
 __all__ = [  # noqa: RUF022  (in PUBLIC's order: the stages, the errors, the record)
     "__version__",
     "pull",
+    "push",
     "export",
     "check",
     "quantize",

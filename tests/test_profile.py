@@ -616,3 +616,20 @@ def test_latency_benchmark_reports_ratios_with_intervals_and_load() -> None:
     assert rows["convnext-tiny"].split("|")[2].strip() == "2.00"  # the baseline has no ratio to itself
     assert "Load average per batch size" in text and "on 2 cores" not in rows["csa-tiny"]
     assert TRAFFIC_LABEL in text and "interleaved" in text
+
+
+def test_side_by_side_profile_renders_ratios_and_verdicts_in_80_columns() -> None:
+    from rich.console import Console
+
+    from csa_cli.cli.profile import render
+
+    rng = np.random.default_rng(1)
+    base = _FixedProbe({1: lambda i: 4.0, 4: lambda i: 12.0})
+    other = _FixedProbe({1: lambda i: 3.0, 4: lambda i: float(rng.uniform(2.0, 20.0))})
+    results, _ = _side_by_side({"alpha": base, "beta": other})
+    console = Console(record=True, width=80)
+    console.print(render(results))
+    text = console.export_text()
+    assert "side by side (interleaved): latency / alpha" in text
+    assert "0.75" in text and "95% interval within" in text and "spread too wide" in text
+    assert "load" in text and all(len(line) <= 80 for line in text.splitlines())

@@ -215,3 +215,15 @@ def test_walkthrough_train_push_then_pull(push_env: HubEnv, csa: Any, tmp_path: 
     pulled = csa(*pull)
     assert pulled.exit_code == 0, pulled.stderr
     assert pulled.record["commit"] == pushed["commit"] and pulled.record["model"] == "my-csa"
+
+
+def test_a_pulled_csa_model_republishes_by_name(push_env: HubEnv, csa: Any) -> None:
+    """`csa push MODEL`: a zoo entry pulled in csa's format goes out byte for byte; one not pulled says what to give."""
+    not_yet = csa("push", "test-csa", "--repo", f"{push_env.namespace}/copy")
+    assert not_yet.exit_code == 1 and "test-csa has no csa checkpoint here to push" in not_yet.stderr
+    assert csa("pull", "test-csa").exit_code == 0
+    record = _push(csa, push_env, Path("test-csa"), "copy")
+    original = push_env.server.file(push_env.repo("test-csa"), "model.safetensors")
+    assert push_env.server.file(record["repo"], "model.safetensors") == original
+    assert record["entry"]["num_classes"] == 1000 and record["entry"]["reported"] == []  # not trained by csa train: no figures
+    assert "No accuracy was recorded in the checkpoint" in push_env.server.file(record["repo"], "README.md").decode()

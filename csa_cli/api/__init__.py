@@ -24,10 +24,10 @@ record (a check's every finding, a run's live summary); they are not part of `cs
 from csa_cli.api._common import OnEvent
 from csa_cli.api.chains import compare, compare_study, run
 from csa_cli.api.measure import evaluate, predict, profile, profile_results
+from csa_cli.api.publish import push
 from csa_cli.api.stages import check, check_detail, engine, export, pull, quantize
 
-# train and push, the stages of issues 17a/17b, come here as they land: a function each with its
-# command's options and defaults, returning its record, and the name in both lists (here and
-# csa_cli/__init__.py's PUBLIC).
-__all__ = ["OnEvent", "check", "compare", "engine", "evaluate", "export", "predict", "profile", "pull", "quantize", "run"]
+# train, the stage of issue 17a, comes here as it lands: a function with its command's options and
+# defaults, returning its record, and the name in both lists (here and csa_cli/__init__.py's PUBLIC).
+__all__ = ["OnEvent", "check", "compare", "engine", "evaluate", "export", "predict", "profile", "pull", "push", "quantize", "run"]
 _RENDERED_BY_THE_CLI = (check_detail, compare_study, profile_results)  # imported for csa_cli.cli, not exported

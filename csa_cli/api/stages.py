@@ -166,12 +166,9 @@ def quantize(
     from csa_cli.stages.quantize.stage import PRECISIONS, quantize_stage
 
     # option checks first: a bad option must not cost an export
-    if method not in METHODS:
-        raise UsageError(f"unknown calibration method {method!r}", hint=f"use --method {' | '.join(METHODS)}")
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}", hint=f"use --precision {' | '.join(PRECISIONS)}")
-    if placement not in PLACEMENTS:
-        raise UsageError(f"unknown placement {placement!r}", hint=f"use --placement {' | '.join(PLACEMENTS)}")
+    for choice, option, allowed in ((method, "method", METHODS), (precision, "precision", PRECISIONS), (placement, "placement", PLACEMENTS)):
+        if choice not in allowed:
+            raise UsageError(f"unknown {'calibration method' if option == 'method' else option} {choice!r}", hint=f"use --{option} {' | '.join(allowed)}")
     if not calib_dataset:
         raise UsageError("--calib-dataset is required", hint="give an ImageFolder DIR, hf://datasets/OWNER/NAME, or imagenet-val with --data-dir")
     for value, option in ((calib_images, "--calib-images"), (batch_size, "--batch-size")):

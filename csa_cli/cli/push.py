@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from csa_cli import api
 from csa_cli.cli import options
-from csa_cli.cli.common import expect_record, input_record, stage_command
+from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output
 
@@ -24,31 +25,7 @@ EXAMPLES = examples(
     ),
     ("a private repo, on a branch of its own", "csa push runs/digits --repo my-org/csa-nano-trial --private --revision trial"),
 )
-
-
-def _checkpoint_of(argument: str | None, manifest: Path | None) -> Path:
-    """The checkpoint to push: a file or folder, a train/checkpoint record (piped or a .json), or a zoo model's csa weights."""
-    from csa_cli.errors import CsaError, UsageError
-
-    record = input_record(argument)
-    if record is not None:
-        expect_record(record, "push", "train", "checkpoint", hint="pipe `csa train` (or give its model.safetensors)")
-        if not record.path:
-            raise UsageError(f"the {record.kind} record names no checkpoint path")
-        return Path(record.path)
-    if argument is None:
-        raise UsageError("no input: give a checkpoint (model.safetensors) or pipe the record of `csa train`")
-    path = Path(argument).expanduser()
-    if path.exists() or path.suffix == ".safetensors" or "/" in argument:
-        return path
-    from csa_cli.manifest import load_manifest
-    from csa_cli.stages.pull.hub import verified_cache
-
-    entry = load_manifest(manifest).get(argument)
-    pulled = verified_cache(entry, manifest) if entry.source is not None and entry.source.format == "csa" else None
-    if pulled is None:
-        raise CsaError(f"{entry.name} has no csa checkpoint here to push", hint="give the checkpoint file (the model.safetensors `csa train` wrote)")
-    return Path(pulled.weights_path)
+D = options.defaults_of(api.push)
 
 
 def _render(record: PushRecord) -> RenderableType:
@@ -79,37 +56,37 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
         repo: str = typer.Option(..., "--repo", metavar="OWNER/NAME", help="The Hub repo to push to; created if it does not exist."),
-        private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)."),
-        revision: str = typer.Option("main", "--revision", metavar="BRANCH", help="The branch to commit to; created from main if new. Default: main."),
+        private: bool = typer.Option(D.private, "--private", help="Create the repo private (an existing repo keeps its visibility)."),
+        revision: str = typer.Option(
+            D.revision, "--revision", metavar="BRANCH", help=f"The branch to commit to; created from main if new. Default: {D.revision}."
+        ),
         token: str | None = typer.Option(
-            None, "--token", metavar="TOKEN", help="A Hub token with write access. Default: HF_TOKEN, else the one `hf auth login` saved.", show_default=False
+            D.token, "--token", metavar="TOKEN", help="A Hub token with write access. Default: HF_TOKEN, else `hf auth login`'s.", show_default=False
         ),
-        register_name: str | None = typer.Option(
-            None, "--register", metavar="NAME", help="Write the entry that pins the commit into the user manifest as NAME, so `csa pull NAME` serves it."
+        register: str | None = typer.Option(
+            D.register, "--register", metavar="NAME", help="Write the entry that pins the commit into the user manifest as NAME, so `csa pull NAME` serves it."
         ),
-        license: str = typer.Option("apache-2.0", "--license", metavar="ID", help="The weights' license (a Hub license id) for the card. Default: apache-2.0."),
+        license: str = typer.Option(D.license, "--license", metavar="ID", help=f"The weights' license (a Hub license id) for the card. Default: {D.license}."),
         dataset_name: str | None = typer.Option(
-            None, "--dataset-name", metavar="NAME", help="What the weights were trained on (a Hub dataset id or a name), for the card. Default: none."
+            D.dataset_name, "--dataset-name", metavar="NAME", help="What the weights were trained on (a Hub dataset id or a name), for the card. Default: none."
         ),
-        force: bool = typer.Option(False, "--force", help="Commit even if the repo holds files csa push did not write."),
-        manifest: Path | None = options.MANIFEST(),
+        force: bool = typer.Option(D.force, "--force", help="Commit even if the repo holds files csa push did not write."),
+        manifest: Path | None = options.MANIFEST(D.manifest),
     ) -> None:
         """Upload a checkpoint, timm's config.json and a model card to OWNER/NAME in one commit; print the entry that pins it."""
-        from csa_cli.stages.push.entry import push_input
-        from csa_cli.stages.push.stage import push_stage
+        from csa_cli.inputs import CommandInput
 
-        item = push_input(_checkpoint_of(checkpoint, manifest), manifest)
-        record = push_stage(
-            item,
-            repo,
-            revision=revision,
+        record = api.push(
+            CommandInput(checkpoint),
+            repo=repo,
             private=private,
+            revision=revision,
             token=token,
-            force=force,
-            register=register_name,
-            manifest=manifest,
+            register=register,
             license=license,
-            dataset=dataset_name,
+            dataset_name=dataset_name,
+            force=force,
+            manifest=manifest,
         )
-        out.info(f"Pushed {item.path.name} to {record.url} (commit {record.commit[:12]})")
+        out.info(f"Pushed {Path(str(record.path)).name} to {record.url} (commit {record.commit[:12]})")
         out.emit(record, lambda: _render(record))

@@ -197,10 +197,16 @@ def register(app: typer.Typer) -> None:
             argv = _worker_argv(model, dataset=dataset, val_dataset=val_dataset, output=output, data_dir=data_dir, recipe=recipe, img_size=img_size,
                                 weights=weights, teacher=teacher, resume=resume, seed=seed, device=device, workers=workers, max_steps=max_steps,
                                 manifest=manifest, aa=aa, **{k: v for k, v in settings.items() if k != "auto_augment"})  # fmt: skip
-            distributed.launch(argv, nproc=nproc_per_node, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, device=device)
-            from csa_cli.stages.train.stage import read_result
+            from csa_cli.stages.train.stage import preflight
 
-            _emit(out, read_result(output))
+            distributed.check_launch(nproc_per_node, distributed.resolve_device(device))
+            preflight(model, output=output, recipe=recipe, overrides=settings, world_size=nproc_per_node * nnodes, dataset=dataset,
+                      val_dataset=val_dataset, data_dir=data_dir, weights=weights, resume=resume, manifest=manifest)  # fmt: skip
+            distributed.launch(argv, nproc=nproc_per_node, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, device=device)
+            if node_rank == 0:  # rank 0 ran here and left its record in the output folder
+                from csa_cli.stages.train.stage import read_result
+
+                _emit(out, read_result(output))
             return
         from csa_cli.stages.train.stage import train_stage
 

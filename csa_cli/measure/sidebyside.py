@@ -103,6 +103,9 @@ def interleave_steps(steps: Mapping[str, Step], settings: MeasureSettings, *, ba
     contender has had its budget (the budget is per contender, as for one model alone, at least
     MIN_ROUNDS); then, while a ratio's interval is still wider than the claim, on to
     EXTEND_FACTOR times that budget.
+
+
+    Long because warm-up, the rounds and the extension share one clock and one sample store.
     """
     labels = list(steps)
     if not labels:

@@ -341,7 +341,10 @@ def compare_models(
     run: bool = True,
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Study:
-    """Run what is missing through the pipeline core (cached stages are skipped), then build the study."""
+    """Run what is missing through the pipeline core (cached stages are skipped), then build the study.
+
+    Long because each model's chain, the interleaved timing and the study share one options set.
+    """
     from csa_cli.manifest import load_manifest
     from csa_cli.pipeline.options import RunOptions
     from csa_cli.pipeline.run import run_pipeline

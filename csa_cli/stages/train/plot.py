@@ -13,6 +13,7 @@ def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from csa_cli.paths import atomic_path
 
@@ -30,11 +31,12 @@ def plot_curves(history: Sequence[EpochMetrics], path: Path) -> Path:
             ax_acc.plot(epochs, [v if v is not None else float("nan") for v in values], marker="o", label=label)
     ax_acc.set_title("Validation accuracy")
     ax_acc.set_ylabel("%")
-    ax_acc.set_ylim(0, 100)
+    ax_acc.set_ylim(0, 102)  # 100 % stays visible above the frame
     if ax_acc.get_legend_handles_labels()[0]:
         ax_acc.legend(fontsize="small")
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     target = Path(path)
     with atomic_path(target) as tmp:

@@ -171,15 +171,10 @@ def _train(world: World, model: str, *, output: Path, recipe_name: str | None, o
     """Long because it is the run's one sequence: data, recipe, resume checks, parts, then the epochs (each step in its helper)."""
     from csa_cli.stages.train import data
     from csa_cli.stages.train.distributed import barrier
-    from csa_cli.stages.train.recipe import build_recipe, default_recipe, global_batch
-    from csa_cli.stages.train.state import check_resumable
+    from csa_cli.stages.train.recipe import global_batch
 
-    train_ds, val_ds = _open_data(options["dataset"], options["val_dataset"], options["data_dir"])
-    recipe = build_recipe(recipe_name or default_recipe(options["weights"]), overrides, world_size=world.size)
-    state = _prepare_output(output, options["resume"])
+    train_ds, val_ds, recipe, state = _checked_inputs(model, output, recipe_name, overrides, world.size, options)
     fingerprint = train_ds.info.fingerprint
-    if state is not None:
-        check_resumable(state, model=model, recipe=recipe, world_size=world.size, fingerprint=fingerprint, output=output)
     barrier(world)  # every rank has checked before rank 0 writes
     seed = int(options["seed"])
     data.seed_everything(seed)  # the same initial weights on every rank and in every run with this seed
@@ -217,6 +212,29 @@ def _train(world: World, model: str, *, output: Path, recipe_name: str | None, o
     if stopped is not None:
         return stopped
     return _finish(parts, output, model, base, history, train_ds, pre, weights_label)
+
+
+def _checked_inputs(
+    model: str, output: Path, recipe_name: str | None, overrides: dict[str, Any], world_size: int, options: dict[str, Any]
+) -> tuple[LabeledDataset, LabeledDataset | None, Recipe, ResumeState | None]:
+    """The data, the recipe and the resume state, each checked: every bad input fails here, before a model is built."""
+    from csa_cli.stages.train.recipe import build_recipe, default_recipe
+    from csa_cli.stages.train.state import check_resumable
+
+    train_ds, val_ds = _open_data(options["dataset"], options["val_dataset"], options["data_dir"])
+    recipe = build_recipe(recipe_name or default_recipe(options["weights"]), overrides, world_size=world_size)
+    state = _prepare_output(output, options["resume"])
+    if state is not None:
+        check_resumable(state, model=model, recipe=recipe, world_size=world_size, fingerprint=train_ds.info.fingerprint, output=output)
+    return train_ds, val_ds, recipe, state
+
+
+def preflight(model: str, *, output: str | os.PathLike[str], recipe: str | None, overrides: dict[str, Any], world_size: int, **options: Any) -> None:
+    """What the launcher checks before it starts workers, so that a bad input is one Error line, not one per process."""
+    from csa_cli.manifest import load_manifest
+
+    load_manifest(options.get("manifest")).get(model)
+    _checked_inputs(model, Path(output).expanduser().resolve(), recipe, overrides, world_size, options)
 
 
 def _build_parts(world: World, model: str, recipe: Recipe, num_classes: int, seed: int, options: dict[str, Any]) -> tuple[Parts, Any, str | None]:
@@ -273,7 +291,7 @@ def _epochs(
             if world.is_main:
                 save_state(output, base.model_copy(update={"epoch": epoch, "batches_done": result.batches_done, "global_step": step}), _state_tensors(parts))
             barrier(world)
-            return _stop_record(output, base.model, flag, epoch, result.batches_done, step)
+            return _stop_record(output, base.model, flag, epoch, result.batches_done, step, world.is_main)
         if world.is_main:
             top1, top5, top1_ema = _validate(parts, val_loader)
             lr = float(parts.optimizer.param_groups[0]["lr"])
@@ -288,7 +306,7 @@ def _epochs(
         barrier(world)
         epoch, first = epoch + 1, 0
         if flag() and epoch < recipe.epochs:
-            return _stop_record(output, base.model, flag, epoch, 0, step)
+            return _stop_record(output, base.model, flag, epoch, 0, step, world.is_main)
         if max_steps is not None and step >= max_steps:
             break
     return None
@@ -311,10 +329,18 @@ def _epoch_line(m: EpochMetrics, epochs: int) -> str:
     return f"epoch {m.epoch}/{epochs}: loss {m.train_loss:.4f}{val}{ema}, {m.images_per_s:.1f} images/s, {m.epoch_s:.1f} s"
 
 
-def _stop_record(output: Path, model: str, flag: _StopFlag, epoch: int, batches_done: int, step: int) -> Record:
+def _stop_record(output: Path, model: str, flag: _StopFlag, epoch: int, batches_done: int, step: int, main: bool) -> Record:
     name = signal.Signals(flag.signal).name if flag.signal is not None else "a signal"
     events.warn(f"{name}: training state saved at epoch {epoch + 1}, batch {batches_done}, step {step}; continue with --resume")
-    return make_record("train", model=model, output=str(output), stopped=True, signal=name, epoch=epoch + 1, batches_done=batches_done, step=step)
+    record = make_record("train", model=model, output=str(output), stopped=True, signal=name, epoch=epoch + 1, batches_done=batches_done, step=step)
+    if main:  # the launcher reports it
+        _write_result(output, record)
+    return record
+
+
+def _write_result(output: Path, record: Record) -> None:
+    with atomic_path(output / RESULT_FILE) as tmp:
+        tmp.write_text(record.to_json() + "\n", encoding="utf-8")
 
 
 def _finish(
@@ -345,8 +371,7 @@ def _finish(
         val_top1_ema=meta["val_top1_ema"], metrics=str(output / METRICS_FILE), curves=str(output / CURVE_FILE), init_weights=weights_label,
     )  # fmt: skip
     if parts.world.is_main:
-        with atomic_path(output / RESULT_FILE) as tmp:
-            tmp.write_text(record.to_json() + "\n", encoding="utf-8")
+        _write_result(output, record)
     return record
 
 
