@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # records import this module
+    from csa_cli.records import Record
 
 
 class ExitCode(IntEnum):
@@ -16,14 +20,20 @@ class ExitCode(IntEnum):
 
 
 class CsaError(Exception):
-    """A failure the user can act on: a one-line message and, where it helps, a hint."""
+    """A failure the user can act on: a one-line message and, where it helps, a hint.
+
+    `record`: what the stage made before it failed, where it made something (the verdict of a
+    non-compliant check, the numbers of an eval under --min-top1, a run's stages): the CLI
+    prints it before the error, the Python API hands it over on the exception.
+    """
 
     exit_code: ExitCode = ExitCode.FAILURE
 
-    def __init__(self, message: str, hint: str | None = None, *, exit_code: ExitCode | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, exit_code: ExitCode | None = None, record: Record | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.record = record
         if exit_code is not None:
             self.exit_code = exit_code
 

@@ -1,14 +1,18 @@
 """The zoo manifest: pydantic models, loading, user-manifest merging and name lookup.
 
 The built-in manifest is `zoo/manifest.toml` (shipped inside the package as well); a user
-manifest given with `--manifest` or CSA_MANIFEST is deep-merged over it, entry by entry, and
-the result is validated as a whole.
+manifest is deep-merged over it, entry by entry, and the result is validated as a whole. The
+user manifest is the one `--manifest` or CSA_MANIFEST names, else `manifest.toml` in the user's
+config folder (click's get_app_dir: $XDG_CONFIG_HOME/csa, ~/.config/csa, ...) when it exists.
+`register_entry` writes an entry there (`csa push --register`, `csa train --register`): never
+into the packaged zoo.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -85,7 +89,8 @@ class ModelEntry(_Strict):
     family: Literal["csa", "baseline"]
     description: str = ""
     architecture: Architecture
-    source: Source | None = None
+    source: Source | None = Field(default=None, description="the published weights on the Hub (for csa-* entries: what `csa push` printed)")
+    checkpoint: str | None = Field(default=None, description="a csa checkpoint here: the weights of an entry with no source (`csa train --register`)")
     license: str
     preprocessing: Preprocessing
     num_classes: int = Field(default=1000, ge=1)
@@ -188,9 +193,20 @@ def _validate(data: dict[str, Any], sources: list[Path]) -> Manifest:
         ) from None
 
 
-def user_manifest_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+def default_user_manifest() -> Path:
+    """manifest.toml in the user's config folder for csa (click's get_app_dir honours XDG_CONFIG_HOME)."""
+    import click
+
+    return Path(click.get_app_dir("csa")) / "manifest.toml"
+
+
+def user_manifest_path(explicit: str | os.PathLike[str] | None = None, *, for_writing: bool = False) -> Path | None:
+    """--manifest, else CSA_MANIFEST, else the default user manifest (if it exists, or when writing)."""
     value = explicit or os.environ.get("CSA_MANIFEST")
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    default = default_user_manifest()
+    return default if for_writing or default.is_file() else None
 
 
 def _stamp(path: Path) -> tuple[str, int, int]:
@@ -225,3 +241,77 @@ def _load_manifest(base: tuple[str, int, int], user: tuple[str, int, int] | None
 
 def get_entry(name: str, user: str | os.PathLike[str] | None = None) -> ModelEntry:
     return load_manifest(user).get(name)
+
+
+# ----------------------------------------------------------------------------- writing the user manifest
+
+
+def _toml_key(key: str) -> str:
+    return key if key and all(c.isalnum() or c in "-_" for c in key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string (same escapes)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise CsaError(f"cannot write {type(value).__name__} into a manifest")
+
+
+def _is_table_array(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _toml_table(name: str, table: dict[str, Any], lines: list[str]) -> None:
+    """`table` under [name]: plain values first, then sub-tables and arrays of tables (config dicts stay inline)."""
+    plain = {k: v for k, v in table.items() if not (isinstance(v, dict) and k != "config") and not _is_table_array(v)}
+    if plain or not table:
+        lines += ["", f"[{name}]"] if name else []
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in plain.items()]
+    for key, value in table.items():
+        child = f"{name}.{_toml_key(key)}" if name else _toml_key(key)
+        if isinstance(value, dict) and key != "config":
+            _toml_table(child, value, lines)
+        elif _is_table_array(value):
+            for item in value:
+                lines += ["", f"[[{child}]]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in item.items()]
+
+
+def manifest_toml(data: dict[str, Any]) -> str:
+    """A manifest (or one entry under `models.NAME`) as TOML text; tomllib reads back the same data."""
+    lines: list[str] = []
+    _toml_table("", data, lines)
+    return "\n".join(lines).strip() + "\n"
+
+
+def register_entry(name: str, entry: dict[str, Any], manifest: str | os.PathLike[str] | None = None) -> Path:
+    """Write `entry` as models.NAME into the user manifest (--manifest, CSA_MANIFEST or the default one); its path.
+
+    An entry of that name in the user manifest is replaced; one in the packaged zoo is overridden
+    (the user manifest merges over it). The merged result is validated before anything is
+    written, and the file is replaced atomically: a bad entry leaves the manifest as it was.
+    Comments in a user manifest are not kept (the file is rewritten from its data).
+    """
+    from filelock import FileLock
+
+    from csa_cli.paths import atomic_write_text, csa_home
+
+    path = user_manifest_path(manifest, for_writing=True)
+    assert path is not None
+    if path.resolve() == builtin_manifest_path().resolve():
+        raise CsaError(f"{path} is the packaged zoo; entries are registered in a user manifest", hint="pass --manifest FILE or set CSA_MANIFEST")
+    guard = csa_home() / "locks" / ".guards" / "user-manifest.lock"
+    guard.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(guard), timeout=120):
+        data = _read_toml(path) if path.is_file() else {"schema": 1}
+        models = data.setdefault("models", {})
+        models[name] = {k: v for k, v in entry.items() if k != "name" and v is not None}
+        _validate(_deep_merge(_read_toml(builtin_manifest_path()), data), [builtin_manifest_path(), path])
+        atomic_write_text(path, manifest_toml(data))
+    return path

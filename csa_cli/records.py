@@ -18,7 +18,7 @@ from csa_cli.errors import CsaError, UpstreamError, UsageError
 
 SCHEMA_VERSION = 1
 
-RecordKind = Literal["checkpoint", "train", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "error"]
+RecordKind = Literal["checkpoint", "train", "onnx", "quantized", "engine", "bundle", "eval", "profile", "check", "run", "compare", "predict", "push", "error"]
 
 
 class Record(BaseModel):
@@ -81,7 +81,21 @@ class EngineRecord(Record):
             raise CsaError(f"invalid engine record: {'.'.join(map(str, first['loc']))}: {first['msg']}", hint="pipe the record `csa engine` wrote") from None
 
 
-_TYPED: dict[str, type[Record]] = {"error": ErrorRecord, "engine": EngineRecord}
+class PushRecord(Record):
+    """What `csa push` writes: the commit it made and the manifest entry that pins it."""
+
+    kind: Literal["push"] = "push"
+    repo: str
+    revision: str = Field(description="the branch pushed to")
+    commit: str = Field(description="the commit the push made (40 hex digits)")
+    url: str
+    files: dict[str, str] = Field(description="file name -> sha256 of what was uploaded")
+    entry: dict[str, Any] = Field(description="the manifest entry that serves this commit (`csa pull` of its name)")
+    registered: str | None = Field(default=None, description="the user manifest --register wrote the entry into")
+    private: bool = False
+
+
+_TYPED: dict[str, type[Record]] = {"error": ErrorRecord, "engine": EngineRecord, "push": PushRecord}
 
 
 def record_from_dict(data: dict[str, Any]) -> Record:

@@ -1,7 +1,8 @@
 """Session setup shared by every test.
 
 - CSA_HOME and HF_HOME point into a session temp folder: tests never touch a user's caches.
-- CSA_MANIFEST merges tests/data/test_manifest.toml (the smallest model of each family).
+- CSA_MANIFEST merges tests/data/test_manifest.toml (the smallest model of each family);
+  XDG_CONFIG_HOME too points into the session folder, so a user's own default manifest never joins in.
 - Every module in tests/fixtures/ is loaded as a plugin: one file of fixtures per area.
 - `gpu` / `tensorrt` tests skip with the reason where that hardware or library is absent.
 """
@@ -24,6 +25,7 @@ os.environ["HF_HOME"] = str(_session_root / "hf-home")
 os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HF_HUB_OFFLINE", None)
 os.environ["CSA_MANIFEST"] = str(TEST_MANIFEST)
+os.environ["XDG_CONFIG_HOME"] = str(_session_root / "config")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 pytest_plugins = sorted(f"tests.fixtures.{p.stem}" for p in (TESTS / "fixtures").glob("*.py") if p.stem != "__init__")

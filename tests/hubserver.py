@@ -8,6 +8,15 @@ Repos are laid out as folders (one commit = a snapshot of a folder's files). It 
                                                   *.bin) answer 302 to a second "CDN" port with X-Linked-Etag
                                                   (sha256) and X-Linked-Size, as the Hub does
     GET  /blobs/{sha256}  (CDN port)              the content, with Range support (for resumed downloads)
+and what `HfApi.create_repo`, `create_branch` and `create_commit` use (huggingface_hub's hf_api.py and
+_commit_api.py name these endpoints), each needing "Authorization: Bearer <a token in write_tokens>":
+    POST /api/repos/create                        {name, organization, visibility}: a repo with .gitattributes (409 if it exists)
+    POST /api/validate-yaml                       {content}: README.md's YAML front matter must parse (400 with errors otherwise)
+    POST /api/models/{repo}/preupload/{rev}       every file "regular": uploaded inline in the commit, never over LFS/Xet
+    POST /api/models/{repo}/branch/{branch}       a branch at main (or startingPoint) (409 if it exists)
+    POST /api/models/{repo}/commit/{rev}          ndjson: header, base64 "file"s, "deletedFile"s -> {commitOid, commitUrl}
+A loopback server cannot take LFS or Xet uploads: the client must upload inline (the "regular" mode the
+preupload answer gives; tests also set HF_HUB_DISABLE_XET=1).
 Errors carry the Hub's X-Error-Code headers (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo).
 
 It counts GETs of file content per (repo, file), and can simulate: a private repo (401 without
@@ -50,6 +59,7 @@ class HubRepo:
     token: str | None = None  # private: needs "Authorization: Bearer <token>"
     gated: bool = False
     license: str = "apache-2.0"
+    messages: dict[str, str] = field(default_factory=dict)  # commit -> its summary (commits made through the API)
 
 
 @dataclass
@@ -68,12 +78,19 @@ class HubServer:
         self.gets: Counter[tuple[str, str]] = Counter()
         self.requests: list[tuple[str, str]] = []
         self.cuts: dict[tuple[str, str], _Cut] = {}
+        self.tampered: dict[tuple[str, str], bytes] = {}
         self.delay_s = 0.0
+        self.write_tokens: set[str] = set()  # tokens the write endpoints accept (tests add theirs)
+        self.posts: list[str] = []  # paths of every POST, in order
         self._lock = threading.Lock()
-        self._hub = ThreadingHTTPServer((host, port), self._handler(cdn=False))
-        self._cdn = ThreadingHTTPServer((host, 0), self._handler(cdn=True))
-        self._hub.daemon_threads = self._cdn.daemon_threads = True
+        self._bind(port)
         self._threads: list[threading.Thread] = []
+        self._stopped = False
+
+    def _bind(self, port: int) -> None:
+        self._hub = ThreadingHTTPServer((self.host, port), self._handler(cdn=False))
+        self._cdn = ThreadingHTTPServer((self.host, 0), self._handler(cdn=True))
+        self._hub.daemon_threads = self._cdn.daemon_threads = True
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -85,6 +102,9 @@ class HubServer:
         return f"http://{self.host}:{self._cdn.server_address[1]}"
 
     def start(self) -> HubServer:
+        if self._stopped:  # a second pytest session in one process (mutmut): serve again on the same port
+            self._bind(self._hub.server_address[1])
+            self._stopped = False
         for server in (self._hub, self._cdn):
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()
@@ -95,6 +115,7 @@ class HubServer:
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
+        self._stopped = True
 
     # ------------------------------------------------------------------ repos
     def add_folder(
@@ -106,7 +127,15 @@ class HubServer:
         return self.commit(repo_id, files, branch=branch, token=token, gated=gated, license=license)
 
     def commit(
-        self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", token: str | None = None, gated: bool = False, license: str = "apache-2.0"
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        branch: str = "main",
+        token: str | None = None,
+        gated: bool = False,
+        license: str = "apache-2.0",
+        message: str = "",
     ) -> str:
         with self._lock:
             repo = self.repos.get(repo_id) or HubRepo(repo_id, token=token, gated=gated, license=license)
@@ -118,6 +147,7 @@ class HubServer:
             sha = digest.hexdigest()
             repo.commits[sha] = dict(files)
             repo.refs[branch] = sha
+            repo.messages[sha] = message
             for data in files.values():
                 self.blobs[hashlib.sha256(data).hexdigest()] = data
             return sha
@@ -150,6 +180,15 @@ class HubServer:
         """The next `times` GETs of the file's content stop after `fraction` of it and drop the connection."""
         self.cuts[(repo_id, name)] = _Cut(times, fraction)
 
+    def tamper(self, repo_id: str, name: str, data: bytes) -> None:
+        """Serve `data` as the file's content while the listing and headers keep the real sha256 and size.
+
+        A Hub (or a CDN, or a proxy) sending bytes that differ from the hash it lists: only the
+        client's own check can notice. Same length as the real file, or the client's size check would.
+        """
+        assert len(data) == len(self.file(repo_id, name)), "tampered content must keep the file's size"
+        self.tampered[(repo_id, name)] = data
+
     def get_count(self, repo_id: str, name: str) -> int:
         return self.gets[(repo_id, name)]
 
@@ -177,7 +216,24 @@ class HubServer:
             def do_GET(self) -> None:
                 self._dispatch(head=False)
 
+            def do_POST(self) -> None:
+                path = unquote(urlsplit(self.path).path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                hub.posts.append(path)
+                from tests.hubwrite import WriteApi  # the write endpoints live beside this file
+
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    WriteApi(hub, self).post(path, body)
+
             # -------------------------------------------------------- helpers
+            def send_json(self, status: int, body: dict[str, Any], code: str | None = None) -> None:
+                headers = {"Content-Type": "application/json"}
+                if code:
+                    headers["X-Error-Code"] = code
+                if status >= 400:
+                    headers["X-Error-Message"] = str(body.get("error", ""))
+                self._send(status, json.dumps(body).encode(), headers)
+
             def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head: bool = False) -> None:
                 self.send_response(status)
                 for key, value in (headers or {}).items():
@@ -327,6 +383,7 @@ class HubServer:
                 with hub._lock:
                     hub.gets[(repo_id, name)] += 1
                     cut = hub.cuts.get((repo_id, name))
+                    data = hub.tampered.get((repo_id, name), data)
                     if cut is not None:
                         cut.times -= 1
                         if cut.times <= 0:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from csa_cli.graph.traffic import traffic
 from csa_cli.pipeline.compare import build_study
 from csa_cli.pipeline.report import MISSING, PLOTS, REPORT_FILE, to_markdown, write_report
 from csa_cli.store import load_results, store_result
@@ -95,6 +96,11 @@ def check_report_against_store(report: str, models: list[str], batches: list[int
             assert_cell(f6[m][f"b{b} / {baseline}"], None if lat is None or base is None else lat / base, 3)
             per_frame = (cost or {}).get("traffic_bytes_per_frame", {}).get(str(b))
             assert_cell(f7[m][f"b{b} estimate (MB/frame)"], None if per_frame is None else per_frame / 1e6, 3)
+            onnx_path = (cost or {}).get("onnx")
+            fused = traffic(onnx_path, "int8").fused_per_frame(b) / 1e6 if onnx_path and Path(onnx_path).is_file() else None
+            assert_cell(f7[m][f"b{b} fused estimate @int8 (MB/frame)"], fused, 3)
+            if fused is not None and per_frame is not None:
+                assert fused < per_frame / 1e6  # fused INT8 moves less than every node unfused in FP32
 
 
 def _latest_latency(profiles: list[dict[str, Any]], batch: int) -> float | None:
@@ -301,3 +307,30 @@ def test_drop_compares_one_runtime_with_itself(stored_study: dict[str, Any]) -> 
     row = build_study(["m-csa"], baseline="m-base", batches=[1]).fig5[0]
     assert row.fp32 == pytest.approx(fp32_ort) and row.backend["fp32"] == "onnxruntime"
     assert row.drop == pytest.approx(row.fp32 - row.mixed)  # type: ignore[operator]
+
+
+def test_fig6_carries_the_interleaved_ratio_interval_and_its_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile timed side by side with the baseline (ratio_to, ratio) shows its 95% interval in Fig. 6,
+    and the verdict where that interval is wider than ±10%; a ratio without an interval stays bare."""
+    from csa_cli.measure.stats import ratio_spread
+
+    monkeypatch.setenv("CSA_HOME", str(tmp_path / "home"))
+    rng = random.Random(1)
+    base = [10 * rng.uniform(0.97, 1.03) for _ in range(30)]
+    tight = ratio_spread([0.9 * b * rng.uniform(0.98, 1.02) for b in base], base)
+    wide = ratio_spread([0.9 * b * rng.uniform(0.3, 1.7) for b in base[:8]], base[:8])
+    assert tight.claimable and not wide.claimable
+    rows = {
+        "m-base": [{"batch": 1, "median_ms": 10.0}, {"batch": 4, "median_ms": 40.0}],
+        "m-csa": [
+            {"batch": 1, "median_ms": 10.0 * tight.ratio, "ratio_to": "m-base", "ratio": tight.model_dump()},
+            {"batch": 4, "median_ms": 40.0 * wide.ratio, "ratio_to": "m-base", "ratio": wide.model_dump()},
+        ],
+    }
+    for m, results in rows.items():
+        store_result("profile", m, "p", {"kind": "profile", "model": m, "backend": "onnxruntime", "precision": "fp32", "results": results})
+    study = build_study(["m-csa", "m-base"], baseline="m-base", batches=[1, 4])
+    f6 = _table_by_model(parse_markdown_tables(to_markdown(study))["Fig. 6"])
+    assert f6["m-csa"]["b1 / m-base"] == f"{tight.ratio:.3f} [{tight.low:.3f}, {tight.high:.3f}]"
+    assert f6["m-csa"]["b4 / m-base"].startswith(f"{wide.ratio:.3f} [") and "spread too wide for the claim" in f6["m-csa"]["b4 / m-base"]
+    assert f6["m-base"]["b1 / m-base"] == "1.000"

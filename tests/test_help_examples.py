@@ -2,9 +2,10 @@
 
 The zoo models become their test-size stand-ins (tests/data/test_manifest.toml, weights on the
 loopback Hub), ~/imagenet/val the generated photos, hf://datasets/OWNER/... a dataset repo on the
-loopback Hub, and the files an example names (model.onnx, cat.jpg, csa_tiny.pth, ...) are made in
-the folder it runs in. Small settings are appended (as the walkthrough test does) so that each
-runs in seconds. An example that needs TensorRT or a GPU must exit 4 where they are absent.
+loopback Hub, my-org/ the test's namespace on it (with a write token for `csa push`), and the
+files an example names (model.onnx, cat.jpg, csa_tiny.pth, ...) are made in the folder it runs
+in. Small settings are appended (as the walkthrough test does) so that each runs in seconds. An
+example that needs TensorRT or a GPU must exit 4 where they are absent.
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def example_env(
         repo,
         {"data/validation-00000-of-00001.parquet": _parquet(photos, [index[p.parent.name] for p in photos]), "README.md": _readme(imagenet.full_names())},
     )
+    if request.node.callspec.params["page"] == "push":
+        _push_setup(hub_env, work, monkeypatch)
     yield {
+        "my-org/": f"{hub_env.namespace}/",
         "timm/convnext_tiny.fb_in1k": hub_env.repo("test-convnext"),
         "convnext-tiny": "test-convnext",
         "csa-tiny": "csa-nano",
@@ -131,6 +135,18 @@ def example_env(
         "hf://datasets/OWNER/": f"hf://datasets/{hub_env.namespace}/",
     }
     hub_env.server.remove_repo(DATASETS + repo)
+
+
+def _push_setup(hub_env: HubEnv, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """runs/digits/model.safetensors (a csa-nano checkpoint, as `csa train` leaves one) and a write token the Hub takes."""
+    from csa_cli.models import create_model
+    from csa_cli.models.checkpoint import save_checkpoint
+    from tests.fixtures.hub import TEST_TOKEN
+
+    save_checkpoint(create_model("csa-nano", num_classes=10).eval(), work / "runs" / "digits" / "model.safetensors", "csa-nano")
+    hub_env.server.write_tokens.add(TEST_TOKEN)
+    monkeypatch.setenv("HF_TOKEN", TEST_TOKEN)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
 
 
 def _bundle_with_times(work: Path) -> None:

@@ -1,6 +1,6 @@
 """The layout's import rule (docs/architecture.md), checked on every import in csa_cli.
 
-cli -> pipeline -> stages -> {graph, measure, tensorrt, data, models, backends} -> base.
+cli -> api -> pipeline -> stages -> {graph, measure, tensorrt, data, models, backends} -> base.
 Every import counts, including those inside functions; only `if TYPE_CHECKING:` blocks are
 exempt. An arrow may point down a tier, or sideways inside a tier, but never up, and the
 packages may form no loop (nor may the modules).
@@ -16,9 +16,21 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "csa_cli"
 
-BASE = {"csa_cli", "csa_cli.errors", "csa_cli.records", "csa_cli.paths", "csa_cli.manifest", "csa_cli.store", "csa_cli.events", "csa_cli.console"}
+BASE = {
+    "csa_cli",
+    "csa_cli.errors",
+    "csa_cli.inputs",
+    "csa_cli.records",
+    "csa_cli.paths",
+    "csa_cli.manifest",
+    "csa_cli.store",
+    "csa_cli.events",
+    "csa_cli.console",
+}
 MIDDLE = ("graph", "measure", "tensorrt", "data", "models", "backends")
-TIERS = {"base": 0, "middle": 1, "stages": 2, "pipeline": 3, "cli": 4}
+# api: the Python API (csa_cli/api/), which the commands wrap. The package `csa_cli` re-exports it
+# through importlib in a module __getattr__ (no import statement): the package's face, not an arrow.
+TIERS = {"base": 0, "middle": 1, "stages": 2, "pipeline": 3, "api": 4, "cli": 5}
 # Packages at the bottom of the middle tier: they may import only base (and each other's nothing).
 BOTTOM = {"csa_cli.models": set(), "csa_cli.backends": {"csa_cli.graph", "csa_cli.tensorrt"}}
 

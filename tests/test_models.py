@@ -110,7 +110,7 @@ def test_resize_to_gives_the_exact_size(size_in: tuple[int, int], size_out: tupl
 def test_input_sizes(csa_nano_model: CSANet, img_size: tuple[int, int]) -> None:
     with torch.no_grad():
         assert csa_nano_model(torch.randn(1, 3, *img_size)).shape == (1, 1000)
-        feats = csa_nano_model.forward_features(torch.randn(1, 3, *img_size))
+        feats = csa_nano_model.forward_stages(torch.randn(1, 3, *img_size))
     assert [tuple(f.shape[-2:]) for f in feats] == feature_sizes(csa_nano_model.config, img_size)
 
 

@@ -198,7 +198,7 @@ def test_walkthrough_is_the_pipeline() -> None:
     lines = walkthrough()
     assert lines[0].split(" | ")[0] == "csa pull MODEL"
     assert [seg.split()[1] for seg in lines[0].split(" | ")] == ["pull", "export", "check", "quantize", "engine"]
-    assert {line.split()[1] for line in lines} == {"pull", "run", "compare"}
+    assert {line.split()[1] for line in lines} == {"pull", "run", "compare", "train"}  # train | push, then pull: tests/test_push.py
 
 
 def test_walkthrough_shell_pipeline_then_run_twice(hub_env: Any, imagenet_photos: Any, tmp_path: Path, csa: Callable[..., CliResult]) -> None:

@@ -7,10 +7,11 @@ floor <= measured) and that the records carry everything `csa compare` reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -559,17 +560,59 @@ def test_tensorrt_engine_profile() -> None:
     assert 0 < record["results"][0]["median_ms"] <= record["results"][0]["p99_ms"]
 
 
-def test_latency_benchmark_reports_ratios_to_the_baseline() -> None:
+class _FixedProbe:
+    """A probe whose steps return chosen latencies (ms per batch size): the interleaving and its
+    ratios are checked, not the machine's speed."""
+
+    backend = "onnxruntime"
+    device = "cpu"
+    precision = "fp32"
+    provider = "CPUExecutionProvider"
+    threads = 1
+    cuda_graphs = None
+    img_size = (224, 224)
+
+    def __init__(self, ms: dict[int, Callable[[int], float]]) -> None:
+        self.ms = ms
+
+    def batches(self, requested: list[int] | None) -> list[int]:
+        return sorted(self.ms)
+
+    @contextlib.contextmanager
+    def stepper(self, batch: int, settings: MeasureSettings) -> Iterator[Callable[[int], float]]:
+        yield self.ms[batch]
+
+
+def _side_by_side(probes: dict[str, _FixedProbe], rounds: int = 12) -> tuple[list[ProfileResult], dict[int, Any]]:
+    from csa_cli.stages.profile.records import ProfileOptions
+    from csa_cli.stages.profile.sidebyside import measure_side_by_side
+    from csa_cli.stages.profile.stage import Pending
+
+    options = ProfileOptions(estimate=False, store=False, measure=MeasureSettings(warmup=1, iterations=rounds))
+    pendings = [
+        Pending(p, model=m, batches=p.batches(None), options=options, cost_source=None, path=None, weights=None, weights_hash=None)  # type: ignore[arg-type]
+        for m, p in probes.items()
+    ]
+    return measure_side_by_side(pendings)
+
+
+def test_latency_benchmark_reports_ratios_with_intervals_and_load() -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("latency_benchmark", Path(__file__).parents[1] / "benchmarks" / "latency.py")
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    results = [_fake_result("csa-tiny", [1.0, 3.0, 5.0]), _fake_result("convnext-tiny", [2.0, 6.0, 8.0])]
-    text = bench.markdown(results, [1, 4, 8], "convnext-tiny", 1.0)
+    rng = np.random.default_rng(0)
+    base = _FixedProbe({1: lambda i: 2.0, 4: lambda i: 6.0, 8: lambda i: 8.0})
+    csa = _FixedProbe({1: lambda i: 1.0, 4: lambda i: 3.0, 8: lambda i: float(rng.uniform(1.0, 9.0))})  # batch 8: far too noisy
+    results, runs = _side_by_side({"convnext-tiny": base, "csa-tiny": csa})
+    assert [r.model for r in results] == ["convnext-tiny", "csa-tiny"]
+    text = bench.markdown(results, runs, [1, 4, 8], "convnext-tiny", 1.0)
     latency_table = text.split("### Details")[0]
     rows = {line.split("|")[1].strip(): line for line in latency_table.splitlines() if line.startswith(("| csa-tiny |", "| convnext-tiny |"))}
-    assert "1.00 (0.50×)" in rows["csa-tiny"] and "5.00 (0.62×)" in rows["csa-tiny"]
-    assert "2.00 (1.00×)" in rows["convnext-tiny"]
-    assert "estimate (static, from the ONNX graph)" in text and "Test CPU" in text
+    assert "1.00 (0.50× [0.50, 0.50])" in rows["csa-tiny"] and "3.00 (0.50× [0.50, 0.50])" in rows["csa-tiny"]
+    assert "spread too wide for the claim" in rows["csa-tiny"].split("|")[4]  # batch 8 only
+    assert rows["convnext-tiny"].split("|")[2].strip() == "2.00"  # the baseline has no ratio to itself
+    assert "Load average per batch size" in text and "on 2 cores" not in rows["csa-tiny"]
+    assert TRAFFIC_LABEL in text and "interleaved" in text

@@ -456,3 +456,41 @@ def test_terminal_view_summarises_the_artifact(nano_int8: dict[str, Any]) -> Non
     text = console.export_text()
     assert "16 of 16 asked (seed 0)" in text and "TRT-8601-EntropyCalibration2" in text
     assert nano_int8["path"] in text
+
+
+def test_onnxruntime_placement_runs_integer_convolutions_and_agrees_with_fp32_on_digits(digits_csa_nano: Any, tmp_path: Path) -> None:
+    """--placement onnxruntime with the default (mixed) policy: every Conv the policy quantizes becomes
+    QLinearConv in ONNX Runtime's optimized graph (Q/DQ at inputs and outputs), the kept ones stay
+    float, and top-1 agrees with FP32 on >= 99% of the held-out digits."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    from csa_cli.stages.quantize.stage import quantize_onnx
+
+    d = digits_csa_nano
+    calib = d.train_x[np.random.default_rng(0).choice(len(d.train_x), 64, replace=False)]
+    result = quantize_onnx(
+        d.onnx_path, tmp_path / "digits-ort", (calib[i : i + 32] for i in range(0, len(calib), 32)), method="entropy", placement="onnxruntime"
+    )
+    assert result.summary.placement == "onnxruntime" and result.summary.precision == "mixed"
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # the QDQ fusions, without hardware-specific layouts
+    ort.InferenceSession(str(result.qdq_path), opts, providers=["CPUExecutionProvider"])
+    ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    convs = sum(n.op_type == "Conv" for n in onnx.load(str(d.onnx_path)).graph.node)
+    kept = len(result.summary.kept_fp)
+    # every Conv the policy quantized runs as QLinearConv; ONNX Runtime may turn a kept one (float weight between
+    # a DQ and a Q) into QLinearConv too, so the kept ones bound the float Convs from above
+    assert 0 < kept < convs / 2 and ops["QLinearConv"] >= convs - kept and ops["QLinearConv"] + ops["Conv"] + ops["FusedConv"] == convs, ops
+
+    def predict(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.concatenate([session.run(None, {"input": d.test_x[i : i + 60]})[0].argmax(1) for i in range(0, len(d.test_x), 60)])
+
+    fp32, int8 = predict(d.onnx_path), predict(result.qdq_path)
+    agreement = float((fp32 == int8).mean())
+    print(f"digits (onnxruntime placement): INT8 top-1 {(int8 == d.test_y).mean():.1%}, agreement {agreement:.1%} of {len(fp32)}")
+    assert agreement >= 0.99, f"INT8 (onnxruntime placement) agrees with FP32 on {agreement:.1%} of {len(fp32)} held-out digits"

@@ -33,6 +33,7 @@ COMMANDS = {
     "info": "list_info",
     "doctor": "doctor",
     "pull": "pull",
+    "push": "push",
     "cache": "cache",
     "export": "export",
     "check": "check",

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from csa_cli import api
 from csa_cli.cli import options
-from csa_cli.cli.common import parse_batch_list, resolve_stage_input, stage_command
+from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output
-from csa_cli.errors import ExitCode, UsageError
+from csa_cli.errors import ExitCode
+from csa_cli.inputs import CommandInput
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -58,6 +60,8 @@ EXAMPLES = examples(
     ("ConvNeXt's graph, passed on with its verdict: exit 3 (LayerNorm and GELU)", "csa export convnext-tiny --weights pretrained | csa check"),
 )
 
+D = options.defaults_of(api.check)
+
 
 def register(app: typer.Typer) -> None:
     @app.command("check", short_help="TensorRT restricted-mode / DLA compliance of a graph.", epilog=EXAMPLES)
@@ -65,32 +69,18 @@ def register(app: typer.Typer) -> None:
     def check(
         out: Output,
         source: str | None = options.input_argument("MODEL", "ONNX", "RECORD"),
-        rules: str = options.RULES(),
-        report: Path | None = options.REPORT(),
-        batch: str | None = options.BATCH(None, shown="1"),
-        img_size: str | None = options.IMG_SIZE(),
-        weights: str = options.WEIGHTS(),
-        manifest: Path | None = options.MANIFEST(),
+        rules: str = options.RULES(D.rules),
+        report: Path | None = options.REPORT(D.report),
+        batch: str | None = options.BATCH(D.batch, shown="1"),
+        img_size: str | None = options.IMG_SIZE(D.img_size),
+        weights: str = options.WEIGHTS(D.weights),
+        manifest: Path | None = options.MANIFEST(D.manifest),
     ) -> None:
         """Check a graph against TensorRT restricted mode / Orin DLA rules: exit 0 compliant, 3 not.
 
         A MODEL is exported first (--batch, --img-size and --weights say how).
         """
-        from csa_cli.stages.check.stage import check_stage
-
-        batches = parse_batch_list(batch) if batch is not None else [1]
-        if len(batches) != 1:
-            raise UsageError(f"check reads one graph: give one --batch, got {batch!r}")
-        given = resolve_stage_input(source, manifest)
-        record, result = check_stage(
-            record=given.record,
-            path=given.path,
-            model=given.model,
-            rules=rules,
-            report_dir=report,
-            manifest=manifest,
-            export_options={"batch": batches[0], "img_size": img_size, "weights": weights},
-        )
+        record, result = api.check_detail(CommandInput(source), rules=rules, report=report, batch=batch, img_size=img_size, weights=weights, manifest=manifest)
         report_path = (record.field("check") or {}).get("report")
         out.emit(record, lambda: render_report(result, report_path))
         if not result.compliant:

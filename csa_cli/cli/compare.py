@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from csa_cli import api
 from csa_cli.cli import options
-from csa_cli.cli.common import canonical_model, parse_batch_list, require_positive, stage_command
+from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output
-from csa_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -63,6 +63,8 @@ EXAMPLES = examples(
     ("only what is stored already: nothing runs", "csa compare csa-tiny convnext-tiny --no-run"),
 )
 
+D = options.defaults_of(api.compare)
+
 
 def register(app: typer.Typer) -> None:
     """Add the command(s) to `app`. Long because typer reads each option from the command's
@@ -73,36 +75,29 @@ def register(app: typer.Typer) -> None:
     def compare(
         out: Output,
         models: list[str] = typer.Argument(..., metavar="MODEL", help="Zoo models (see `csa list`)."),
-        dataset: str | None = options.DATASET(None, shown="none: no top-1, no INT8"),
-        data_dir: str | None = options.DATA_DIR(),
-        limit: int | None = options.LIMIT(),
-        calib_dataset: str | None = options.CALIB_DATASET(),
-        calib_images: int = options.CALIB_IMAGES(),
-        backend: str = options.BACKEND("onnxruntime", why="compare times the exported graphs as they are deployed"),
-        batch: str = options.BATCH("1,4,8,16", why="the study shows how latency and memory traffic scale with the batch"),
-        baseline: str = typer.Option("convnext-tiny", "--baseline", metavar="MODEL", help="The model latency ratios refer to. Default: convnext-tiny."),
-        iterations: int | None = options.ITERATIONS(),
-        seconds: float | None = options.SECONDS(),
-        threads: int | None = options.THREADS(),
-        weights: str = options.WEIGHTS(),
-        report: Path | None = options.REPORT(),
-        no_run: bool = typer.Option(False, "--no-run", help="Only show what is stored; run nothing."),
-        manifest: Path | None = options.MANIFEST(),
+        dataset: str | None = options.DATASET(D.dataset, shown="none: no top-1, no INT8"),
+        data_dir: str | None = options.DATA_DIR(D.data_dir),
+        limit: int | None = options.LIMIT(D.limit),
+        calib_dataset: str | None = options.CALIB_DATASET(D.calib_dataset),
+        calib_images: int = options.CALIB_IMAGES(D.calib_images),
+        backend: str = options.BACKEND(D.backend, why="compare times the exported graphs as they are deployed"),
+        batch: str = options.BATCH(D.batch, why="the study shows how latency and memory traffic scale with the batch"),
+        baseline: str = typer.Option(D.baseline, "--baseline", metavar="MODEL", help=f"The model latency ratios refer to. Default: {D.baseline}."),
+        iterations: int | None = options.ITERATIONS(D.iterations),
+        seconds: float | None = options.SECONDS(D.seconds),
+        threads: int | None = options.THREADS(D.threads),
+        weights: str = options.WEIGHTS(D.weights),
+        report: Path | None = options.REPORT(D.report),
+        no_run: bool = typer.Option(D.no_run, "--no-run", help="Only show what is stored; run nothing."),
+        manifest: Path | None = options.MANIFEST(D.manifest),
     ) -> None:
         """Compare models from stored results, running through the pipeline whatever is missing.
         \f
         Long because typer reads each option from this signature: one annotated parameter per
         option.
         """
-        from csa_cli.cli.run import _choice
-        from csa_cli.pipeline.compare import compare_models
         from csa_cli.pipeline.options import format_stage_line
-        from csa_cli.records import make_record
 
-        if not models:
-            raise UsageError("give at least one MODEL")
-        models = [canonical_model(m, manifest) for m in models]
-        batches = parse_batch_list(batch)
         seen: dict[tuple[str, str], str] = {}
 
         def progress(summary: RunSummary) -> None:
@@ -113,33 +108,23 @@ def register(app: typer.Typer) -> None:
                     out.info(f"{summary.model} {format_stage_line(s)}")
 
         with out.status("comparing " + ", ".join(models)):
-            study = compare_models(
-                models,
-                baseline=baseline,
-                batches=batches,
-                backend=_choice(backend, "--backend", ("onnxruntime", "torch", "tensorrt")),
+            record, study = api.compare_study(
+                *models,
+                on_update=progress,
                 dataset=dataset,
                 data_dir=data_dir,
-                limit=require_positive(limit, "--limit"),
+                limit=limit,
                 calib_dataset=calib_dataset,
-                calib_images=require_positive(calib_images, "--calib-images") or 1,
-                weights=weights,
-                iterations=require_positive(iterations, "--iterations"),
+                calib_images=calib_images,
+                backend=backend,
+                batch=batch,
+                baseline=baseline,
+                iterations=iterations,
                 seconds=seconds,
-                threads=require_positive(threads, "--threads"),
-                manifest=str(manifest) if manifest else None,
-                run=not no_run,
-                on_update=progress,
+                threads=threads,
+                weights=weights,
+                report=report,
+                no_run=no_run,
+                manifest=manifest,
             )
-        for model, what in study.runs.items():
-            if what.startswith("failed"):
-                out.warn(f"{model}: {what}")
-        fields = study.to_record_fields()
-        if report is not None:
-            from csa_cli.pipeline.report import write_report
-
-            path = write_report(study, report)
-            out.info(f"report written: {path}")
-            fields["report"] = str(path)
-        record = make_record("compare", model=",".join(models), **fields)
         out.emit(record, lambda: render_study(study))

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from csa_cli import api
 from csa_cli.cli import options
-from csa_cli.cli.common import input_record, require_positive, stage_command
+from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
+from csa_cli.errors import CheckFailed
+from csa_cli.inputs import CommandInput
 
 if TYPE_CHECKING:
     from csa_cli.records import Record
@@ -49,6 +52,8 @@ EXAMPLES = examples(
 
 WEIGHTS_WHY = "accuracy of random weights means nothing; a model without published weights still gets random ones, with a warning"
 
+D = options.defaults_of(api.evaluate)
+
 
 def register(app: typer.Typer) -> None:
     """Add the command(s) to `app`. Long because typer reads each option from the command's
@@ -58,47 +63,47 @@ def register(app: typer.Typer) -> None:
     @stage_command("eval")
     def eval_command(
         source: str | None = options.input_argument("MODEL", "ONNX", "ENGINE", "RECORD"),
-        dataset: str = options.DATASET("imagenet-val", why="ImageNet-1K val is what reported accuracies are measured on"),
-        data_dir: Path | None = options.DATA_DIR(),
-        backend: str | None = options.BACKEND(),
-        precision: str | None = options.PRECISION(None, shown="fp16 on CUDA, fp32 on CPU", why="torch on CUDA runs FP16 where it can"),
-        device: str = options.DEVICE(),
-        batch_size: int = options.BATCH_SIZE(),
-        workers: int | None = typer.Option(None, "--workers", metavar="N", help="DataLoader worker processes. Default: min(4, CPUs)."),
-        threads: int | None = options.THREADS(),
-        limit: int | None = options.LIMIT(),
-        min_top1: float | None = typer.Option(None, "--min-top1", metavar="PERCENT", help="Exit 3 when top-1 (percent) is below this."),
-        model: str | None = options.MODEL(),
-        weights: str | None = options.WEIGHTS(None, shown="pretrained", why=WEIGHTS_WHY),
+        dataset: str = options.DATASET(D.dataset, why="ImageNet-1K val is what reported accuracies are measured on"),
+        data_dir: Path | None = options.DATA_DIR(D.data_dir),
+        backend: str | None = options.BACKEND(D.backend),
+        precision: str | None = options.PRECISION(D.precision, shown="fp16 on CUDA, fp32 on CPU", why="torch on CUDA runs FP16 where it can"),
+        device: str = options.DEVICE(D.device),
+        batch_size: int = options.BATCH_SIZE(D.batch_size),
+        workers: int | None = typer.Option(D.workers, "--workers", metavar="N", help="DataLoader worker processes. Default: min(4, CPUs)."),
+        threads: int | None = options.THREADS(D.threads),
+        limit: int | None = options.LIMIT(D.limit),
+        min_top1: float | None = typer.Option(D.min_top1, "--min-top1", metavar="PERCENT", help="Exit 3 when top-1 (percent) is below this."),
+        model: str | None = options.MODEL(D.model),
+        weights: str | None = options.WEIGHTS(D.weights, shown="pretrained", why=WEIGHTS_WHY),
         predictions: Path | None = typer.Option(
-            None, "--predictions", metavar="FILE", help="Also write each image's label and top-5 class indices here (JSON lines)."
+            D.predictions, "--predictions", metavar="FILE", help="Also write each image's label and top-5 class indices here (JSON lines)."
         ),
-        manifest: Path | None = options.MANIFEST(),
+        manifest: Path | None = options.MANIFEST(D.manifest),
         *,
         out: Output,
     ) -> None:
         """Measure top-1 / top-5 the way the model's authors did, on the backend you deploy with."""
-        from csa_cli.stages.evaluate.stage import enforce_min_top1, evaluate_stage
-
-        require_positive(limit, "--limit")
-        require_positive(batch_size, "--batch-size")
-        require_positive(threads, "--threads")
-        record = input_record(source)
-        record_out = evaluate_stage(
-            record if record is not None else source,
-            dataset=dataset,
-            data_dir=data_dir,
-            backend=backend,
-            precision=precision,
-            limit=limit,
-            weights=weights,
-            manifest=manifest,
-            model=model,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            threads=threads,
-            predictions_file=predictions,
-        )
-        out.emit(record_out, lambda: _render(record_out))
-        enforce_min_top1(record_out, min_top1)  # after the record: a pipeline still sees the numbers
+        try:
+            record = api.evaluate(
+                CommandInput(source),
+                dataset=dataset,
+                data_dir=data_dir,
+                backend=backend,
+                precision=precision,
+                device=device,
+                batch_size=batch_size,
+                workers=workers,
+                threads=threads,
+                limit=limit,
+                min_top1=min_top1,
+                model=model,
+                weights=weights,
+                predictions=predictions,
+                manifest=manifest,
+            )
+        except CheckFailed as exc:  # under --min-top1: the record first, so that a pipeline still sees the numbers
+            failed = exc.record
+            if failed is not None:
+                out.emit(failed, lambda: _render(failed))
+            raise
+        out.emit(record, lambda: _render(record))

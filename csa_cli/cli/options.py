@@ -18,7 +18,10 @@ command's own). Examples at the end of each command's help come from `examples(.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import typer
@@ -93,6 +96,16 @@ def examples(*pairs: tuple[str, str]) -> str:
     return "Examples:\n\n\b\n" + "\n".join(lines)
 
 
+def defaults_of(function: Callable[..., Any]) -> Any:
+    """The defaults of a csa_cli.api function, by parameter name: the one definition a command and the API share.
+
+    `D = defaults_of(api.quantize)`, then `calib_images: int = options.CALIB_IMAGES(D.calib_images)`;
+    tests/test_api.py checks that every command's defaults are its function's.
+    """
+    params = inspect.signature(function).parameters.values()
+    return SimpleNamespace(**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty})
+
+
 # ------------------------------------------------------------------------------- the shared options
 
 MANIFEST = SharedOption("--manifest", "FILE", None, "A user manifest merged over the built-in zoo (also CSA_MANIFEST).", envvar="CSA_MANIFEST")
@@ -136,3 +149,9 @@ OUTPUT = SharedOption("--output", "PATH", None, "Also write the result here (ato
 REPORT = SharedOption("--report", "DIR", None, "Write a markdown report (and PNG plots, where there are any) into DIR.")
 FORCE = SharedOption("--force", None, False, "Replace an existing --output; go on despite a failed compliance check.")
 RULES = SharedOption("--rules", "RULES", "restricted", "restricted (GPU safety scope) | dla (DLA standalone) | all.")
+PLACEMENT = SharedOption(
+    "--placement",
+    "RUNTIME",
+    "tensorrt",
+    "Where Q/DQ pairs go: tensorrt (inputs of weighted ops; engines, bundles) | onnxruntime (inputs and outputs: integer kernels on CPU).",
+)

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from csa_cli import api
 from csa_cli.cli import options
-from csa_cli.cli.common import parse_batch_list, require_positive, resolve_stage_input, stage_command
+from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output
-from csa_cli.errors import UsageError
+from csa_cli.inputs import CommandInput
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -67,19 +68,28 @@ def render(results: "list[ProfileResult]") -> "Group":
     if first.roofline is not None:
         notes.append(f"peaks: {first.roofline.peak_gflops:.0f} GFLOP/s, {first.roofline.bandwidth_gbs:.1f} GB/s ({first.roofline.device_name})")
     notes += sorted({r.roofline_note for r in results if r.roofline_note})
-    return Group(
+    if first.load is not None:
+        notes.append(f"machine {first.load.describe()} when timing started")
+    parts = [
         table(f"csa profile: latency ({where})", lead + times, latency, numeric={"batch", *times}),
         table("throughput and per-frame cost", lead + frames, per_frame, numeric={"batch", *frames}),
-        text("\n".join(notes), style="dim"),
-    )
+    ]
+    spreads = [(res, r.batch, r.ratio) for res in results for r in res.results if r.ratio]
+    ratios = [[*key(res, b), f"{s.ratio:.2f}", f"{s.low:.2f}-{s.high:.2f}", s.verdict] for res, b, s in spreads]
+    if ratios:
+        base = next(r.ratio_to for res in results for r in res.results if r.ratio_to)
+        parts.append(table(f"side by side (interleaved): latency / {base}", [*lead, "ratio", "95% interval", "verdict"], ratios, numeric={"batch", "ratio"}))
+    return Group(*parts, text("\n".join(notes), style="dim"))
 
 
 EXAMPLES = examples(
-    ("latency of two zoo models at batch 1, 4, 8 and 16 on this CPU", "csa profile csa-tiny convnext-tiny"),
+    ("two zoo models timed side by side (interleaved), ratios to the first", "csa profile convnext-tiny csa-tiny"),
     ("an exported graph on ONNX Runtime, 50 timed runs at batch 1", "csa export csa-tiny --weights random | csa profile --iterations 50"),
     ("PyTorch on the GPU with CUDA graphs (needs a GPU)", "csa profile csa-tiny --device cuda --precision fp16 --batch 1,8"),
 )
 BATCH_WHY = "profile shows how latency and throughput scale with the batch; a static-batch file: its own"
+
+D = options.defaults_of(api.profile)
 
 
 def register(app: typer.Typer) -> None:
@@ -96,26 +106,28 @@ def register(app: typer.Typer) -> None:
             help="Zoo models, ONNX files, TensorRT engines or record files (.json); or none, to read the record piped on stdin.",
             show_default=False,
         ),
-        backend: str | None = options.BACKEND(),
-        batch: str | None = options.BATCH(None, shown="1,4,8,16", why=BATCH_WHY),
-        threads: int | None = options.THREADS(),
-        iterations: int | None = options.ITERATIONS(),
-        seconds: float | None = options.SECONDS(),
-        warmup: int = options.WARMUP(),
-        plot: Path | None = typer.Option(None, "--plot", metavar="FILE", help="Write latency vs batch as a PNG."),
-        weights: str = options.WEIGHTS(),
-        device: str | None = options.DEVICE(None, shown="cuda for torch where there is one, else cpu", why="profile times the fastest place"),
-        precision: str = options.PRECISION(),
-        dynamic_batch: bool = options.DYNAMIC_BATCH(),
-        cuda_graphs: bool = typer.Option(True, "--cuda-graphs/--no-cuda-graphs", help="Replay CUDA graphs (torch on CUDA). Default: on.", show_default=False),
+        backend: str | None = options.BACKEND(D.backend),
+        batch: str | None = options.BATCH(D.batch, shown="1,4,8,16", why=BATCH_WHY),
+        threads: int | None = options.THREADS(D.threads),
+        iterations: int | None = options.ITERATIONS(D.iterations),
+        seconds: float | None = options.SECONDS(D.seconds),
+        warmup: int = options.WARMUP(D.warmup),
+        plot: Path | None = typer.Option(D.plot, "--plot", metavar="FILE", help="Write latency vs batch as a PNG."),
+        weights: str = options.WEIGHTS(D.weights),
+        device: str | None = options.DEVICE(D.device, shown="cuda for torch where there is one, else cpu", why="profile times the fastest place"),
+        precision: str = options.PRECISION(D.precision),
+        dynamic_batch: bool = options.DYNAMIC_BATCH(D.dynamic_batch),
+        cuda_graphs: bool = typer.Option(
+            D.cuda_graphs, "--cuda-graphs/--no-cuda-graphs", help="Replay CUDA graphs (torch on CUDA). Default: on.", show_default=False
+        ),
         estimate: bool = typer.Option(
-            True,
+            D.estimate,
             "--estimate/--no-estimate",
             help="Static traffic/MACs estimate and roofline floor. Default: on.",
             show_default=False,
         ),
-        img_size: str | None = options.IMG_SIZE(),
-        manifest: Path | None = options.MANIFEST(),
+        img_size: str | None = options.IMG_SIZE(D.img_size),
+        manifest: Path | None = options.MANIFEST(D.manifest),
     ) -> None:
         """Latency (median, p90, p99, mean ± std, min), throughput and per-image latency at each batch size,
         with memory traffic and MACs per frame (static estimate) and a roofline floor. A bundle is
@@ -124,48 +136,24 @@ def register(app: typer.Typer) -> None:
         Long because typer reads each option from this signature: one annotated parameter per
         option.
         """
-        from pydantic import ValidationError
-
-        from csa_cli.measure.timing import MeasureSettings
-        from csa_cli.stages.export.stage import parse_img_size
-        from csa_cli.stages.profile.plot import plot_latency
-        from csa_cli.stages.profile.records import ProfileOptions
-        from csa_cli.stages.profile.stage import profile_target
-
-        batches = parse_batch_list(batch) if batch is not None else None
-        require_positive(threads, "--threads")
-        require_positive(iterations, "--iterations")
-        if warmup < 0:
-            raise UsageError(f"--warmup must be 0 or more, got {warmup}")
-        if seconds is not None and seconds <= 0:
-            raise UsageError(f"--seconds must be positive, got {seconds:g}")
-        if iterations is not None and seconds is not None:
-            raise UsageError("give --iterations or --seconds, not both")
-        if backend is not None and backend not in ("torch", "onnxruntime", "tensorrt"):
-            raise UsageError(f"--backend must be torch, onnxruntime or tensorrt, not {backend!r}")
-        if precision not in ("fp32", "fp16"):
-            raise UsageError(f"--precision must be fp32 or fp16, not {precision!r}", hint="an int8 model is profiled as its QDQ ONNX or engine")
-        try:
-            options = ProfileOptions(
-                backend=backend,  # type: ignore[arg-type]
-                batches=batches,
-                threads=threads,
-                device=device,
-                precision=precision,  # type: ignore[arg-type]
-                cuda_graphs=cuda_graphs,
-                dynamic_batch=dynamic_batch,
-                weights=weights,
-                img_size=parse_img_size(img_size),
-                estimate=estimate,
-                manifest=str(manifest) if manifest else None,
-                measure=MeasureSettings(warmup=warmup, iterations=iterations, seconds=seconds),
-            )
-        except ValidationError as exc:
-            raise UsageError(f"invalid options: {exc.errors()[0]['msg']}") from None
-        targets = [resolve_stage_input(a, manifest) for a in (inputs or [None])]  # type: ignore[list-item]
-        results = [profile_target(model=t.model, path=t.path, record=t.record, options=options) for t in targets]
-        if plot is not None:
-            out.info(f"plot written: {plot_latency(results, plot)}")
+        results = api.profile_results(
+            *[CommandInput(a) for a in (inputs or [None])],  # type: ignore[list-item]
+            backend=backend,
+            batch=batch,
+            threads=threads,
+            iterations=iterations,
+            seconds=seconds,
+            warmup=warmup,
+            plot=plot,
+            weights=weights,
+            device=device,
+            precision=precision,
+            dynamic_batch=dynamic_batch,
+            cuda_graphs=cuda_graphs,
+            estimate=estimate,
+            img_size=img_size,
+            manifest=manifest,
+        )
         if out.json:
             for res in results:
                 out.emit_record(res.to_record())

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from csa_cli import api
 from csa_cli.cli import options
-from csa_cli.cli.common import canonical_model, parse_batch_list, require_positive, stage_command
+from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output
-from csa_cli.errors import CsaError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -106,6 +106,8 @@ EXAMPLES = examples(
 PRECISION_WHY = "run ends in a deployable engine, and mixed is the precision the Orin runs"
 BACKEND_WHY = "run times the exported graph as it is deployed, and compares FP32 with INT8 on one runtime"
 
+D = options.defaults_of(api.run)
+
 
 def register(app: typer.Typer) -> None:
     """Add the command(s) to `app`. Long because typer reads each option from the command's
@@ -117,59 +119,46 @@ def register(app: typer.Typer) -> None:
         out: Output,
         model: str = typer.Argument(..., metavar="MODEL", help="A zoo model (see `csa list`)."),
         to: str = typer.Option(
-            "profile", "--to", metavar="STAGE", help="Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, profile. Default: profile."
+            D.to, "--to", metavar="STAGE", help=f"Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, profile. Default: {D.to}."
         ),
-        dataset: str | None = options.DATASET(None, shown="none: evaluation and calibration are skipped"),
-        data_dir: str | None = options.DATA_DIR(),
-        limit: int | None = options.LIMIT(),
-        calib_dataset: str | None = options.CALIB_DATASET(),
-        calib_images: int = options.CALIB_IMAGES(),
-        precision: str = options.PRECISION("mixed", why=PRECISION_WHY, choices=("fp32", "fp16", "int8", "mixed")),
-        target: str = options.TARGET(),
-        batch: str = options.BATCH(),
-        backend: str = options.BACKEND("onnxruntime", why=BACKEND_WHY),
-        iterations: int | None = options.ITERATIONS(),
-        seconds: float | None = options.SECONDS(),
-        threads: int | None = options.THREADS(),
-        redo: str | None = typer.Option(None, "--redo", metavar="STAGE", help="Redo from this stage on, ignoring cached results."),
-        weights: str = options.WEIGHTS(),
-        manifest: Path | None = options.MANIFEST(),
+        dataset: str | None = options.DATASET(D.dataset, shown="none: evaluation and calibration are skipped"),
+        data_dir: str | None = options.DATA_DIR(D.data_dir),
+        limit: int | None = options.LIMIT(D.limit),
+        calib_dataset: str | None = options.CALIB_DATASET(D.calib_dataset),
+        calib_images: int = options.CALIB_IMAGES(D.calib_images),
+        precision: str = options.PRECISION(D.precision, why=PRECISION_WHY, choices=("fp32", "fp16", "int8", "mixed")),
+        target: str = options.TARGET(D.target),
+        batch: str = options.BATCH(D.batch),
+        backend: str = options.BACKEND(D.backend, why=BACKEND_WHY),
+        iterations: int | None = options.ITERATIONS(D.iterations),
+        seconds: float | None = options.SECONDS(D.seconds),
+        threads: int | None = options.THREADS(D.threads),
+        redo: str | None = typer.Option(D.redo, "--redo", metavar="STAGE", help="Redo from this stage on, ignoring cached results."),
+        weights: str = options.WEIGHTS(D.weights),
+        manifest: Path | None = options.MANIFEST(D.manifest),
     ) -> None:
         """Run the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → profile."""
-        from csa_cli.pipeline.options import RunOptions, stage_name
-        from csa_cli.pipeline.run import run_pipeline
-
-        options_ = RunOptions(
-            model=canonical_model(model, manifest),
-            to=stage_name(to),
-            redo=stage_name(redo, "--redo") if redo else None,
-            weights=weights,
-            dataset=dataset,
-            data_dir=data_dir,
-            limit=require_positive(limit, "--limit"),
-            calib_dataset=calib_dataset,
-            calib_images=require_positive(calib_images, "--calib-images") or 1,
-            precision=_choice(precision, "--precision", ("fp32", "fp16", "int8", "mixed")),  # type: ignore[arg-type]
-            target=_choice(target, "--target", ("local", "orin")),  # type: ignore[arg-type]
-            batch=parse_batch_list(batch),
-            backend=_choice(backend, "--backend", ("onnxruntime", "torch", "tensorrt")),  # type: ignore[arg-type]
-            iterations=require_positive(iterations, "--iterations"),
-            seconds=seconds,
-            threads=require_positive(threads, "--threads"),
-            manifest=str(manifest) if manifest else None,
-        )
         with _Progress(out) as progress:
-            summary = run_pipeline(options_, on_update=progress)
-        shown_live = progress.live is not None
-        if not summary.ok:
-            failed = summary.stage(summary.failed_stage) if summary.failed_stage else None
-            code = ExitCode(failed.exit_code) if failed and failed.exit_code in {int(c) for c in ExitCode} else ExitCode.FAILURE
-            raise CsaError(f"stage '{summary.failed_stage}' failed: {summary.message}", exit_code=code)
+            record = api.run(
+                model,
+                on_update=progress,
+                to=to,
+                dataset=dataset,
+                data_dir=data_dir,
+                limit=limit,
+                calib_dataset=calib_dataset,
+                calib_images=calib_images,
+                precision=precision,
+                target=target,
+                batch=batch,
+                backend=backend,
+                iterations=iterations,
+                seconds=seconds,
+                threads=threads,
+                redo=redo,
+                weights=weights,
+                manifest=manifest,
+            )
         # on a terminal the live view already shows the final table
-        out.emit(summary.to_record(), lambda: None if shown_live else stages_table(summary))
-
-
-def _choice(value: str, option: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise UsageError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+        summary = progress.summary
+        out.emit(record, lambda: None if progress.live is not None or summary is None else stages_table(summary))

@@ -64,3 +64,81 @@ def summarize(samples_ms: Sequence[float], batch: int, warmup: int) -> LatencySt
         throughput_ips=batch / median * 1e3 if median > 0 else float("inf"),
         per_image_ms=median / batch,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# ratios between things measured side by side (measure/sidebyside.py)
+# ---------------------------------------------------------------------------------------------
+
+CLAIM_TOLERANCE = 0.10
+"""A ratio is stated only when its 95% interval lies within ±10% of it (issue 16's bar)."""
+
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+class RatioSpread(BaseModel):
+    """A ratio of medians (a / b) with its spread across interleaved rounds.
+
+    The 95% interval is a percentile bootstrap over rounds, resampled in pairs (round i of a with
+    round i of b), since both sides of one round saw the same machine (Efron & Tibshirani, An
+    Introduction to the Bootstrap, ch. 13). The IQR is that of the per-round ratios.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ratio: float = Field(description="median of a's rounds / median of b's rounds")
+    low: float = Field(description="2.5th percentile of the bootstrapped ratio of medians")
+    high: float = Field(description="97.5th percentile of the bootstrapped ratio of medians")
+    iqr_low: float = Field(description="25th percentile of the per-round ratios")
+    iqr_high: float = Field(description="75th percentile of the per-round ratios")
+    rounds: int = Field(ge=1)
+    tolerance: float = CLAIM_TOLERANCE
+
+    @property
+    def half_width(self) -> float:
+        """The interval's larger side, relative to the ratio (0.05 means ±5%)."""
+        return max(self.ratio - self.low, self.high - self.ratio) / self.ratio if self.ratio > 0 else float("inf")
+
+    @property
+    def claimable(self) -> bool:
+        return self.half_width <= self.tolerance
+
+    @property
+    def verdict(self) -> str:
+        if self.claimable:
+            return f"95% interval within ±{self.tolerance:.0%}"
+        return f"spread too wide for the claim (95% interval ±{self.half_width:.0%}, more than ±{self.tolerance:.0%})"
+
+    def describe(self, digits: int = 2) -> str:
+        """'0.91× [0.88, 0.94]', or the verdict beside it when the interval is too wide."""
+        text = f"{self.ratio:.{digits}f}× [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        return text if self.claimable else f"{text}: {self.verdict}"
+
+
+def ratio_spread(a: Sequence[float], b: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> RatioSpread:
+    """The ratio of medians of paired per-round samples a[i], b[i], with a bootstrap 95% interval."""
+    import random
+
+    if len(a) != len(b):
+        raise ValueError(f"paired rounds differ in length: {len(a)} vs {len(b)}")
+    if not a:
+        raise ValueError("no rounds")
+    if min(b) <= 0:
+        raise ValueError("the reference side has a non-positive sample")
+    rng = random.Random(seed)
+    n = len(a)
+    boots = []
+    for _ in range(resamples):
+        picks = [rng.randrange(n) for _ in range(n)]
+        boots.append(statistics.median(a[i] for i in picks) / statistics.median(b[i] for i in picks))
+    boots.sort()
+    per_round = sorted(x / y for x, y in zip(a, b, strict=True))
+    return RatioSpread(
+        ratio=float(statistics.median(a) / statistics.median(b)),
+        low=nearest_rank(boots, 2.5),
+        high=nearest_rank(boots, 97.5),
+        iqr_low=nearest_rank(per_round, 25),
+        iqr_high=nearest_rank(per_round, 75),
+        rounds=n,
+    )

@@ -16,6 +16,7 @@ the reduced map is smaller than the full one). They agree within float rounding.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -295,32 +296,54 @@ class CSAStage(nn.Module):
             ]
         )
 
+        self.grad_checkpointing = False
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(self.downsample(x))
+        x = self.downsample(x)
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            # recompute each block in backward instead of keeping its activations (timm's checkpoint_seq, per block)
+            from torch.utils.checkpoint import checkpoint
+
+            for block in self.blocks:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return self.blocks(x)
 
 
 class CSAHead(nn.Module):
-    """Average pool over the whole final map (an AveragePool, not ReduceMean) -> BN -> conv1x1 -> flatten."""
+    """Average pool over the whole final map (an AveragePool, not ReduceMean) -> BN -> conv1x1 -> flatten.
 
-    def __init__(self, dim: int, num_classes: int, eps: float = 1e-5) -> None:
+    num_classes 0 (timm's convention for a backbone) keeps pool and BN and drops the classifier.
+    """
+
+    def __init__(self, dim: int, num_classes: int, eps: float = 1e-5, drop_rate: float = 0.0) -> None:
         super().__init__()
+        self.global_pool = "avg"  # the only pooling; timm's save helpers read it from the head
+        self.drop_rate = drop_rate
         self.norm: nn.Module = nn.BatchNorm2d(dim, eps=eps)
-        self.fc = nn.Conv2d(dim, num_classes, 1)
+        self.fc: nn.Module = nn.Conv2d(dim, num_classes, 1) if num_classes > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         kernel = (int(x.shape[-2]), int(x.shape[-1]))
-        x = F.avg_pool2d(x, kernel_size=kernel, stride=kernel)
+        x = self.norm(F.avg_pool2d(x, kernel_size=kernel, stride=kernel))
+        if self.drop_rate and self.training:  # functional: nothing in the state dict, nothing in an eval export
+            x = F.dropout(x, self.drop_rate, training=True)
         # flatten(1), never squeeze(): batch 1 keeps its axis
-        return torch.flatten(self.fc(self.norm(x)), 1)
+        return torch.flatten(x if pre_logits else self.fc(x), 1)
 
     def fuse(self) -> None:
-        if isinstance(self.norm, nn.BatchNorm2d):
+        if isinstance(self.norm, nn.BatchNorm2d) and isinstance(self.fc, nn.Conv2d):
             self.fc = fuse_bn_conv1x1(self.norm, self.fc)
             self.norm = nn.Identity()
 
 
 class CSANet(nn.Module):
-    """A CSA backbone with a classification head, or per-stage feature maps (features_only)."""
+    """A CSA backbone with a classification head, or per-stage feature maps (features_only).
+
+    It follows timm's model interface (forward_features / forward_head, reset_classifier,
+    set_grad_checkpointing, feature_info, group_matcher), so timm's factory, feature wrappers and
+    train/validate scripts drive it like one of theirs: see the registration at the end of this file.
+    """
 
     def __init__(
         self,
@@ -331,12 +354,18 @@ class CSANet(nn.Module):
         features_only: bool = False,
         out_indices: Sequence[int] | None = None,
         variant: str | None = None,
+        drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         self.config = config
         self.variant = variant
         self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.num_features = self.head_hidden_size = config.dims[-1]
+        self.global_pool = "avg"
+        self.drop_rate = drop_rate
         self.features_only = features_only
+        self.grad_checkpointing = False
         n = len(config.depths)
         indices = tuple(range(n)) if out_indices is None else tuple(int(i) for i in out_indices)
         bad = [i for i in indices if not -n <= i < n]
@@ -362,8 +391,9 @@ class CSANet(nn.Module):
                 )
             )
             cin, start = config.dims[i], start + config.depths[i]
-        self.stages = nn.ModuleList(stages)
-        self.head: CSAHead | None = None if features_only else CSAHead(config.dims[-1], num_classes, eps=config.bn_eps)
+        # a Sequential (not a ModuleList): timm's FeatureListNet flattens it into stages_0..stages_3
+        self.stages = nn.Sequential(*stages)
+        self.head: CSAHead | None = None if features_only else CSAHead(config.dims[-1], num_classes, eps=config.bn_eps, drop_rate=drop_rate)
         self.feature_info = [
             {"num_chs": config.dims[i], "reduction": config.stem_stride * 2**i, "module": f"stages.{i}"}
             for i in range(n)
@@ -379,13 +409,23 @@ class CSANet(nn.Module):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every stage's output map."""
         feats: list[torch.Tensor] = []
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
         return feats
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's map (B, C, H/32, W/32), as timm's forward_features returns."""
+        return self.stages(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits from forward_features' map; pre_logits: the pooled, normalised features (B, C)."""
+        if self.head is None:
+            raise CsaError("a features_only CSA model has no head")
+        return self.head(x, pre_logits=pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         if self.features_only:
@@ -398,22 +438,35 @@ class CSANet(nn.Module):
                 if i == last:
                     break
             return feats
-        for stage in self.stages:
-            x = stage(x)
-        assert self.head is not None
-        return self.head(x)
+        return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module | None:
-        return self.head
+        """The classifier (timm's API: the layer a new label set replaces)."""
+        return None if self.head is None else self.head.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new random head for `num_classes` (timm's API: fine-tuning to another label set)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new random classifier for `num_classes` (timm's API: fine-tuning to another label set; 0 = pooled features)."""
         if self.features_only or self.is_inference_form:
             raise CsaError("this CSA model has no trainable classifier to reset (features_only or inference form)")
-        device = next(self.parameters()).device
-        self.head = CSAHead(self.config.dims[-1], num_classes, eps=self.config.bn_eps).to(device)
-        self.head.apply(self._init_weights)
+        if global_pool not in (None, "", "avg"):
+            raise UsageError(f"CSA pools by average only, not {global_pool!r}", hint="leave global_pool unset")
+        assert self.head is not None
+        weight = next(self.parameters())
+        # only the classifier: the head's BN keeps what it learned, as timm's reset_classifier keeps head.norm
+        self.head.fc = nn.Conv2d(self.config.dims[-1], num_classes, 1).to(weight.device, weight.dtype) if num_classes > 0 else nn.Identity()
+        self.head.fc.apply(self._init_weights)
         self.num_classes = num_classes
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute blocks in the backward pass instead of storing their activations (timm's API)."""
+        self.grad_checkpointing = enable
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for timm's layer-wise learning-rate decay: the stem, then stage by stage (or block by block)."""
+        blocks: Any = r"^stages\.(\d+)" if coarse else [(r"^stages\.(\d+)\.downsample", (0,)), (r"^stages\.(\d+)\.blocks\.(\d+)", None)]
+        return {"stem": r"^stages\.0\.downsample", "blocks": blocks}
 
     def for_inference(self) -> CSANet:
         """A copy in eval mode with BN folded and step 7 reordered; `self` is left untouched."""
@@ -473,3 +526,85 @@ def feature_sizes(config: CSAConfig, img_size: tuple[int, int]) -> list[tuple[in
         h, w = (h - 3) // 2 + 1, (w - 3) // 2 + 1
         sizes.append((h, w))
     return sizes
+
+
+# --------------------------------------------------------------------------- timm's registry
+#
+# Importing this module registers csa_nano / csa_tiny / csa_small with timm, the way timm's own model
+# files do (timm/models/convnext.py: default_cfgs + @register_model + build_model_with_cfg), so that
+# timm.create_model("csa_tiny"), timm's train.py/validate.py (with this import) and
+# timm.create_model("hf-hub:OWNER/NAME", pretrained=True) on a repo `csa push` wrote all work.
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # noqa: E402  (timm after the network: see above)
+from timm.models._builder import build_model_with_cfg  # noqa: E402
+from timm.models._registry import generate_default_cfgs, register_model  # noqa: E402
+
+TIMM_FEATURE_CFG = {"out_indices": (0, 1, 2, 3), "flatten_sequential": True}
+
+
+def timm_pretrained_cfg(**overrides: Any) -> dict[str, Any]:
+    """The pretrained_cfg of an untrained variant: ConvNeXt's eval preprocessing, which the zoo's csa-* entries use too."""
+    cfg = {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (6, 6),  # 224 -> 56 (stem) -> 27 -> 13 -> 6: feature_sizes() for the default config
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "stages.0.downsample.conv",
+        "classifier": "head.fc",
+        "license": "apache-2.0",
+        "paper_name": "Emulating the Attention Mechanism in Transformer Models with a Fully Convolutional Network (NVIDIA)",
+    }
+    return {**cfg, **overrides}
+
+
+default_cfgs = generate_default_cfgs({name: timm_pretrained_cfg() for name in ("csa_nano", "csa_tiny", "csa_small")})
+
+
+def _csa_from_timm(
+    cfg: CSAConfig,
+    *,
+    variant: str | None = None,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+    global_pool: str | None = None,
+    **overrides: Any,
+) -> CSANet:
+    """The network from timm's keyword arguments: timm's names (drop_path_rate, bn_eps) are CSAConfig fields already."""
+    if global_pool not in (None, "", "avg"):
+        raise UsageError(f"CSA pools by average only, not global_pool={global_pool!r}")
+    known = set(CSAConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UsageError(f"csa models take no {', '.join(unknown)}", hint=f"known options: {', '.join(sorted(known))}")
+    for key in ("depths", "dims", "heads", "reduced"):
+        if key in overrides:
+            overrides[key] = tuple(int(v) for v in overrides[key])
+    return CSANet(replace(cfg, **overrides), num_classes, in_chans=in_chans, variant=variant, drop_rate=drop_rate)
+
+
+def _create_csa(variant: str, pretrained: bool = False, **kwargs: Any) -> CSANet:
+    build = functools.partial(_csa_from_timm, variant=variant)
+    return build_model_with_cfg(build, variant, pretrained, model_cfg=variant_config(variant), feature_cfg=dict(TIMM_FEATURE_CFG), **kwargs)
+
+
+@register_model
+def csa_nano(pretrained: bool = False, **kwargs: Any) -> CSANet:
+    """CSA nano (about 3.8 M parameters): fast tests and proxy training."""
+    return _create_csa("csa_nano", pretrained, **kwargs)
+
+
+@register_model
+def csa_tiny(pretrained: bool = False, **kwargs: Any) -> CSANet:
+    """CSA tiny: the configuration NVIDIA trained (27.6 M parameters at 1000 classes)."""
+    return _create_csa("csa_tiny", pretrained, **kwargs)
+
+
+@register_model
+def csa_small(pretrained: bool = False, **kwargs: Any) -> CSANet:
+    """CSA small: csa_tiny with 21 blocks in its third stage (about 50 M parameters)."""
+    return _create_csa("csa_small", pretrained, **kwargs)

@@ -3,8 +3,9 @@
 Table 1: params, MACs, restricted-mode and DLA compliance        (results "check", "cost")
 Fig. 5:  top-1 at FP32 / FP16 vs mixed precision, with the drop   (results "eval")
 Fig. 6:  latency at each batch size, ratios to the baseline       (results "profile", "timing")
-Fig. 7:  memory traffic per frame at each batch size              (results "cost" = static estimate,
-                                                                    "profile" where a profiler measured it)
+Fig. 7:  memory traffic per frame at each batch size: the fused estimate at the engine's precision
+         (graph/traffic.py on the exported graph), the unfused graph-level figure (results "cost"),
+         and "profile" where a profiler measured it
 A piece that was never measured is None here and "missing" in every view; nothing is filled in.
 `compare_models` first runs what is missing through the pipeline core (pipeline/run.py).
 """
@@ -54,13 +55,21 @@ class Fig6Row(BaseModel):
     backend: str | None = None
     latency_ms: dict[int, float | None] = Field(default_factory=dict, description="batch -> median latency per batch (ms)")
     ratio: dict[int, float | None] = Field(default_factory=dict, description="batch -> latency / baseline latency")
+    interval: dict[int, tuple[float, float] | None] = Field(
+        default_factory=dict, description="batch -> 95% interval of the ratio, where it was timed interleaved with the baseline"
+    )
+    wide: dict[int, bool] = Field(default_factory=dict, description="batch -> the interval is wider than ±10%: too wide for the claim")
     device_ms: dict[str, dict[int, float | None]] = Field(default_factory=dict, description="device -> batch -> imported median (ms)")
     device_ratio: dict[str, dict[int, float | None]] = Field(default_factory=dict)
 
 
 class Fig7Row(BaseModel):
     model: str
-    estimate_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame, static estimate")
+    precision: str | None = Field(default=None, description="the engine precision the fused estimate assumes")
+    fused_mb: dict[int, float | None] = Field(
+        default_factory=dict, description="batch -> MB per frame, TensorRT's fusions at the engine's precision (estimate)"
+    )
+    estimate_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame, unfused graph-level FP32 estimate")
     measured_mb: dict[int, float | None] = Field(default_factory=dict, description="batch -> MB per frame a profiler measured")
 
 
@@ -209,6 +218,18 @@ def device_timings(model: str, batches: Sequence[int]) -> dict[str, dict[int, fl
     return out
 
 
+def fused_traffic_mb(onnx_path: Any, precision: str, batches: Sequence[int]) -> dict[int, float | None]:
+    """batch -> MB per frame of the exported graph run as TensorRT fuses it at `precision`; None where the graph is gone."""
+    from pathlib import Path
+
+    if not isinstance(onnx_path, str) or not Path(onnx_path).is_file():
+        return dict.fromkeys(batches)
+    from csa_cli.graph.traffic import traffic
+
+    report = traffic(onnx_path, precision)
+    return {b: report.fused_per_frame(b) / 1e6 for b in batches}
+
+
 def build_study(
     models: Sequence[str],
     *,
@@ -217,6 +238,7 @@ def build_study(
     backend: str = "onnxruntime",
     dataset: str | None = None,
     limit: int | None = None,
+    engine_precision: str = "int8",
 ) -> Study:
     """The four views from stored results; missing pieces stay None.
 
@@ -243,6 +265,13 @@ def build_study(
             base = _latency_ms(base_profile[b]) if b in base_profile else None
             row.latency_ms[b] = lat
             row.ratio[b] = lat / base if lat is not None and base else None
+            spread = by_batch[b].get("ratio") if b in by_batch and by_batch[b].get("ratio_to") == baseline else None
+            if isinstance(spread, dict) and row.ratio[b] is not None:
+                row.ratio[b] = _num(spread.get("ratio")) or row.ratio[b]
+                low, high = _num(spread.get("low")), _num(spread.get("high"))
+                if low is not None and high is not None:
+                    row.interval[b] = (low, high)
+                    row.wide[b] = max(row.ratio[b] - low, high - row.ratio[b]) / row.ratio[b] > float(spread.get("tolerance") or 0.1)
         for device in devices:
             row.device_ms[device] = {b: timings[m].get(device, {}).get(b) for b in batches}
             row.device_ratio[device] = {
@@ -254,6 +283,8 @@ def build_study(
         fig7.append(
             Fig7Row(
                 model=m,
+                precision=engine_precision,
+                fused_mb=fused_traffic_mb(cost.get("onnx"), engine_precision, batches),
                 estimate_mb={b: _scaled(per_frame.get(str(b)), 1e6) for b in batches},
                 measured_mb={b: (_measured_traffic_mb(by_batch[b]) if b in by_batch else None) for b in batches},
             )
@@ -271,7 +302,10 @@ def build_study(
         notes.append("No device timings imported: TensorRT latency on the Orin is missing here (`csa engine --target orin`, then `csa import-timings`).")
     if baseline not in models and not base_profile:
         notes.append(f"Baseline {baseline} has no stored latency: ratios are missing.")
-    notes.append(f"Memory traffic per frame is an {ESTIMATE_LABEL}; measured traffic appears only where a GPU profiler provided it.")
+    notes.append(
+        f"Memory traffic per frame is an estimate: fused as TensorRT runs it at {engine_precision} (graph/traffic.py, rules in docs/profiling.md), "
+        f"beside the unfused graph-level {ESTIMATE_LABEL}; measured traffic appears only where a GPU profiler provided it."
+    )
     return Study(
         models=list(models),
         baseline=baseline,
@@ -321,7 +355,8 @@ def compare_models(
             options = RunOptions(
                 model=m,
                 to="profile",
-                stages=["fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "profile"],
+                # latency is timed afterwards, every model interleaved with the others (interleaved_profiles)
+                stages=["fetch", "evaluate", "export", "check", "quantize", "eval-mixed"],
                 weights=weights,
                 dataset=dataset,
                 data_dir=data_dir,
@@ -340,6 +375,44 @@ def compare_models(
             summary = run_pipeline(options, on_update=on_update)
             done = ", ".join(f"{s.name} {s.status}" + (f" ({s.reason})" if s.status == "skipped" and s.reason else "") for s in summary.stages)
             runs[m] = f"ok: {done}" if summary.ok else f"failed at {summary.failed_stage}: {summary.message}"
+        ok = [m for m in models if runs[m].startswith("ok")]
+        if ok:
+            done = profile_interleaved(ok, baseline, batches, backend, weights, iterations, seconds, threads, manifest)
+            for m in ok:
+                runs[m] += ", profile done (interleaved)" if done else ", profile cached (interleaved)"
     study = build_study(models, baseline=baseline, batches=batches, backend=backend, dataset=dataset, limit=limit)
     study.runs = runs
     return study
+
+
+def profile_interleaved(
+    models: Sequence[str],
+    baseline: str,
+    batches: Sequence[int],
+    backend: str,
+    weights: str,
+    iterations: int | None,
+    seconds: float | None,
+    threads: int | None,
+    manifest: str | None,
+) -> bool:
+    """Every model's latency timed side by side (stages/profile/sidebyside.py), the baseline first, stored
+    for the study; skipped (False) when the store already holds such a run for every model and batch."""
+    from csa_cli.measure.timing import MeasureSettings
+    from csa_cli.stages.profile.records import ProfileOptions
+    from csa_cli.stages.profile.sidebyside import profile_side_by_side
+
+    order = [baseline, *[m for m in models if m != baseline]] if baseline in models else list(models)
+    stored = {m: profile_by_batch(m, backend, batches)[0] for m in order}
+    if all(b in stored[m] for m in order for b in batches) and all(stored[m][b].get("ratio_to") == order[0] for m in order[1:] for b in batches):
+        return False
+    options = ProfileOptions(
+        backend=backend,  # type: ignore[arg-type]
+        batches=list(batches),
+        threads=threads,
+        weights=weights,
+        manifest=manifest,
+        measure=MeasureSettings(iterations=iterations, seconds=seconds),
+    )
+    profile_side_by_side([(m, None, None) for m in order], options)
+    return True

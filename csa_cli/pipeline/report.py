@@ -54,6 +54,14 @@ def fig5_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     return cols, rows
 
 
+def ratio_cell(ratio: float | None, interval: tuple[float, float] | None, wide: bool) -> str:
+    """'0.912 [0.880, 0.950]', with the verdict where the interval is wider than ±10%."""
+    if ratio is None or interval is None:
+        return fmt(ratio, 3)
+    text = f"{ratio:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+    return f"{text} spread too wide for the claim" if wide else text
+
+
 def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     cols = ["model"]
     cols += [f"b{b} latency (ms)" for b in study.batches]
@@ -65,7 +73,7 @@ def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     for r in study.fig6:
         row = [r.model]
         row += [fmt(r.latency_ms.get(b), 3) for b in study.batches]
-        row += [fmt(r.ratio.get(b), 3) for b in study.batches]
+        row += [ratio_cell(r.ratio.get(b), r.interval.get(b), r.wide.get(b, False)) for b in study.batches]
         for device in study.devices:
             row += [fmt(r.device_ms.get(device, {}).get(b), 3) for b in study.batches]
             row += [fmt(r.device_ratio.get(device, {}).get(b), 3) for b in study.batches]
@@ -74,8 +82,16 @@ def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
 
 
 def fig7_rows(study: Study) -> tuple[list[str], list[list[str]]]:
-    cols = ["model"] + [f"b{b} estimate (MB/frame)" for b in study.batches] + [f"b{b} measured (MB/frame)" for b in study.batches]
-    rows = [[r.model] + [fmt(r.estimate_mb.get(b), 3) for b in study.batches] + [fmt(r.measured_mb.get(b), 3) for b in study.batches] for r in study.fig7]
+    precision = next((r.precision for r in study.fig7 if r.precision), "engine")
+    cols = ["model"] + [f"b{b} fused estimate @{precision} (MB/frame)" for b in study.batches]
+    cols += [f"b{b} estimate (MB/frame)" for b in study.batches] + [f"b{b} measured (MB/frame)" for b in study.batches]
+    rows = [
+        [r.model]
+        + [fmt(r.fused_mb.get(b), 3) for b in study.batches]
+        + [fmt(r.estimate_mb.get(b), 3) for b in study.batches]
+        + [fmt(r.measured_mb.get(b), 3) for b in study.batches]
+        for r in study.fig7
+    ]
     return cols, rows
 
 
@@ -83,7 +99,7 @@ TABLES = {
     "table1": ("Table 1: model size, complexity and TensorRT restricted-mode compliance", table1_rows),
     "fig5": ("Fig. 5: ImageNet top-1, FP32/FP16 vs mixed precision (FP32+FP16+INT8)", fig5_rows),
     "fig6": ("Fig. 6: latency at 224x224 per batch size, and ratio to the baseline", fig6_rows),
-    "fig7": (f"Fig. 7: memory traffic per frame, {ESTIMATE_LABEL} and measured", fig7_rows),
+    "fig7": (f"Fig. 7: memory traffic per frame, estimates (fused at the engine's precision; unfused, {ESTIMATE_LABEL}) and measured", fig7_rows),
 }
 
 
@@ -219,9 +235,10 @@ def plot_fig6(study: Study, path: Path) -> None:
 
 
 def plot_fig7(study: Study, path: Path) -> None:
-    series = [(f"{r.model} (estimate)", r.estimate_mb, "-") for r in study.fig7]
+    series = [(f"{r.model} (fused estimate @{r.precision})", r.fused_mb, "-") for r in study.fig7 if any(v is not None for v in r.fused_mb.values())]
+    series += [(f"{r.model} (unfused estimate)", r.estimate_mb, "--") for r in study.fig7]
     series += [(f"{r.model} (measured)", r.measured_mb, ":") for r in study.fig7 if any(v is not None for v in r.measured_mb.values())]
-    _line_plot(study, path, "Fig. 7: memory traffic per frame (static estimate from the ONNX graph)", "MB per frame", series)
+    _line_plot(study, path, "Fig. 7: memory traffic per frame (static estimates: fused at the engine precision, and unfused)", "MB per frame", series)
 
 
 def write_report(study: Study, folder: str | Path, *, report_name: str = REPORT_FILE, plots_subdir: str = "") -> Path:

@@ -45,9 +45,10 @@ class Context:
 
 def _fetch(ctx: Context) -> Record:
     from csa_cli.manifest import load_manifest
+    from csa_cli.stages.pull.weights import local_weights
 
     entry = load_manifest(ctx.options.manifest).get(ctx.model)
-    wanted = ctx.options.weights
+    wanted = local_weights(entry, ctx.options.weights) or "auto"  # an entry `csa train --register` wrote: its checkpoint
     if wanted == "random":
         ctx.weights = "random"
         raise Skip("random weights asked (--weights random)")

@@ -202,6 +202,11 @@ def write_debug_graph(onnx_path: Path, dest: Path, input_name: str, images: np.n
         if name not in existing:
             model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shapes[name]))
     onnx.save(model, str(dest))
+    if chosen != [n for n in candidates if n not in existing]:
+        # marking an output stops ONNX Runtime fusing across it (a Q/DQ graph then rounds differently):
+        # the references are the values of the graph the bundle ships, not of the probe
+        session = _session(model)
+        values = dict(zip(chosen, session.run(chosen, {input_name: images}), strict=True))
     tensors, offset = [], 0
     with reference.open("wb") as fh:
         for name in chosen:

@@ -60,6 +60,27 @@ def _check_options(precision: str, target: str, batch: list[int] | None, workspa
         raise CsaError(f"calibration cache not found: {calib_cache}")
 
 
+def check_engine_options(*, precision: str, target: str, workspace: int, trt_version: str | None, safe: bool, dla: int | None, no_gpu_fallback: bool) -> None:
+    """The option checks `csa engine` (and csa_cli.api.engine) run before reading any input, in the command's words."""
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if target not in ("local", "orin"):
+        raise UsageError(f"--target must be local or orin, got {target!r}")
+    if workspace < 1:
+        raise UsageError(f"--workspace must be at least 1 MiB, got {workspace}")
+    if target == "local" and trt_version is not None:
+        raise UsageError("--trt-version is for --target orin; a local build uses the installed TensorRT")
+    if safe and target == "local":
+        raise UsageError(
+            "--safe builds an engine for DRIVE OS's safe runtime, which only an Orin bundle builds",
+            hint="use --target orin (--restricted checks the safety scope on a local build)",
+        )
+    if dla is not None and precision == "fp32":
+        raise UsageError("DLA has no FP32 kernels (it runs FP16 and INT8 only)", hint="use --precision fp16, int8 or mixed with --dla")
+    if no_gpu_fallback and dla is None:
+        raise UsageError("--no-gpu-fallback applies to a DLA build", hint="add --dla N")
+
+
 def _validation(
     built: BuildInputs, plan: BuildPlan, *, dataset: str | None, data_dir: str | os.PathLike[str] | None, count: int, seed: int, manifest: Any
 ) -> ValidationSet | None:

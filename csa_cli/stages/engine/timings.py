@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from csa_cli.errors import CsaError, UsageError
+from csa_cli.graph.traffic import FusionDifference, compare_fusions, traffic
 from csa_cli.measure.stats import nearest_rank
 from csa_cli.paths import sha256_file as _sha256
 from csa_cli.tensorrt.bundle import read_bundle_plan
@@ -76,6 +77,12 @@ class TimingStats(BaseModel):
     source_sha256: str
     trt_version: str | None = None
     layers: LayerSummary | None = None
+    layer_names: list[str] | None = Field(
+        default=None, description="the engine's layers as TensorRT named them (--exportLayerInfo): fused nodes joined by ' + '"
+    )
+    fusion_differences: list[FusionDifference] | None = Field(
+        default=None, description="where TensorRT grouped nodes otherwise than csa's traffic model (graph/traffic.py), when the bundle's ONNX is at hand"
+    )
 
 
 def parse_trtexec_times(path: Path) -> list[TrtexecTiming]:
@@ -149,6 +156,22 @@ def layer_files(times: Path, batch: int | None, plan: BuildPlan | None) -> Layer
     return summarize_layers(layers, times=times_ms, left_dla=left)
 
 
+def layer_fusions(times: Path, batch: int, plan: BuildPlan | None) -> tuple[list[str] | None, list[FusionDifference] | None]:
+    """TensorRT's layer names beside a times_bN.json and, with the plan's ONNX at hand, where its fusions differ from csa's model."""
+    info = times.parent / f"layers_b{batch}.json"
+    if not info.is_file():
+        return None, None
+    names = [layer.name for layer in parse_layer_info(info.read_text(encoding="utf-8"))]
+    spec = next((e for e in plan.engines if e.batch == batch), None) if plan is not None else None
+    if spec is None:
+        return names, None
+    onnx_path = Path(spec.onnx) if Path(spec.onnx).is_absolute() else times.resolve().parent.parent / spec.onnx
+    if not onnx_path.is_file():
+        return names, None
+    precision = "int8" if plan is not None and (plan.int8 or spec.has_qdq) else ("fp16" if plan is not None and plan.fp16 else "fp32")
+    return names, compare_fusions(traffic(onnx_path, precision), names)
+
+
 def _bundle_context(path: Path) -> tuple[BuildPlan | None, int | None]:
     """The plan of the bundle a results/times_bN.json lies in, and N."""
     import re
@@ -183,11 +206,14 @@ def import_timings(
         raise UsageError(f"which device were the timings in {source.name} measured on?", hint='add --device "Orin AGX"')
     stats = timing_stats(entries, model=model, device=device, batch=batch, precision=precision, source=source)
     stats.layers = layer_files(source, batch, plan)
+    stats.layer_names, stats.fusion_differences = layer_fusions(source, batch, plan)
     if plan is not None:
         stats.trt_version = plan.trt_version
     key = artifact_key(model=model, device=device, batch=batch, precision=precision, sha=stats.source_sha256)
     stored = store_result("timing", model, key, stats.model_dump())
-    row = stats.model_dump(exclude={"model", "device", "source", "source_sha256", "backend", "precision", "trt_version", "layers"})
+    row = stats.model_dump(
+        exclude={"model", "device", "source", "source_sha256", "backend", "precision", "trt_version", "layers", "layer_names", "fusion_differences"}
+    )
     return make_record(
         "profile",
         model=model,
@@ -198,5 +224,6 @@ def import_timings(
         machine={"device": device, "source": "trtexec --exportTimes", "tensorrt": stats.trt_version},
         weights=plan.weights if plan else None,
         layers=stats.layers.model_dump(exclude_none=True) if stats.layers else None,
+        fusion_differences=[d.model_dump() for d in stats.fusion_differences] if stats.fusion_differences is not None else None,
         stored=str(stored),
     )

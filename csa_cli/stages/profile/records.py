@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from csa_cli.measure.machine import MachineInfo
 from csa_cli.measure.roofline import MachinePeaks
-from csa_cli.measure.stats import LatencyStats
+from csa_cli.measure.sidebyside import LoadAverage
+from csa_cli.measure.stats import LatencyStats, RatioSpread
 from csa_cli.measure.timing import MeasureSettings
 from csa_cli.records import Record, make_record
 
@@ -18,7 +19,7 @@ ProfileBackend = Literal["torch", "onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8", "mixed"]
 
 
-TRAFFIC_LABEL = "estimate (static, from the ONNX graph)"
+TRAFFIC_LABEL = "estimate (static, from the ONNX graph: TensorRT's fusions at the run's precision)"
 
 
 class FrameCost(BaseModel):
@@ -30,7 +31,8 @@ class FrameCost(BaseModel):
     macs_per_frame: int
     bytes_read_per_frame: int
     bytes_written_per_frame: int
-    traffic_bytes_per_frame: int
+    traffic_bytes_per_frame: int = Field(description="fused, at the run's precision (graph/traffic.py)")
+    unfused_bytes_per_frame: int | None = Field(default=None, description="every non-view node its own kernel, same precisions")
     label: str = TRAFFIC_LABEL
 
 
@@ -39,12 +41,15 @@ class BatchResult(LatencyStats):
 
     macs_per_frame: int | None = None
     traffic_bytes_per_frame: int | None = Field(default=None, description=f"bytes read + written per frame, {TRAFFIC_LABEL}")
+    unfused_bytes_per_frame: int | None = Field(default=None, description="the same estimate without fusion")
     floor_ms: float | None = Field(default=None, description="roofline time floor for the whole batch")
     floor_bound: Literal["compute", "memory"] | None = None
     x_floor: float | None = Field(default=None, description="median latency / floor (>= 1 for an honest measurement)")
     h2d_ms: float | None = Field(default=None, description="median host-to-device copy (TensorRT: CUDA events)")
     compute_ms: float | None = Field(default=None, description="median GPU compute of the engine alone (execute_async_v3)")
     d2h_ms: float | None = Field(default=None, description="median device-to-host copy")
+    ratio_to: str | None = Field(default=None, description="the model this row was timed against, interleaved round by round")
+    ratio: RatioSpread | None = Field(default=None, description="median latency / ratio_to's, with its 95% interval over rounds")
 
 
 class ProfileResult(BaseModel):
@@ -70,6 +75,7 @@ class ProfileResult(BaseModel):
     roofline: MachinePeaks | None = None
     roofline_note: str | None = None
     machine: MachineInfo
+    load: LoadAverage | None = Field(default=None, description="the machine's load average when the timing started")
 
     def to_record(self) -> Record:
         data = self.model_dump(mode="json", by_alias=True)

@@ -19,6 +19,7 @@ from csa_cli.graph.onnx_file import read_onnx_info
 from csa_cli.measure.machine import machine_info
 from csa_cli.measure.probes import BackendProbe, OrtProbe, Probe, TorchProbe
 from csa_cli.measure.roofline import MachinePeaks, machine_peaks, time_floor
+from csa_cli.measure.sidebyside import LoadAverage
 from csa_cli.measure.stats import summarize
 from csa_cli.measure.timing import DEFAULT_BATCHES, MeasureSettings, run_timed
 from csa_cli.records import EngineRecord, Record
@@ -31,51 +32,34 @@ BUNDLE_MARKERS = ("validate.sh", "build.sh", "plan.json")
 
 
 # ---------------------------------------------------------------------------------------------
-# pydantic models: settings, statistics, costs, the machine, the result
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# statistics and the measurement loop
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
-# probes: one per backend, each turning a batch size into a timed step
-# ---------------------------------------------------------------------------------------------
-
-
-# ---------------------------------------------------------------------------------------------
 # ONNX facts, static costs, the machine
 # ---------------------------------------------------------------------------------------------
 
 
-def frame_costs(onnx_path: Path, batches: Sequence[int]) -> dict[int, FrameCost]:
-    """MACs and bytes per frame at each batch size, from the static cost model (one analysis).
+def frame_costs(onnx_path: Path, batches: Sequence[int], precision: str = "fp32") -> dict[int, FrameCost]:
+    """MACs and bytes per frame at each batch size (one analysis of the graph).
 
-    Activations scale with the batch, weights are read once per batch pass, so traffic per
-    frame falls as the batch grows (csa_cli.graph.costmodel.CostReport.traffic_at).
+    MACs from the static cost model (graph/costmodel.py); traffic from the memory-traffic model
+    of what TensorRT runs (graph/traffic.py): fused, at `precision`, with the unfused figure
+    beside. Weights are read once per batch pass, so traffic per frame falls as the batch grows.
     """
     from csa_cli.graph.costmodel import analyze
+    from csa_cli.graph.traffic import traffic as traffic_model
 
     report = analyze(onnx_path)
+    moved = traffic_model(onnx_path, precision if precision in ("fp32", "fp16", "int8", "mixed") else "fp32")
     costs: dict[int, FrameCost] = {}
     for b in batches:
-        traffic = report.traffic_at(b)
+        graph = report.traffic_at(b)
         costs[b] = FrameCost(
             batch=b,
-            macs_per_frame=int(traffic.macs_per_frame),
-            bytes_read_per_frame=traffic.bytes_read // b,
-            bytes_written_per_frame=traffic.bytes_written // b,
-            traffic_bytes_per_frame=round(traffic.bytes_per_frame),
-            label=report.label,
+            macs_per_frame=int(graph.macs_per_frame),
+            bytes_read_per_frame=graph.bytes_read // b,
+            bytes_written_per_frame=graph.bytes_written // b,
+            traffic_bytes_per_frame=round(moved.fused_per_frame(b)),
+            unfused_bytes_per_frame=round(moved.unfused_per_frame(b)),
         )
     return costs
-
-
-# ---------------------------------------------------------------------------------------------
-# profiling a probe, and the entry points for a model, an ONNX file, an engine
-# ---------------------------------------------------------------------------------------------
 
 
 def _peaks_for(probe: Probe, precision: str) -> tuple[MachinePeaks | None, str | None]:
@@ -100,6 +84,7 @@ def apply_floors(rows: Sequence[BatchResult], costs: dict[int, FrameCost] | None
             continue
         row.macs_per_frame = cost.macs_per_frame
         row.traffic_bytes_per_frame = cost.traffic_bytes_per_frame
+        row.unfused_bytes_per_frame = cost.unfused_bytes_per_frame
         if peaks is None:
             continue
         floor = time_floor(cost.macs_per_frame * row.batch, cost.traffic_bytes_per_frame * row.batch, peaks, row.batch)
@@ -153,56 +138,73 @@ def _checked_floors(probe: Probe, rows: list[BatchResult], costs: dict[int, Fram
     return peaks, note
 
 
-def _finish(
-    probe: Probe,
-    *,
-    model: str,
-    batches: Sequence[int],
-    options: ProfileOptions,
-    cost_source: Path | None,
-    path: Path | None,
-    weights: str | None,
-    weights_hash: str | None,
-) -> ProfileResult:
-    costs: dict[int, FrameCost] | None = None
-    peaks: MachinePeaks | None = None
-    note: str | None = None
-    if options.estimate and cost_source is not None:
-        try:
-            costs = frame_costs(cost_source, batches)
-        except ImportError:
-            note = "no static estimate: the cost model (csa_cli.graph.costmodel) is not available"
-        if costs:
-            peaks, note = _peaks_for(probe, probe.precision)
-    elif not options.estimate:
-        note = "static estimate and roofline skipped (--no-estimate)"
-    events.info(f"profiling {model} on {probe.backend} ({probe.device}, {probe.precision}): {options.measure.describe()}")
-    rows = profile_probe(probe, batches, options.measure, costs, peaks)
-    if costs and peaks is not None:
-        peaks, floor_note = _checked_floors(probe, rows, costs, peaks)
-        note = floor_note or note
-    result = ProfileResult(
-        model=model,
-        backend=probe.backend,
-        device=probe.device,
-        precision=probe.precision,
-        provider=probe.provider,
-        threads=probe.threads,
-        cuda_graphs=probe.cuda_graphs,
-        timing=getattr(probe, "timing", None),
-        path=str(path) if path else None,
-        weights=weights,
-        weights_hash=weights_hash,
-        img_size=probe.img_size,
-        settings=options.measure.describe(),
-        results=rows,
-        roofline=peaks,
-        roofline_note=note,
-        machine=machine_info(probe.threads, probe.device),
-    )
-    if options.store:
-        store_profile(result)
-    return result
+class Pending:
+    """A probe ready to time, with its static costs and peaks: measured alone (run) or side by
+    side with others (stages/profile/sidebyside.py), then finished into a ProfileResult."""
+
+    def __init__(
+        self,
+        probe: Probe,
+        *,
+        model: str,
+        batches: Sequence[int],
+        options: ProfileOptions,
+        cost_source: Path | None,
+        path: Path | None,
+        weights: str | None,
+        weights_hash: str | None,
+    ) -> None:
+        self.probe, self.model, self.batches, self.options = probe, model, list(batches), options
+        self.path, self.weights, self.weights_hash = path, weights, weights_hash
+        self.costs: dict[int, FrameCost] | None = None
+        self.peaks: MachinePeaks | None = None
+        self.note: str | None = None
+        if options.estimate and cost_source is not None:
+            try:
+                self.costs = frame_costs(cost_source, self.batches, precision=probe.precision)
+            except ImportError:
+                self.note = "no static estimate: the cost model (csa_cli.graph.costmodel) is not available"
+            if self.costs:
+                self.peaks, self.note = _peaks_for(probe, probe.precision)
+        elif not options.estimate:
+            self.note = "static estimate and roofline skipped (--no-estimate)"
+
+    def run(self) -> ProfileResult:
+        """Measured alone, one batch size after another."""
+        events.info(f"profiling {self.model} on {self.probe.backend} ({self.probe.device}, {self.probe.precision}): {self.options.measure.describe()}")
+        rows = profile_probe(self.probe, self.batches, self.options.measure, self.costs, self.peaks)
+        return self.finish(rows, self.options.measure.describe())
+
+    def finish(self, rows: list[BatchResult], settings: str, load: LoadAverage | None = None) -> ProfileResult:
+        """Rows (with floors applied) into the stored result."""
+        probe, note = self.probe, self.note
+        peaks = self.peaks
+        if self.costs and peaks is not None:
+            peaks, floor_note = _checked_floors(probe, rows, self.costs, peaks)
+            note = floor_note or note
+        result = ProfileResult(
+            model=self.model,
+            backend=probe.backend,
+            device=probe.device,
+            precision=probe.precision,
+            provider=probe.provider,
+            threads=probe.threads,
+            cuda_graphs=probe.cuda_graphs,
+            timing=getattr(probe, "timing", None),
+            path=str(self.path) if self.path else None,
+            weights=self.weights,
+            weights_hash=self.weights_hash,
+            img_size=probe.img_size,
+            settings=settings,
+            results=rows,
+            roofline=peaks,
+            roofline_note=note,
+            machine=machine_info(probe.threads, probe.device),
+            load=load,
+        )
+        if self.options.store:
+            store_profile(result)
+        return result
 
 
 def store_profile(result: ProfileResult) -> Path:
@@ -232,7 +234,7 @@ def _default_device(backend: str, requested: str | None) -> str:
     return "cpu"
 
 
-def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
+def prepare_model(model: str, options: ProfileOptions) -> Pending:
     """A zoo model: torch directly, or ONNX Runtime on ONNX exported per batch (or once, dynamic).
 
     Long because the torch and ONNX Runtime paths each set up their probe and cost source; they
@@ -266,7 +268,7 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
             probe = OrtProbe(paths, threads=options.threads, device=options.device or "cpu")
             # One analysis serves every batch: the per-batch graphs differ only in their batch axis.
             cost_source, source_path = paths[batches[0]], paths[batches[0]]
-        return _finish(
+        return Pending(
             probe,
             model=model,
             batches=probe.batches(batches),
@@ -295,7 +297,7 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
     if options.estimate:
         # The estimate needs the graph: the batch-1 export (cached, shared with other stages) serves every batch.
         cost_onnx = Path(str(export(1, False).path))
-    return _finish(
+    return Pending(
         probe_t,
         model=model,
         batches=probe_t.batches(batches),
@@ -307,9 +309,7 @@ def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
     )
 
 
-def profile_onnx(
-    path: Path, options: ProfileOptions, *, model: str | None = None, weights: str | None = None, weights_hash: str | None = None
-) -> ProfileResult:
+def prepare_onnx(path: Path, options: ProfileOptions, *, model: str | None = None, weights: str | None = None, weights_hash: str | None = None) -> Pending:
     """An ONNX file (FP32 or QDQ) on ONNX Runtime: its static batch, or the requested ones if dynamic."""
     if options.backend not in (None, "onnxruntime"):
         raise UsageError(
@@ -319,7 +319,7 @@ def profile_onnx(
         onnxruntime_precision(options.precision, quantized=read_onnx_info(path).has_qdq, device=options.device or "cpu", name=path.name)
     probe = OrtProbe(path, threads=options.threads, device=options.device or "cpu")
     batches = probe.batches(options.batches)
-    return _finish(
+    return Pending(
         probe,
         model=model or probe.metadata.get("model") or path.stem,
         batches=batches,
@@ -341,7 +341,7 @@ def _require_tensorrt() -> None:
         )
 
 
-def profile_engine(path: Path, options: ProfileOptions, *, model: str | None = None, record: Record | None = None) -> ProfileResult:
+def prepare_engine(path: Path, options: ProfileOptions, *, model: str | None = None, record: Record | None = None) -> Pending:
     """TensorRT engines (one, or one per batch from an engine record); exit 4 where TensorRT is absent."""
     if options.backend not in (None, "tensorrt"):
         raise UsageError(f"an engine runs on --backend tensorrt, not {options.backend}")
@@ -358,7 +358,7 @@ def profile_engine(path: Path, options: ProfileOptions, *, model: str | None = N
     else:
         backends = open_backend("tensorrt", path, device=device)
     probe = BackendProbe(backends, options.img_size)
-    return _finish(
+    return Pending(
         probe,
         model=model or (engine.model if engine is not None else None) or path.stem,
         batches=probe.batches(options.batches),
@@ -383,7 +383,7 @@ def is_bundle_dir(path: Path) -> bool:
     return path.is_dir() and any((path / m).is_file() for m in BUNDLE_MARKERS)
 
 
-def profile_target(*, model: str | None, path: Path | None, record: Record | None, options: ProfileOptions) -> ProfileResult:
+def prepare_target(*, model: str | None, path: Path | None, record: Record | None, options: ProfileOptions) -> Pending:
     """Dispatch what `csa profile` was given: a zoo MODEL, an ONNX, an engine, a record, a bundle."""
     if record is not None:
         kind = record.kind
@@ -392,14 +392,14 @@ def profile_target(*, model: str | None, path: Path | None, record: Record | Non
         if kind in ("onnx", "quantized", "check"):
             if not record.path or not Path(record.path).is_file():
                 raise CsaError(f"the {kind} record's file is missing: {record.path}", hint="rerun the stage that made it")
-            return profile_onnx(Path(record.path), options, model=record.model, weights=record.weights, weights_hash=record.field("weights_hash"))
+            return prepare_onnx(Path(record.path), options, model=record.model, weights=record.weights, weights_hash=record.field("weights_hash"))
         if kind == "engine":
             if not record.path:
                 raise CsaError("the engine record names no file")
-            return profile_engine(Path(record.path), options, model=record.model, record=record)
+            return prepare_engine(Path(record.path), options, model=record.model, record=record)
         if kind == "checkpoint" and record.model:
             weights = options.weights if options.weights != "auto" else (record.weights or "auto")
-            return profile_model(record.model, options.model_copy(update={"weights": weights}))
+            return prepare_model(record.model, options.model_copy(update={"weights": weights}))
         raise UsageError(f"csa profile cannot read a {kind!r} record", hint="pipe a checkpoint, onnx, quantized or engine record")
     if path is not None:
         if path.is_dir():
@@ -407,17 +407,31 @@ def profile_target(*, model: str | None, path: Path | None, record: Record | Non
                 refuse_bundle(path)
             raise UsageError(f"{path} is a folder, not an ONNX model or engine", hint="give a .onnx or .engine file")
         if path.suffix in ENGINE_SUFFIXES or options.backend == "tensorrt":
-            return profile_engine(path, options)
+            return prepare_engine(path, options)
         if path.suffix != ".onnx":
             raise UsageError(
                 f"{path} is neither an ONNX model (.onnx) nor a TensorRT engine (.engine/.plan)", hint="give the file `csa export` or `csa engine` wrote"
             )
-        return profile_onnx(path, options)
+        return prepare_onnx(path, options)
     if model is None:
         raise UsageError("nothing to profile: give a MODEL, an ONNX or engine file, or pipe a record")
-    return profile_model(model, options)
+    return prepare_model(model, options)
 
 
-# ---------------------------------------------------------------------------------------------
-# the plot
-# ---------------------------------------------------------------------------------------------
+def profile_model(model: str, options: ProfileOptions) -> ProfileResult:
+    """A zoo model, measured alone (prepare_model, then Pending.run)."""
+    return prepare_model(model, options).run()
+
+
+def profile_onnx(
+    path: Path, options: ProfileOptions, *, model: str | None = None, weights: str | None = None, weights_hash: str | None = None
+) -> ProfileResult:
+    return prepare_onnx(path, options, model=model, weights=weights, weights_hash=weights_hash).run()
+
+
+def profile_engine(path: Path, options: ProfileOptions, *, model: str | None = None, record: Record | None = None) -> ProfileResult:
+    return prepare_engine(path, options, model=model, record=record).run()
+
+
+def profile_target(*, model: str | None, path: Path | None, record: Record | None, options: ProfileOptions) -> ProfileResult:
+    return prepare_target(model=model, path=path, record=record, options=options).run()

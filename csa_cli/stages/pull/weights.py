@@ -75,6 +75,7 @@ def weights_identity(model: str | ModelEntry, weights: str | None = "auto", *, m
     from csa_cli.stages.pull import hub
 
     entry = _entry(model, manifest)
+    weights = local_weights(entry, weights)
     choice = (weights if weights is not None else ("pretrained" if entry.source is not None else "auto")).strip() or "auto"
     if choice == "random" or (choice == "auto" and entry.source is None):
         return WeightsId("random", RANDOM_HASH, random_reason=_random_reason(entry))
@@ -90,6 +91,13 @@ def weights_identity(model: str | ModelEntry, weights: str | None = "auto", *, m
     if not path.is_file():
         return None  # load_model says what is wrong with it
     return WeightsId(str(path), sha256_stamped(path))
+
+
+def local_weights(entry: ModelEntry, weights: str | None) -> str | None:
+    """An entry registered from a checkpoint on this machine (`csa train --register`): pretrained, auto or none mean that file."""
+    if entry.checkpoint is not None and entry.source is None and (weights is None or weights.strip() in ("", "pretrained", "auto")):
+        return entry.checkpoint
+    return weights
 
 
 def _entry(model: str | ModelEntry, manifest: str | os.PathLike[str] | None) -> ModelEntry:
@@ -276,6 +284,7 @@ def load_model(
     from csa_cli.stages.pull import hub
 
     entry = _entry(model, manifest)
+    weights = local_weights(entry, weights)
     if weights is None:
         weights = "pretrained" if entry.source is not None else "auto"
     choice = weights.strip() or "auto"

@@ -1,7 +1,17 @@
-"""Writing the QDQ ONNX: onnxruntime.quantization with our ranges, in TensorRT's placement.
+"""Writing the QDQ ONNX: onnxruntime.quantization with our ranges, in one of two placements.
 
-Symmetric INT8 everywhere (zero points 0), per-channel weights, Q/DQ on the inputs of weighted
-ops only and not on their outputs, bias left in float.
+tensorrt (default): symmetric INT8 everywhere (zero points 0), per-channel weights, Q/DQ on the
+inputs of weighted ops only and not on their outputs, bias left in float: what TensorRT's
+explicit-quantization guide asks for (it fuses the DQ into the next layer and picks its own
+output precision).
+
+onnxruntime: Q/DQ around the inputs AND outputs of every op ONNX Runtime quantizes (its default
+registry: Conv, MatMul, Gemm, Add, Mul, pooling, Sigmoid, ...), so that its QDQ transformer
+(onnxruntime/core/optimizer/qdq_transformer, "QDQ propagation / selectors") turns DQ -> Conv -> Q
+into QLinearConv and the graph runs in integer arithmetic between quantized tensors. Activations
+are UINT8 with a zero point (U8S8: ONNX Runtime's quantization guide recommends it on x86; a
+tensor that is never negative gets the whole range), weights per-channel symmetric INT8, bias
+INT32: the operator-level format its CPU kernels take.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -40,13 +50,30 @@ def quiet_ort() -> Iterator[None]:
                 events.info(f"onnxruntime: {line.strip()}")
 
 
-def write_qdq(model: onnx.ModelProto, amax: dict[str, float], excluded: list[str], out_path: Path, workdir: Path) -> None:
+Placement = Literal["tensorrt", "onnxruntime"]
+PLACEMENTS: tuple[str, ...] = ("tensorrt", "onnxruntime")
+
+
+def write_qdq(
+    model: onnx.ModelProto,
+    amax: dict[str, float],
+    excluded: list[str],
+    out_path: Path,
+    workdir: Path,
+    *,
+    placement: Placement = "tensorrt",
+    nonnegative: set[str] | None = None,
+) -> None:
+    """The QDQ ONNX in `placement`; `nonnegative` names tensors never below 0 in calibration (onnxruntime: [0, amax])."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     src = workdir / "fp32.onnx"
     onnx.save(model, str(src))
+    if placement == "onnxruntime":
+        write_ort_qdq(src, amax, excluded, out_path, workdir, nonnegative or set())
+        return
     ranges = TensorsData(CalibrationMethod.MinMax, {name: (np.float32(-value), np.float32(value)) for name, value in amax.items()})
     cache = workdir / "ranges.json"
     save_tensors_data(ranges, cache)
@@ -72,4 +99,30 @@ def write_qdq(model: onnx.ModelProto, amax: dict[str, float], excluded: list[str
                 "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS),
                 "DedicatedQDQPair": False,
             },
+        )
+
+
+def write_ort_qdq(src: Path, amax: dict[str, float], excluded: list[str], out_path: Path, workdir: Path, nonnegative: set[str]) -> None:
+    """ONNX Runtime's placement (see the module docstring): every quantizable op, inputs and outputs."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    ranges = {name: (np.float32(0.0 if name in nonnegative else -value), np.float32(value)) for name, value in amax.items()}
+    cache = workdir / "ranges.json"
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
+    with quiet_ort():
+        quantize_static(
+            str(src),
+            str(out_path),
+            calibration_data_reader=None,
+            calibration_cache_path=str(cache),
+            calibrate_method=CalibrationMethod.MinMax,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=None,  # onnxruntime's registry: every op it has an integer path for
+            per_channel=True,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "DedicatedQDQPair": False},
         )

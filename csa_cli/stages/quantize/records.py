@@ -38,6 +38,7 @@ class QuantizeSummary(BaseModel):
     model: str | None = None
     method: str
     precision: str
+    placement: str = Field(default="tensorrt", description="where the Q/DQ pairs sit: tensorrt (weighted-op inputs) | onnxruntime (inputs and outputs)")
     images: int
     images_requested: int
     seed: int | None = None

@@ -46,7 +46,7 @@ from csa_cli.stages.quantize.calibration import (
 )
 from csa_cli.stages.quantize.collect import DEFAULT_BATCH, collect_ranges, float_tensors
 from csa_cli.stages.quantize.policy import nodes_kept_fp
-from csa_cli.stages.quantize.qdq_writer import write_qdq
+from csa_cli.stages.quantize.qdq_writer import PLACEMENTS, write_qdq
 from csa_cli.stages.quantize.records import CalibFileList, QuantizeResult, QuantizeSummary, TensorRange, Timings
 
 if TYPE_CHECKING:
@@ -75,7 +75,9 @@ FILES_FILE = "calib_files.json"
 # quantization
 
 
-def _validate_options(method: str, precision: str) -> None:
+def _validate_options(method: str, precision: str, placement: str = "tensorrt") -> None:
+    if placement not in PLACEMENTS:
+        raise UsageError(f"unknown placement {placement!r}", hint=f"use --placement {' | '.join(PLACEMENTS)}")
     if method not in METHODS:
         raise UsageError(f"unknown calibration method {method!r}", hint=f"use --method {' | '.join(METHODS)}")
     if precision not in PRECISIONS:
@@ -99,6 +101,7 @@ def quantize_onnx(
     batch_size: int = DEFAULT_BATCH,
     calib_dataset: str | None = None,
     threads: int | None = None,
+    placement: str = "tensorrt",
 ) -> QuantizeResult:
     """Calibrate `source` (an FP32 ONNX) on `batches` and write the QDQ ONNX, cache and summary into `out_dir`.
 
@@ -108,7 +111,7 @@ def quantize_onnx(
     import onnx
     import onnxruntime
 
-    _validate_options(method, precision)
+    _validate_options(method, precision, placement)
     started = time.perf_counter()
     model = load_onnx(source)
     if is_quantized(model):
@@ -128,10 +131,11 @@ def quantize_onnx(
     out_dir.mkdir(parents=True, exist_ok=True)
     qdq_path, cache_path, summary_path = out_dir / QDQ_FILE, out_dir / CACHE_FILE, out_dir / SUMMARY_FILE
     with tempfile.TemporaryDirectory(prefix=".quantize-", dir=out_dir) as tmp:
-        write_qdq(model, amax, [k.name for k in kept], qdq_path, Path(tmp))
+        nonnegative = {k for k, h in collector.histograms.items() if h.samples and h.min >= 0}
+        write_qdq(model, amax, [k.name for k in kept], qdq_path, Path(tmp), placement=placement, nonnegative=nonnegative)  # type: ignore[arg-type]
     qdq_model = onnx.load(str(qdq_path))
     bad_zero_points = nonzero_zero_points(qdq_model)
-    if bad_zero_points:
+    if bad_zero_points and placement == "tensorrt":  # onnxruntime's UINT8 activations carry zero points by design
         raise CsaError(f"{bad_zero_points} Q/DQ zero points are not 0: TensorRT would refuse the graph")
 
     # Implicit INT8 (TensorRT 8.6): a layer whose tensor has no scale falls back to FP16/FP32, so
@@ -150,6 +154,7 @@ def quantize_onnx(
         model=model_name,
         method=method,
         precision=precision,
+        placement=placement,
         images=images,
         images_requested=images_requested if images_requested is not None else images,
         seed=seed,
@@ -277,6 +282,7 @@ def quantize_stage(
     model: str | None = None,
     weights: str | None = None,
     manifest: str | Path | None = None,
+    placement: str = "tensorrt",
 ) -> Record:
     """`csa quantize`: an ONNX (path, zoo model name, or onnx/checkpoint record) -> a "quantized" record.
 
@@ -289,7 +295,7 @@ def quantize_stage(
     from csa_cli.stages.quantize.calibration import iter_calibration_batches, list_dataset
     from csa_cli.store import artifact_key, cached_or_built
 
-    _validate_options(method, precision)
+    _validate_options(method, precision, placement)
     if calib_images < 1:
         raise UsageError(f"--calib-images must be at least 1, got {calib_images}")
     if batch_size < 1:
@@ -320,6 +326,8 @@ def quantize_stage(
         "batch_size": batch_size,
         "preprocessing": pre.model_dump(mode="json"),
     }
+    if placement != "tensorrt":  # today's artifacts keep their keys
+        inputs["placement"] = placement
     key = artifact_key(stage="quantize", **inputs)
     name = zoo_model or onnx_path.stem
 
@@ -344,6 +352,7 @@ def quantize_stage(
                 seed=seed,
                 batch_size=batch_size,
                 calib_dataset=calib_dataset,
+                placement=placement,
             )
         listing = CalibFileList(dataset=calib_dataset, dataset_fingerprint=fingerprint, seed=seed, requested=calib_images, files=files)
         atomic_write_text(tmp / FILES_FILE, listing.model_dump_json(indent=2))
@@ -371,6 +380,7 @@ def _quantized_record(folder: Path, name: str, files: Sequence[CalibFile], *, so
         calib_files_list=str(folder / FILES_FILE),
         method=summary.method,
         precision=summary.precision,
+        placement=summary.placement,
         calib_dataset=summary.calib_dataset,
         source_onnx=str(Path(source_onnx).resolve()),
         weights=weights,

@@ -1,0 +1,1 @@
+"""`csa push`: a csa checkpoint to a Hugging Face Hub repo in timm's layout, with a model card."""

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Mutation testing of csa's numeric and integrity core with mutmut (not in CI: about an hour on 2 cores).
+#
+#   scripts/mutation.sh                 every module in the map below, one after another
+#   scripts/mutation.sh csa calibration  only those (names from the map)
+#   scripts/mutation.sh --list          the map
+#
+# Each module is mutated in its own copy of the tree (tracked and untracked-not-ignored files) under
+# $MUTATION_DIR (default /tmp/csa-mutation/<name>), and each mutant runs only the tests of the map
+# that cover the mutated function (mutmut records which tests call which function first). Results:
+# $MUTATION_DIR/summary.log (one line per module: killed, survived, no tests, timeout, score) and
+# $MUTATION_DIR/<name>/survivors.txt (each surviving mutant's diff). Score = (killed + timeout) /
+# mutants checked; "no tests" mutants count as survivors. The last run's figures and the
+# classification of every survivor are in docs/testing.md.
+#
+# Environment: PYTHON (default .venv/bin/python, else python3), JOBS (mutmut children, default 2),
+# MUTATION_DIR. mutmut comes from the `mutation` extra: pip install -e '.[mutation]'.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-$([ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/python" || echo python3)}"
+JOBS="${JOBS:-2}"
+OUT="${MUTATION_DIR:-/tmp/csa-mutation}"
+
+# name | module | pytest arguments (the tests that cover it; kept to those that cost seconds:
+# the loopback-Hub tests need a session fixture of ~50 s, rebuilt for every mutant)
+MAP=(
+  "csa|csa_cli/models/csa.py|tests/test_oracles_csa.py tests/test_models.py tests/test_reference_import.py"
+  "preprocess|csa_cli/data/preprocess.py|tests/test_preprocess.py"
+  "calibration|csa_cli/stages/quantize/calibration.py|tests/test_oracles_calibration.py tests/test_quantize.py"
+  "policy|csa_cli/stages/quantize/policy.py|tests/test_quantize.py"
+  "qdq|csa_cli/graph/qdq.py|tests/test_quantize.py"
+  "costmodel|csa_cli/graph/costmodel.py|tests/test_costmodel.py"
+  "traffic|csa_cli/graph/traffic.py|tests/test_traffic.py tests/test_costmodel.py"
+  "rules|csa_cli/stages/check/rules.py|tests/test_check.py"
+  "checks|csa_cli/stages/check/checks.py|tests/test_check.py"
+  "store|csa_cli/store.py|tests/test_oracles_store.py tests/test_oracles_integrity.py::test_builder_failing_after_partial_output_leaves_no_artifact_and_no_temp_folder tests/test_oracles_integrity.py::test_failed_rebuild_keeps_the_previous_complete_artifact"
+)
+
+list_map() { for row in "${MAP[@]}"; do IFS='|' read -r name module tests <<<"$row"; printf '%-12s %-44s %s\n' "$name" "$module" "$tests"; done; }
+
+if [[ "${1:-}" == "--list" ]]; then list_map; exit 0; fi
+"$PYTHON" -c "import mutmut" 2>/dev/null || { echo "Error: mutmut is not installed for $PYTHON; run: pip install -e '.[mutation]'" >&2; exit 2; }
+MUTMUT="$(dirname "$PYTHON")/mutmut"
+[ -x "$MUTMUT" ] || MUTMUT=mutmut
+
+wanted=("$@")
+selected=()
+for row in "${MAP[@]}"; do
+  IFS='|' read -r name module tests <<<"$row"
+  if [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " == *" $name "* ]]; then selected+=("$row"); fi
+done
+[ ${#selected[@]} -gt 0 ] || { echo "Error: no module named ${wanted[*]}; see scripts/mutation.sh --list" >&2; exit 2; }
+
+mkdir -p "$OUT"
+commit="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- csa_cli tests || echo '+changes')"
+
+for row in "${selected[@]}"; do
+  IFS='|' read -r name module tests <<<"$row"
+  if [ ! -f "$ROOT/$module" ]; then
+    echo "$(date -u +%FT%TZ) $name: $module does not exist here, skipped" | tee -a "$OUT/summary.log"
+    continue
+  fi
+  work="$OUT/$name"
+  rm -rf "$work"
+  mkdir -p "$work"
+  (cd "$ROOT" && git ls-files -co --exclude-standard -- csa_cli tests zoo pyproject.toml | tar -cf - -T -) | tar -xf - -C "$work"
+  {
+    echo "[mutmut]"
+    echo "source_paths = csa_cli"
+    echo "only_mutate = $module"
+    echo "also_copy = zoo"
+    echo "pytest_add_cli_args = -p no:cacheprovider"
+    echo "pytest_add_cli_args_test_selection ="
+    for arg in $tests; do echo "    $arg"; done  # one argument a line
+  } >"$work/setup.cfg"
+  start=$(date +%s)
+  echo "$(date -u +%FT%TZ) $name: mutating $module with $tests (commit $commit)" | tee -a "$OUT/summary.log"
+  # mutmut runs the tests in forks of its own process; a test's `python -m csa_cli` subprocess
+  # imports the installed csa_cli, not the mutant, so only in-process tests can kill a mutant
+  (cd "$work" && env -u PYTHONPATH "$MUTMUT" run --max-children "$JOBS" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
+  (cd "$work" && "$MUTMUT" results --all true >"$work/results.txt" 2>&1) || true
+  "$PYTHON" - "$work/results.txt" "$name" "$module" "$(($(date +%s) - start))" >>"$OUT/summary.log" <<'EOF'
+import collections, sys
+path, name, module, seconds = sys.argv[1:]
+counts = collections.Counter()
+for line in open(path, encoding="utf-8"):
+    if "__mutmut_" in line and ":" in line:
+        counts[line.rsplit(":", 1)[1].strip()] += 1
+checked = sum(n for status, n in counts.items() if status not in ("skipped", "not checked"))
+detected = counts["killed"] + counts["timeout"] + counts["segfault"]
+score = 100.0 * detected / checked if checked else float("nan")
+detail = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+print(f"{name:12s} {module:44s} {score:5.1f}% ({detected}/{checked}; {detail}) in {seconds} s")
+EOF
+  tail -n 1 "$OUT/summary.log"
+  : >"$work/survivors.txt"
+  grep -E ': (survived|no tests|suspicious)$' "$work/results.txt" | while IFS=: read -r mutant status; do
+    mutant="$(echo "$mutant" | xargs)"
+    { echo "### $mutant ($(echo "$status" | xargs))"; (cd "$work" && "$MUTMUT" show "$mutant" 2>&1 | sed -n '2,$p'); echo; } >>"$work/survivors.txt"
+  done
+done
+echo "summary: $OUT/summary.log"

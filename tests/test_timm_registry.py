@@ -1,0 +1,108 @@
+"""CSA in timm's registry: importing csa_cli.models.csa registers the variants, built by timm's factory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import csa_cli.models.csa as csa
+from csa_cli.manifest import load_manifest
+
+timm = pytest.importorskip("timm")
+
+
+def _x(size: int = 64, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def test_import_registers_every_variant_in_a_fresh_interpreter() -> None:
+    code = "import timm; before = set(timm.list_models('csa_*'))\nimport csa_cli.models.csa\nprint(sorted(set(timm.list_models('csa_*')) - before))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(sorted(csa.list_variants()))
+
+
+def test_create_model_builds_the_csa_network_with_its_pretrained_cfg() -> None:
+    model = timm.create_model("csa_nano", num_classes=7).eval()
+    assert isinstance(model, csa.CSANet) and model.variant == "csa_nano"
+    assert model.pretrained_cfg["architecture"] == "csa_nano"
+    assert model(_x()).shape == (2, 7)
+    ours = csa.build_csa("csa_nano", 7)
+    assert sorted(model.state_dict()) == sorted(ours.state_dict())  # the same network, so checkpoints load both ways
+    assert timm.create_model("csa_nano", drop_path_rate=0.2).config.drop_path_rate == 0.2  # timm's train.py passes these
+    with pytest.raises(Exception, match="global_pool"):
+        timm.create_model("csa_nano", global_pool="max")
+
+
+@pytest.mark.parametrize("name", ["csa-nano", "csa-tiny", "csa-small"])
+def test_pretrained_cfg_is_the_zoo_entrys_preprocessing(name: str) -> None:
+    entry = load_manifest().get(name)
+    cfg = timm.models.get_pretrained_cfg(entry.architecture.name).to_dict()
+    pre = entry.preprocessing
+    assert tuple(cfg["input_size"]) == (3, *pre.input_size)
+    assert (cfg["crop_pct"], cfg["interpolation"]) == (pre.crop_pct, pre.interpolation)
+    assert tuple(cfg["mean"]) == pytest.approx(pre.mean) and tuple(cfg["std"]) == pytest.approx(pre.std)
+    assert tuple(cfg["pool_size"]) == csa.feature_sizes(csa.variant_config(entry.architecture.name), pre.input_size)[-1]
+
+
+def test_features_only_gives_maps_at_the_declared_reductions() -> None:
+    model = timm.create_model("csa_nano", features_only=True, out_indices=(1, 2, 3)).eval()
+    info = model.feature_info
+    assert info.reduction() == [8, 16, 32] and info.channels() == [80, 160, 320]
+    size = 128
+    with torch.no_grad():
+        maps = model(_x(size))
+    sizes = csa.feature_sizes(csa.variant_config("csa_nano"), (size, size))
+    for fmap, reduction, channels, i in zip(maps, info.reduction(), info.channels(), (1, 2, 3), strict=True):
+        assert fmap.shape[1] == channels
+        assert fmap.shape[-2:] == sizes[i]
+        # the 3x3 stride-2 downsampling has no padding: a map is the nominal size or one smaller
+        assert size // reduction - 1 <= fmap.shape[-1] <= size // reduction
+
+
+def test_forward_features_and_head_compose_to_forward() -> None:
+    model = timm.create_model("csa_nano", num_classes=5).eval()
+    with torch.no_grad():
+        feats = model.forward_features(_x())
+        assert feats.shape == (2, 320, 1, 1)
+        torch.testing.assert_close(model.forward_head(feats), model(_x()))
+        assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
+
+
+def test_reset_classifier_changes_num_classes() -> None:
+    model = timm.create_model("csa_nano").eval()
+    backbone = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head.fc")}
+    model.reset_classifier(3)
+    assert model.num_classes == 3 and model(_x()).shape == (2, 3)
+    assert model.get_classifier().out_channels == 3
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in backbone.items())
+    model.reset_classifier(0)  # timm's "backbone only": pooled features
+    assert model(_x()).shape == (2, 320)
+
+
+def test_grad_checkpointing_gives_the_same_outputs_and_gradients() -> None:
+    torch.manual_seed(0)
+    plain = timm.create_model("csa_nano", num_classes=4)
+    ckpt = timm.create_model("csa_nano", num_classes=4)
+    ckpt.load_state_dict(plain.state_dict())
+    ckpt.set_grad_checkpointing(True)
+    assert all(stage.grad_checkpointing for stage in ckpt.stages)
+    x = _x()
+    out_plain, out_ckpt = plain(x), ckpt(x)
+    torch.testing.assert_close(out_ckpt, out_plain)
+    out_plain.square().sum().backward()
+    out_ckpt.square().sum().backward()
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_group_matcher_puts_every_parameter_in_a_group() -> None:
+    from timm.models import group_parameters
+
+    model = timm.create_model("csa_nano")
+    groups = group_parameters(model, model.group_matcher())
+    named = {n for n, _ in model.named_parameters()}
+    assert {n for names in groups.values() for n in names} == named
+    assert len(groups) > len(model.stages)  # stem, every block, the head
