@@ -69,7 +69,7 @@ def main() -> None:
     for what, top1 in (("the run's own validation (`csa train`)", base), ("`csa eval --weights model.safetensors` (torch)", evaluated["top1"]),
                        ("exported FP32 ONNX (`csa eval`, onnxruntime)", fp32_onnx["top1"]),
                        (f"INT8 {quantized.get('precision', '')} QDQ (`csa quantize`, onnxruntime)", int8["top1"])):  # fmt: skip
-        print(f"| {what} | {top1:.2f} % | {top1 - base:+.2f} points |")
+        print(f"| {what} | {top1:.2f} % | {round(top1 - base, 2) + 0.0:+.2f} points |")  # + 0.0: no "-0.00"
     print(f"\nweights, metrics and curves: {work / 'run'}")
 
 
