@@ -2,7 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/train_digits.py [--model csa-nano] [--epochs 5] [--img-size 96] [--workdir DIR]
 
-1. the 1,797 digits upscaled to 96x96 as ImageFolders (every fifth image of each class held out: 1,437 / 360)
+1. the 1,797 digits upscaled to 96x96 as ImageFolders (every fifth image of each class held out: 1,442 / 355)
 2. `csa train csa-nano --dataset train --val-dataset val --img-size 96 --recipe small --epochs 5` (the run's top-1)
 3. `csa eval csa-nano --weights run/model.safetensors --dataset val` (must reproduce it)
 4. `csa export` of the run's record, `csa quantize --calib-dataset train` (INT8, mixed), `csa eval` of the
