@@ -57,12 +57,20 @@ def test_export_takes_the_train_record_from_a_pipe(digits_run: DigitsRun, csa: C
 
 
 def test_fine_tuning_replaces_the_head_and_keeps_the_backbone(digits_run: DigitsRun, tmp_path: Path) -> None:
+    """0-4 -> 0-9 from the shared run's checkpoint; --register names the result in a user manifest."""
+    import shutil
+
     from safetensors.torch import load_file
 
+    from csa_cli.stages.pull.weights import load_model
+    from tests.conftest import TEST_MANIFEST
+
     train_dir, _ = write_digits(tmp_path / "data", classes=range(10), size=64, per_class=6)
-    out = tmp_path / "ft"
+    out, mine = tmp_path / "ft", tmp_path / "mine.toml"
+    shutil.copyfile(TEST_MANIFEST, mine)  # --manifest replaces CSA_MANIFEST: keep the test models in it
     proc = run_csa("train", "test-csa-mini", "--weights", digits_run.record["path"], "--dataset", str(train_dir), "--output", str(out),
-                   "--recipe", "small", "--batch-size", "8", "--max-steps", "1", "--workers", "0")  # fmt: skip
+                   "--recipe", "small", "--batch-size", "8", "--max-steps", "1", "--workers", "0", "--register", "digits-ft",
+                   "--manifest", str(mine))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "5-class head replaced by a new 10-class one" in proc.stderr
     before, after = load_file(digits_run.record["path"]), load_file(out / "model.safetensors")
@@ -70,6 +78,11 @@ def test_fine_tuning_replaces_the_head_and_keeps_the_backbone(digits_run: Digits
     stem = "stages.0.downsample.conv.weight"
     drift = float((after[stem] - before[stem]).norm() / before[stem].norm())
     assert 0 < drift < 0.2, drift  # one small step from the trained backbone, not a fresh initialisation
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert record["registered"] == "digits-ft" and record["manifest"] == str(mine)
+    loaded = load_model("digits-ft", "pretrained", manifest=mine)
+    assert loaded.entry.num_classes == 10 and loaded.entry.preprocessing.input_size == (64, 64)
+    assert all(v.equal(after[k]) for k, v in loaded.module.state_dict().items())
 
 
 def test_teacher_logits_change_the_gradient() -> None:

@@ -169,6 +169,13 @@ def register(app: typer.Typer) -> None:
         rdzv_endpoint: str | None = typer.Option(
             None, "--rdzv-endpoint", metavar="HOST:PORT", help="Rendezvous of several nodes. Default: this node.", show_default=False
         ),
+        register_as: str | None = typer.Option(
+            None,
+            "--register",
+            metavar="NAME",
+            help="Add the trained weights to the user manifest as NAME (see --manifest). Default: no entry.",
+            show_default=False,
+        ),
         manifest: Path | None = options.MANIFEST(),
     ) -> None:
         """Train MODEL on an ImageFolder (from scratch, or fine-tuned from --weights), validated each epoch, resumable.
@@ -206,7 +213,7 @@ def register(app: typer.Typer) -> None:
             if node_rank == 0:  # rank 0 ran here and left its record in the output folder
                 from csa_cli.stages.train.stage import read_result
 
-                _emit(out, read_result(output))
+                _emit(out, read_result(output), register_as, dataset, manifest)
             return
         from csa_cli.stages.train.stage import train_stage
 
@@ -215,9 +222,9 @@ def register(app: typer.Typer) -> None:
                              max_steps=max_steps, manifest=manifest)  # fmt: skip
         if distributed.is_worker() and not distributed.prints_record():
             return  # our launcher prints the record; under plain torchrun, rank 0 does
-        _emit(out, record)
+        _emit(out, record, register_as, dataset, manifest)
 
-    def _emit(out: Output, record: Record) -> None:
+    def _emit(out: Output, record: Record, register_as: str | None, dataset: str, manifest: Path | None) -> None:
         if record.field("stopped"):
             out.error(
                 CsaError(
@@ -226,6 +233,10 @@ def register(app: typer.Typer) -> None:
                 )
             )
             raise typer.Exit(130)
+        if register_as:
+            from csa_cli.stages.train.stage import register_run
+
+            record = register_run(record, register_as, dataset=dataset, manifest=manifest)
         out.emit(record, lambda: render_train(record))  # type: ignore[arg-type,return-value]
 
 

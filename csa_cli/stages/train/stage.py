@@ -380,3 +380,15 @@ def read_result(output: Path) -> Record:
     from csa_cli.records import parse_record
 
     return parse_record((output / RESULT_FILE).read_text(encoding="utf-8").strip())
+
+
+def register_run(record: Record, name: str, *, dataset: str | None, manifest: str | os.PathLike[str] | None) -> Record:
+    """`--register NAME`: the run's weights as a user-manifest entry (push's local entry), so NAME works like any zoo model."""
+    from csa_cli.manifest import register_entry
+    from csa_cli.stages.push.entry import local_entry
+
+    if not record.path:
+        raise UsageError("--register: the run made no weights (it was stopped)", hint="continue it with --resume, then register")
+    written = register_entry(name, local_entry(Path(record.path), manifest, dataset=dataset), manifest)
+    events.info(f"registered {name} in {written}: `--weights pretrained` of {name} loads {record.path}")
+    return record.with_fields(registered=name, manifest=str(written))
