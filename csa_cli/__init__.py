@@ -15,19 +15,23 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what a type checker and an editor see; at run time __getattr__ loads them
-    from csa_cli.api import OnEvent, check, compare, engine, evaluate, export, predict, profile, pull, push, quantize, run
+    from csa_cli.api import Interrupted, OnEvent, check, compare, engine, evaluate, export, predict, profile, pull, push, quantize, run, train
     from csa_cli.errors import CheckFailed, CsaError, ExitCode, MissingBackend, UpstreamError, UsageError
     from csa_cli.records import Record
 
 # name -> the module that defines it
 PUBLIC = {
-    **dict.fromkeys(("pull", "push", "export", "check", "quantize", "engine", "evaluate", "predict", "profile", "run", "compare", "OnEvent"), "csa_cli.api"),
+    **dict.fromkeys(
+        ("pull", "train", "push", "export", "check", "quantize", "engine", "evaluate", "predict", "profile", "run", "compare", "OnEvent", "Interrupted"),
+        "csa_cli.api",
+    ),
     **dict.fromkeys(("CsaError", "UsageError", "CheckFailed", "MissingBackend", "UpstreamError", "ExitCode"), "csa_cli.errors"),
     "Record": "csa_cli.records",
 }
 __all__ = [  # noqa: RUF022  (in PUBLIC's order: the stages, the errors, the record)
     "__version__",
     "pull",
+    "train",
     "push",
     "export",
     "check",
@@ -39,6 +43,7 @@ __all__ = [  # noqa: RUF022  (in PUBLIC's order: the stages, the errors, the rec
     "run",
     "compare",
     "OnEvent",
+    "Interrupted",
     "CsaError",
     "UsageError",
     "CheckFailed",

@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     CHECK_FAILED = 3
     MISSING_BACKEND = 4
+    INTERRUPTED = 130  # Ctrl-C, or a training run stopped by its scheduler's signal (state saved)
 
 
 class CsaError(Exception):

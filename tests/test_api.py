@@ -21,9 +21,10 @@ from csa_cli import api
 from tests.fixtures.cli import CliResult
 
 ROOT = Path(__file__).resolve().parents[1]
-# command -> its function; train joins when it lands (issue 17a)
+# command -> its function
 COMMANDS: dict[str, Callable[..., Any]] = {
     "pull": api.pull,
+    "train": api.train,
     "push": api.push,
     "export": api.export,
     "check": api.check,

@@ -26,8 +26,7 @@ from csa_cli.api.chains import compare, compare_study, run
 from csa_cli.api.measure import evaluate, predict, profile, profile_results
 from csa_cli.api.publish import push
 from csa_cli.api.stages import check, check_detail, engine, export, pull, quantize
+from csa_cli.api.training import Interrupted, train
 
-# train, the stage of issue 17a, comes here as it lands: a function with its command's options and
-# defaults, returning its record, and the name in both lists (here and csa_cli/__init__.py's PUBLIC).
-__all__ = ["OnEvent", "check", "compare", "engine", "evaluate", "export", "predict", "profile", "pull", "push", "quantize", "run"]
+__all__ = ["Interrupted", "OnEvent", "check", "compare", "engine", "evaluate", "export", "predict", "profile", "pull", "push", "quantize", "run", "train"]
 _RENDERED_BY_THE_CLI = (check_detail, compare_study, profile_results)  # imported for csa_cli.cli, not exported

@@ -16,7 +16,6 @@ from csa_cli.cli import options
 from csa_cli.cli.common import stage_command
 from csa_cli.cli.options import examples
 from csa_cli.console import Output, table
-from csa_cli.errors import CsaError, UsageError
 
 if TYPE_CHECKING:
     from csa_cli.records import Record
@@ -41,16 +40,6 @@ def render_train(record: Record) -> object:
             value = f"{value:.2f} %"
         rows.append([name, value])
     return table(f"csa train: {record.model}", ["field", "value"], rows)
-
-
-def _recipe_settings(**given: Any) -> dict[str, Any]:
-    """The recipe options the user gave (None: the recipe's value)."""
-    return {k: v for k, v in given.items() if v is not None}
-
-
-# recipe option -> (flag, boolean pair or not): the workers get the same settings on their command line
-_BOOL_FLAGS = {"ema": "--ema/--no-ema", "amp": "--amp/--no-amp", "sync_bn": "--sync-bn/--no-sync-bn", "channels_last": "--channels-last/--no-channels-last",
-               "affine": "--affine/--no-affine", "freeze_bn": "--freeze-bn/--no-freeze-bn"}  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -169,7 +158,7 @@ def register(app: typer.Typer) -> None:
         rdzv_endpoint: str | None = typer.Option(
             None, "--rdzv-endpoint", metavar="HOST:PORT", help="Rendezvous of several nodes. Default: this node.", show_default=False
         ),
-        register_as: str | None = typer.Option(
+        register: str | None = typer.Option(
             None,
             "--register",
             metavar="NAME",
@@ -180,77 +169,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train MODEL on an ImageFolder (from scratch, or fine-tuned from --weights), validated each epoch, resumable.
 
-        Long because every recipe setting is an option of its own; the body only checks and hands them on.
+        Long because every recipe setting is an option of its own; the body hands them to csa_cli.api.train.
         """
-        from csa_cli.stages.export.stage import parse_img_size
+        given = {k: v for k, v in locals().items() if k != "out"}  # the options, by the names api.train takes
+        from csa_cli.api.training import reports_run, train
 
-        if not dataset:
-            raise UsageError("csa train needs --dataset DIR (one folder per class)")
-        if output is None:
-            raise UsageError("csa train needs --output DIR (the run's folder)")
-        if distill not in (None, "soft", "hard"):
-            raise UsageError(f"--distill takes soft or hard, got {distill!r}")
-        size = parse_img_size(img_size)
-        settings = _recipe_settings(epochs=epochs, batch_size=batch_size, grad_accum_steps=grad_accum_steps, lr=lr, weight_decay=weight_decay,
-                                    opt=opt, sched=sched, warmup_epochs=warmup_epochs, min_lr=min_lr, clip_grad=clip_grad, drop_path=drop_path,
-                                    label_smoothing=label_smoothing, mixup=mixup, cutmix=cutmix, reprob=reprob, hflip=hflip, affine=affine,
-                                    crop_pct=crop_pct, ema=ema, ema_decay=ema_decay, amp=amp, sync_bn=sync_bn, channels_last=channels_last,
-                                    freeze_bn=freeze_bn, distill=distill)  # fmt: skip
-        if aa is not None:
-            settings["auto_augment"] = None if aa.lower() == "none" else aa
-        from csa_cli.stages.train import distributed
-
-        if nproc_per_node is not None and not distributed.is_worker():
-            argv = _worker_argv(model, dataset=dataset, val_dataset=val_dataset, output=output, data_dir=data_dir, recipe=recipe, img_size=img_size,
-                                weights=weights, teacher=teacher, resume=resume, seed=seed, device=device, workers=workers, max_steps=max_steps,
-                                manifest=manifest, aa=aa, **{k: v for k, v in settings.items() if k != "auto_augment"})  # fmt: skip
-            from csa_cli.stages.train.stage import preflight
-
-            distributed.check_launch(nproc_per_node, distributed.resolve_device(device))
-            preflight(model, output=output, recipe=recipe, overrides=settings, world_size=nproc_per_node * nnodes, dataset=dataset,
-                      val_dataset=val_dataset, data_dir=data_dir, weights=weights, resume=resume, manifest=manifest)  # fmt: skip
-            distributed.launch(argv, nproc=nproc_per_node, nnodes=nnodes, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, device=device)
-            if node_rank == 0:  # rank 0 ran here and left its record in the output folder
-                from csa_cli.stages.train.stage import read_result
-
-                _emit(out, read_result(output), register_as, dataset, manifest)
-            return
-        from csa_cli.stages.train.stage import train_stage
-
-        record = train_stage(model, dataset=dataset, output=output, val_dataset=val_dataset, data_dir=data_dir, recipe=recipe, overrides=settings,
-                             img_size=size, weights=weights, teacher=teacher, resume=resume, seed=seed, device=device, workers=workers,
-                             max_steps=max_steps, manifest=manifest)  # fmt: skip
-        if distributed.is_worker() and not distributed.prints_record():
-            return  # our launcher prints the record; under plain torchrun, rank 0 does
-        _emit(out, record, register_as, dataset, manifest)
-
-    def _emit(out: Output, record: Record, register_as: str | None, dataset: str, manifest: Path | None) -> None:
-        if record.field("stopped"):
-            out.error(
-                CsaError(
-                    f"stopped by {record.field('signal')} at epoch {record.field('epoch')}: the state is saved",
-                    hint="continue with the same command and --resume",
-                )
-            )
-            raise typer.Exit(130)
-        if register_as:
-            from csa_cli.stages.train.stage import register_run
-
-            record = register_run(record, register_as, dataset=dataset, manifest=manifest)
+        record = train(**given)
+        if record.field("node_rank") or not reports_run():
+            return  # rank 0 (its node, or our launcher) prints the record
         out.emit(record, lambda: render_train(record))  # type: ignore[arg-type,return-value]
-
-
-def _worker_argv(model: str, **given: Any) -> list[str]:
-    """The workers' command line: every option given here, spelled as on the command line."""
-    argv = [model]
-    for name, value in given.items():
-        if value is None or (value is False and name not in _BOOL_FLAGS):
-            continue
-        if name in _BOOL_FLAGS:
-            on, off = _BOOL_FLAGS[name].split("/")
-            argv.append(on if value else off)
-        elif value is True:
-            argv.append("--" + name.replace("_", "-"))
-        else:
-            argv += ["--" + name.replace("_", "-"), str(value)]
-    return argv
