@@ -27,7 +27,7 @@ OUT="${MUTATION_DIR:-/tmp/csa-mutation}"
 # the loopback-Hub tests need a session fixture of ~50 s, rebuilt for every mutant)
 MAP=(
   "csa|csa_cli/models/csa.py|tests/test_oracles_csa.py tests/test_models.py tests/test_reference_import.py"
-  "preprocess|csa_cli/data/preprocess.py|tests/test_preprocess.py"
+  "preprocess|csa_cli/data/preprocess.py|tests/test_oracles_preprocess.py tests/test_preprocess.py"
   "calibration|csa_cli/stages/quantize/calibration.py|tests/test_oracles_calibration.py tests/test_quantize.py"
   "policy|csa_cli/stages/quantize/policy.py|tests/test_oracles_quant.py"
   "qdq|csa_cli/graph/qdq.py|tests/test_oracles_quant.py"
