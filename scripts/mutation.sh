@@ -75,6 +75,9 @@ for row in "${selected[@]}"; do
       echo "only_mutate = $module"
       echo "also_copy = zoo"
       echo "pytest_add_cli_args = -p no:cacheprovider"
+      # a mutant that makes a resize or a search loop huge is caught by its timeout; mutmut's default
+      # (15 x the tests' time) would spend minutes on each
+      echo "timeout_multiplier = 5.0"
       echo "pytest_add_cli_args_test_selection ="
       for arg in $tests; do echo "    $arg"; done  # one argument a line
     } >"$work/setup.cfg"

@@ -303,3 +303,30 @@ def test_check_input_size_refuses_others(size: tuple[int, int]) -> None:
     with pytest.raises(UsageError, match=rf"^input size {size[0]}x{size[1]} is not supported by CSA$") as err:
         check_input_size(size)
     assert err.value.hint == "height and width must be multiples of 32, at least 64 (e.g. 224, 256, 320, 224x384)"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"depths": (), "dims": (), "heads": (), "reduced": ()}, "need one value per stage"),
+        ({"depths": (1, 1), "dims": (8,), "heads": (1,), "reduced": (2,)}, "need one value per stage"),
+        ({"depths": (1,), "dims": (8,), "heads": (1,), "reduced": (0,)}, "must be positive"),
+        ({"depths": (0,), "dims": (8,), "heads": (1,), "reduced": (2,)}, "must be positive"),
+    ],
+)
+def test_config_refuses_empty_ragged_or_non_positive_stages(fields: dict[str, Any], message: str) -> None:
+    from csa_cli.errors import UsageError
+    from csa_cli.models.csa import CSAConfig
+
+    with pytest.raises(UsageError, match=message):
+        CSAConfig(**fields)
+
+
+def test_unknown_variant_lists_the_known_ones() -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.models.csa import list_variants, variant_config
+
+    assert {"csa_nano", "csa_tiny", "csa_small"} <= set(list_variants()) and list_variants() == sorted(list_variants())
+    with pytest.raises(CsaError, match="unknown CSA variant 'csa-huge'") as err:
+        variant_config("csa-huge")
+    assert err.value.hint == "known variants: " + ", ".join(list_variants())
