@@ -51,6 +51,17 @@ def csa_like() -> onnx.ModelProto:
         _n("Conv", ["res", "w_fc2"], ["f2"], "fc2"),
         _n("Flatten", ["f2"], ["flat"], "flatten"),
         _n("Gemm", ["flat", "w_head"], ["logits"], "head"),
+        # look-alikes that must stay INT8 (side branches; their outputs feed nothing)
+        _n("Conv", ["image", "w_side"], ["side"], "image_branch"),  # a second conv on the image: not the stem
+        _n("Sigmoid", ["f1"], ["f1_sig"], "fc1_sigmoid"),
+        _n("Mul", ["f1_sig", "f1"], ["f1_swish"], "fc1_swish"),  # swish, operands the other way round
+        _n("Conv", ["res", "w_pair"], ["pair"], "pair"),
+        _n("Transpose", ["pair"], ["pair_t"], "pair_transpose"),
+        _n("Add", ["pair", "pair_t"], ["pair_sum"], "pair_add"),  # a tensor meets its own view, but in an Add
+        _n("Conv", ["res", "w_square"], ["sq"], "square"),
+        _n("Mul", ["sq", "sq"], ["sq2"], "square_mul"),  # x * x: not q * rotate(q)
+        _n("Relu", ["res"], ["r"], "relu"),
+        _n("MatMul", ["r", "w_proj"], ["proj"], "proj"),  # a MatMul with no Softmax near it
     ]
     return _graph(nodes, ["image"], ["logits"])
 
@@ -67,6 +78,25 @@ def test_mixed_policy_keeps_exactly_the_documented_layers() -> None:
         ("qk", "MatMul", "softmax"),
         ("av", "MatMul", "softmax"),
     }
+
+
+def test_stem_search_goes_three_ops_deep_and_an_ending_sigmoid_is_a_gate() -> None:
+    from csa_cli.stages.quantize.policy import default_fp_policy
+
+    def model(hops: int) -> onnx.ModelProto:
+        nodes = [_n("Identity", [f"t{i}"], [f"t{i + 1}"], f"id{i}") for i in range(hops)]
+        nodes += [_n("Conv", [f"t{hops}", "w"], ["c"], "late"), _n("Relu", ["c"], ["y"], "relu")]
+        return _graph(nodes, ["t0"], ["y"])
+
+    assert [(k.name, k.rule) for k in default_fp_policy(model(2))] == [("late", "stem")]
+    assert default_fp_policy(model(3)) == []
+    # a network that ends in a sigmoid (multi-label): no consumer of it, so it is a gate, not a swish
+    ending = _graph(
+        [_n("Conv", ["x", "w1"], ["a"], "c1"), _n("Relu", ["a"], ["b"], "relu"), _n("Conv", ["b", "w2"], ["c"], "c2"), _n("Sigmoid", ["c"], ["y"], "sig")],
+        ["x"],
+        ["y"],
+    )
+    assert [(k.name, k.rule) for k in default_fp_policy(ending)] == [("c1", "stem"), ("c2", "sigmoid-gate")]
 
 
 def test_each_layer_is_kept_once_under_its_first_rule() -> None:
