@@ -103,7 +103,7 @@ print(f"{name:12s} {module:44s} {score:5.1f}% ({detected}/{checked}; {detail}) i
 EOF
   tail -n 1 "$OUT/summary.log"
   : >"$work/survivors.txt"
-  grep -E ': (survived|no tests|suspicious)$' "$work/results.txt" | while IFS=: read -r mutant status; do
+  { grep -E ': (survived|no tests|suspicious)$' "$work/results.txt" || true; } | while IFS=: read -r mutant status; do
     mutant="$(echo "$mutant" | xargs)"
     { echo "### $mutant ($(echo "$status" | xargs))"; (cd "$work" && "$MUTMUT" show "$mutant" 2>&1 | sed -n '2,$p'); echo; } >>"$work/survivors.txt"
   done
