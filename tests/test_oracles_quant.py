@@ -225,3 +225,28 @@ def test_nonzero_zero_points_counts_every_nonzero_element_and_computed_ones() ->
     dq = _n("DequantizeLinear", ["x", "scale", "zp"], ["y"], "dq")
     assert count(dq, {"zp": np.array([7], i8)}) == 1
     assert count(_n("Conv", ["x", "w", "zp"], ["y"], "conv"), {"zp": np.array([7], i8)}) == 0  # not a Q/DQ input
+
+
+def test_softmax_rule_keeps_only_matmuls_and_looks_three_ops_past_it() -> None:
+    from csa_cli.stages.quantize.policy import default_fp_policy
+
+    def model(before: str, hops_after: int) -> onnx.ModelProto:
+        nodes = [_n("Relu", ["x"], ["r"], "relu"), _n(before, ["r", "w"], ["s"], "before"), _n("Softmax", ["s"], ["t0"], "softmax")]
+        nodes += [_n("Identity", [f"t{i}"], [f"t{i + 1}"], f"id{i}") for i in range(hops_after)]
+        nodes += [_n("MatMul", [f"t{hops_after}", "v"], ["m"], "after"), _n("Relu", ["m"], ["y"], "relu_out")]
+        return _graph(nodes, ["x"], ["y"])
+
+    assert [(k.name, k.rule) for k in default_fp_policy(model("MatMul", 2))] == [("before", "softmax"), ("after", "softmax")]
+    assert [k.name for k in default_fp_policy(model("Conv", 2))] == ["after"]  # a conv before a softmax stays INT8
+    assert [k.name for k in default_fp_policy(model("MatMul", 3))] == ["before"]  # the MatMul after is too far
+
+
+def test_search_limits_default_to_eight_and_dead_ends_are_empty() -> None:
+    from csa_cli.graph.index import index_graph
+    from csa_cli.stages.quantize.policy import downstream_weighted, view_root
+
+    g = index_graph(_chain(9), infer=False)
+    assert view_root(g, "t9") == "t1"  # eight steps back, no further
+    assert downstream_weighted(g, "t9") == []  # a graph output: nothing consumes it
+    g = index_graph(_chain(2), infer=False)
+    assert downstream_weighted(g, "t0") == []  # pass-through ops that end in the output
