@@ -250,3 +250,16 @@ def test_search_limits_default_to_eight_and_dead_ends_are_empty() -> None:
     assert downstream_weighted(g, "t9") == []  # a graph output: nothing consumes it
     g = index_graph(_chain(2), infer=False)
     assert downstream_weighted(g, "t0") == []  # pass-through ops that end in the output
+
+
+def test_nonzero_zero_points_add_up_over_the_graph() -> None:
+    from csa_cli.graph.qdq import nonzero_zero_points
+
+    nodes = [
+        _n("QuantizeLinear", ["x", "s", "zp_a"], ["q1"], "q1"),  # 2 non-zero
+        _n("Identity", ["x"], ["zp_computed"], "computed"),
+        _n("DequantizeLinear", ["q1", "s", "zp_computed"], ["d1"], "d1"),  # 1: cannot be shown to be 0
+        _n("QuantizeLinear", ["d1", "s", "zp_b"], ["y"], "q2"),  # 1 non-zero
+    ]
+    model = _graph(nodes, ["x"], ["y"], {"zp_a": np.array([5, 0, 6], np.int8), "zp_b": np.array([0, 7], np.int8)})
+    assert nonzero_zero_points(model) == 4
