@@ -31,7 +31,7 @@ MAP=(
   "calibration|csa_cli/stages/quantize/calibration.py|tests/test_oracles_calibration.py tests/test_quantize.py"
   "policy|csa_cli/stages/quantize/policy.py|tests/test_oracles_quant.py"
   "qdq|csa_cli/graph/qdq.py|tests/test_oracles_quant.py"
-  "costmodel|csa_cli/graph/costmodel.py|tests/test_costmodel.py"
+  "costmodel|csa_cli/graph/costmodel.py|tests/test_oracles_costmodel.py tests/test_costmodel.py"
   "traffic|csa_cli/graph/traffic.py|tests/test_traffic.py tests/test_costmodel.py"
   "rules|csa_cli/stages/check/rules.py|tests/test_check.py"
   "checks|csa_cli/stages/check/checks.py|tests/test_check.py"
