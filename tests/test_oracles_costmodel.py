@@ -22,6 +22,8 @@ from onnx import TensorProto, helper
         ("bij,bjk->bik", [[7, 3, 4], [1, 4, 5]], 7 * 3 * 4 * 5),
         ("...ij,...jk->...ik", [[2, 3, 4, 5], [1, 3, 5, 6]], 2 * 3 * 4 * 5 * 6),
         ("...ij,jk->...ik", [[2, 3, 4, 5], [5, 6]], 2 * 3 * 4 * 5 * 6),
+        ("...ij,...jk->...ik", [[2, 4, 5], [2, 5, 6]], 2 * 4 * 5 * 6),  # one broadcast dim, "..." in the output too
+        ("...ij,...jk->...ik", [[1, 4, 5], [1, 5, 6]], 4 * 5 * 6),  # a broadcast dim of 1 counts once, as 1
         ("i,j,k->ijk", [[2], [3], [4]], 0),  # three operands: not estimated
         ("ij,jk->ik", [[3, 4]], 0),
     ],
