@@ -24,7 +24,7 @@ JOBS="${JOBS:-2}"
 OUT="${MUTATION_DIR:-/tmp/csa-mutation}"
 
 # name | module | pytest arguments (the tests that cover it; kept to those that cost seconds:
-# the loopback-Hub tests need a session fixture of ~50 s, rebuilt for every mutant)
+# the loopback-Hub tests need a session fixture of 15-50 s, rebuilt for every mutant)
 MAP=(
   "csa|csa_cli/models/csa.py|tests/test_oracles_csa.py tests/test_models.py tests/test_reference_import.py"
   "preprocess|csa_cli/data/preprocess.py|tests/test_oracles_preprocess.py tests/test_preprocess.py"
