@@ -14,7 +14,8 @@
 # classification of every survivor are in docs/testing.md.
 #
 # Environment: PYTHON (default .venv/bin/python, else python3), JOBS (mutmut children, default 2),
-# MUTATION_DIR. mutmut comes from the `mutation` extra: pip install -e '.[mutation]'.
+# MUTATION_DIR, RESUME=1 (go on with a module's stopped run in its existing copy: mutmut checks only
+# the mutants that have no result yet). mutmut comes from the `mutation` extra: pip install -e '.[mutation]'.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,14 +24,14 @@ JOBS="${JOBS:-2}"
 OUT="${MUTATION_DIR:-/tmp/csa-mutation}"
 
 # name | module | pytest arguments (the tests that cover it; kept to those that cost seconds:
-# the loopback-Hub tests need a session fixture of ~50 s, rebuilt for every mutant)
+# the loopback-Hub tests need a session fixture of 15-50 s, rebuilt for every mutant)
 MAP=(
   "csa|csa_cli/models/csa.py|tests/test_oracles_csa.py tests/test_models.py tests/test_reference_import.py"
-  "preprocess|csa_cli/data/preprocess.py|tests/test_preprocess.py"
+  "preprocess|csa_cli/data/preprocess.py|tests/test_oracles_preprocess.py tests/test_preprocess.py"
   "calibration|csa_cli/stages/quantize/calibration.py|tests/test_oracles_calibration.py tests/test_quantize.py"
-  "policy|csa_cli/stages/quantize/policy.py|tests/test_quantize.py"
-  "qdq|csa_cli/graph/qdq.py|tests/test_quantize.py"
-  "costmodel|csa_cli/graph/costmodel.py|tests/test_costmodel.py"
+  "policy|csa_cli/stages/quantize/policy.py|tests/test_oracles_quant.py"
+  "qdq|csa_cli/graph/qdq.py|tests/test_oracles_quant.py"
+  "costmodel|csa_cli/graph/costmodel.py|tests/test_oracles_costmodel.py tests/test_costmodel.py"
   "traffic|csa_cli/graph/traffic.py|tests/test_traffic.py tests/test_costmodel.py"
   "rules|csa_cli/stages/check/rules.py|tests/test_check.py"
   "checks|csa_cli/stages/check/checks.py|tests/test_check.py"
@@ -62,18 +63,25 @@ for row in "${selected[@]}"; do
     continue
   fi
   work="$OUT/$name"
-  rm -rf "$work"
-  mkdir -p "$work"
-  (cd "$ROOT" && git ls-files -co --exclude-standard -- csa_cli tests zoo pyproject.toml | tar -cf - -T -) | tar -xf - -C "$work"
-  {
-    echo "[mutmut]"
-    echo "source_paths = csa_cli"
-    echo "only_mutate = $module"
-    echo "also_copy = zoo"
-    echo "pytest_add_cli_args = -p no:cacheprovider"
-    echo "pytest_add_cli_args_test_selection ="
-    for arg in $tests; do echo "    $arg"; done  # one argument a line
-  } >"$work/setup.cfg"
+  if [ "${RESUME:-0}" = 1 ] && [ -f "$work/setup.cfg" ]; then
+    echo "$(date -u +%FT%TZ) $name: resuming in $work" | tee -a "$OUT/summary.log"
+  else
+    rm -rf "$work"
+    mkdir -p "$work"
+    (cd "$ROOT" && git ls-files -co --exclude-standard -- csa_cli tests zoo pyproject.toml | tar -cf - -T -) | tar -xf - -C "$work"
+    {
+      echo "[mutmut]"
+      echo "source_paths = csa_cli"
+      echo "only_mutate = $module"
+      echo "also_copy = zoo"
+      echo "pytest_add_cli_args = -p no:cacheprovider"
+      # a mutant that makes a resize or a search loop huge is caught by its timeout; mutmut's default
+      # (15 x the tests' time) would spend minutes on each
+      echo "timeout_multiplier = 5.0"
+      echo "pytest_add_cli_args_test_selection ="
+      for arg in $tests; do echo "    $arg"; done  # one argument a line
+    } >"$work/setup.cfg"
+  fi
   start=$(date +%s)
   echo "$(date -u +%FT%TZ) $name: mutating $module with $tests (commit $commit)" | tee -a "$OUT/summary.log"
   # mutmut runs the tests in forks of its own process; a test's `python -m csa_cli` subprocess
@@ -95,7 +103,7 @@ print(f"{name:12s} {module:44s} {score:5.1f}% ({detected}/{checked}; {detail}) i
 EOF
   tail -n 1 "$OUT/summary.log"
   : >"$work/survivors.txt"
-  grep -E ': (survived|no tests|suspicious)$' "$work/results.txt" | while IFS=: read -r mutant status; do
+  { grep -E ': (survived|no tests|suspicious)$' "$work/results.txt" || true; } | while IFS=: read -r mutant status; do
     mutant="$(echo "$mutant" | xargs)"
     { echo "### $mutant ($(echo "$status" | xargs))"; (cd "$work" && "$MUTMUT" show "$mutant" 2>&1 | sed -n '2,$p'); echo; } >>"$work/survivors.txt"
   done

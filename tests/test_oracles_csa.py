@@ -236,3 +236,98 @@ def test_reference_import_of_the_seeded_weights_gives_the_stored_logits(stored: 
     model = from_reference_state_dict("csa-nano", ref_sd).eval()
     with torch.no_grad():
         close(model(image), stored["logits"])
+
+
+# ------------------------------------------------------------------------------------------
+# the configuration around the block (what mutation testing found untested)
+
+
+def test_config_from_dict_names_unknown_keys() -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.models.csa import CSAConfig
+
+    with pytest.raises(CsaError, match="unknown CSA config keys: bogus, zz") as err:
+        CSAConfig.from_dict({"depths": [1], "dims": [8], "heads": [1], "reduced": [2], "zz": 1, "bogus": 2})
+    assert err.value.hint == "known keys: " + ", ".join(sorted(CSAConfig.__dataclass_fields__))
+    assert err.value.hint.startswith("known keys: bn_eps, depths, dims, ")
+
+
+def test_register_variant_makes_it_buildable_by_name() -> None:
+    from csa_cli.models import csa
+
+    config = csa.CSAConfig(depths=(1,), dims=(8,), heads=(1,), reduced=(2,))
+    try:
+        assert csa.register_variant("csa_oracle_test", config, "one small stage") is config
+        assert csa.variant_config("csa-oracle-test") is config and "csa_oracle_test" in csa.list_variants()
+        assert csa.build_csa("csa_oracle_test", num_classes=3).config is config
+    finally:
+        csa._VARIANTS.pop("csa_oracle_test", None)
+        csa._VARIANT_DOCS.pop("csa_oracle_test", None)
+
+
+def test_reset_classifier_refuses_without_a_trainable_head_and_keeps_bn_eps() -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.models.csa import build_csa
+
+    small = {"depths": (1,), "dims": (8,), "heads": (1,), "reduced": (2,)}
+    for model in (build_csa("csa_nano", features_only=True, **small), build_csa("csa_nano", num_classes=4, **small).for_inference()):
+        with pytest.raises(CsaError, match=r"^this CSA model has no trainable classifier to reset \(features_only or inference form\)$"):
+            model.reset_classifier(5)
+    model = build_csa("csa_nano", num_classes=4, bn_eps=1e-3, **small)
+    model.reset_classifier(5)
+    assert model.num_classes == 5 and model.head is not None and model.head.norm.eps == 1e-3
+    assert model.eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
+
+
+def test_feature_sizes_match_the_network_for_other_stem_kernels_and_strides() -> None:
+    from csa_cli.models.csa import build_csa, feature_sizes
+
+    for kernel, stride in [(7, 2), (5, 2), (3, 4)]:
+        model = build_csa("csa_nano", depths=(1, 1), dims=(8, 8), heads=(1, 1), reduced=(2, 2), stem_kernel=kernel, stem_stride=stride)
+        with torch.no_grad():
+            feats = model.forward_features(torch.zeros(1, 3, 64, 96))
+        assert [tuple(f.shape[-2:]) for f in feats] == feature_sizes(model.config, (64, 96)), (kernel, stride)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (224, 224), (224, 384), (96, 64)])
+def test_check_input_size_accepts_multiples_of_32_from_64(size: tuple[int, int]) -> None:
+    from csa_cli.models.csa import check_input_size
+
+    check_input_size(size)
+
+
+@pytest.mark.parametrize("size", [(32, 64), (64, 32), (96, 100), (100, 96), (63, 64)])
+def test_check_input_size_refuses_others(size: tuple[int, int]) -> None:
+    from csa_cli.errors import UsageError
+    from csa_cli.models.csa import check_input_size
+
+    with pytest.raises(UsageError, match=rf"^input size {size[0]}x{size[1]} is not supported by CSA$") as err:
+        check_input_size(size)
+    assert err.value.hint == "height and width must be multiples of 32, at least 64 (e.g. 224, 256, 320, 224x384)"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"depths": (), "dims": (), "heads": (), "reduced": ()}, "need one value per stage"),
+        ({"depths": (1, 1), "dims": (8,), "heads": (1,), "reduced": (2,)}, "need one value per stage"),
+        ({"depths": (1,), "dims": (8,), "heads": (1,), "reduced": (0,)}, "must be positive"),
+        ({"depths": (0,), "dims": (8,), "heads": (1,), "reduced": (2,)}, "must be positive"),
+    ],
+)
+def test_config_refuses_empty_ragged_or_non_positive_stages(fields: dict[str, Any], message: str) -> None:
+    from csa_cli.errors import UsageError
+    from csa_cli.models.csa import CSAConfig
+
+    with pytest.raises(UsageError, match=message):
+        CSAConfig(**fields)
+
+
+def test_unknown_variant_lists_the_known_ones() -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.models.csa import list_variants, variant_config
+
+    assert {"csa_nano", "csa_tiny", "csa_small"} <= set(list_variants()) and list_variants() == sorted(list_variants())
+    with pytest.raises(CsaError, match="unknown CSA variant 'csa-huge'") as err:
+        variant_config("csa-huge")
+    assert err.value.hint == "known variants: " + ", ".join(list_variants())
