@@ -121,6 +121,7 @@ def compare_study(*models: str | Record, on_update: Callable[[RunSummary], None]
         threads=require_positive(options["threads"], "--threads"),
         manifest=os.fspath(manifest) if manifest else None,
         run=not options["no_run"],
+        cpu_int8=options["cpu_int8"],
         on_update=on_update,
     )
     for name, what in study.runs.items():
@@ -153,6 +154,7 @@ def compare(
     report: PathLike | None = None,
     no_run: bool = False,
     manifest: PathLike | None = None,
+    cpu_int8: bool = True,
     on_event: OnEvent = None,
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Record:
