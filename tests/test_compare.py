@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from csa_cli.graph.traffic import traffic
-from csa_cli.pipeline.compare import build_study
+from csa_cli.pipeline.compare import CPU_INT8_LABEL, build_study
 from csa_cli.pipeline.report import MISSING, PLOTS, REPORT_FILE, to_markdown, write_report
 from csa_cli.store import load_results, store_result
 from tests.fixtures.cli import CliResult
@@ -84,10 +84,11 @@ def check_report_against_store(report: str, models: list[str], batches: list[int
             assert t1[m]["DLA"].startswith("yes" if check["dla"]["compliant"] else "no")
         evals = load_results("eval", m)
         for precision, col in (("fp32", "FP32 top-1 (%)"), ("fp16", "FP16 top-1 (%)"), ("mixed", "mixed top-1 (%)")):
-            found = [e for e in evals if e.get("precision") == precision]
+            found = [e for e in evals if e.get("precision") == precision and e.get("placement") != "onnxruntime"]
             top1 = found[-1]["top1"] if found else None
             assert_cell(f5[m][col], top1, 2)  # eval records give top-1 in percent
         profiles = load_results("profile", m)
+        check_cpu_int8_cells(f5[m], f6[m], evals, profiles, batches[0])
         base_profiles = load_results("profile", baseline)
         for b in batches:
             lat = _latest_latency(profiles, b)
@@ -101,6 +102,19 @@ def check_report_against_store(report: str, models: list[str], batches: list[int
             assert_cell(f7[m][f"b{b} fused estimate @int8 (MB/frame)"], fused, 3)
             if fused is not None and per_frame is not None:
                 assert fused < per_frame / 1e6  # fused INT8 moves less than every node unfused in FP32
+
+
+def check_cpu_int8_cells(f5: dict[str, str], f6: dict[str, str], evals: list[dict[str, Any]], profiles: list[dict[str, Any]], batch: int) -> None:
+    """The INT8 (ONNX Runtime CPU) cells: the eval stored with placement onnxruntime, the profile of the graph it evaluated."""
+    cpu = [e for e in evals if e.get("placement") == "onnxruntime"]
+    fp32 = [e for e in evals if e.get("precision") == "fp32" and e.get("backend") == "onnxruntime"]
+    top1 = cpu[-1]["top1"] if cpu else None
+    assert_cell(f5[f"{CPU_INT8_LABEL} top-1 (%)"], top1, 2)
+    assert_cell(f5[f"{CPU_INT8_LABEL} drop (pp)"], fp32[-1]["top1"] - top1 if top1 is not None and fp32 else None, 2)
+    timed = [r for r in profiles if cpu and r.get("path") == cpu[-1]["path"]]
+    entry = timed[-1]["results"][0] if timed else None
+    assert_cell(f6[f"{CPU_INT8_LABEL} b{batch} (ms)"], entry and entry["median_ms"], 3)
+    assert_cell(f6[f"{CPU_INT8_LABEL} / FP32"], entry and entry["ratio"]["ratio"], 3)
 
 
 def _latest_latency(profiles: list[dict[str, Any]], batch: int) -> float | None:
@@ -250,6 +264,13 @@ def test_compare_runs_the_pipeline_and_writes_the_report(
         assert all(tables["Fig. 7"][m][f"b{b} measured (MB/frame)"] == MISSING for b in batches)
         evals = load_results("eval", m)
         assert {e["precision"] for e in evals} == {"fp32", "mixed"} and all(e["limit"] == 16 for e in evals)
+        # the CPU INT8 row: a second quantization (ONNX Runtime's placement) stored beside the TensorRT one, not over it
+        mixed = {e.get("placement"): e for e in evals if e["precision"] == "mixed"}
+        assert set(mixed) == {"tensorrt", "onnxruntime"} and mixed["tensorrt"]["path"] != mixed["onnxruntime"]["path"]
+        assert json.loads((Path(mixed["onnxruntime"]["path"]).parent / "summary.json").read_text())["placement"] == "onnxruntime"
+        assert tables["Fig. 5"][m]["mixed top-1 (%)"] == f"{mixed['tensorrt']['top1']:.2f}"
+        assert tables["Fig. 5"][m][f"{CPU_INT8_LABEL} top-1 (%)"] == f"{mixed['onnxruntime']['top1']:.2f}"
+        assert tables["Fig. 6"][m][f"{CPU_INT8_LABEL} b1 (ms)"] != MISSING and tables["Fig. 6"][m][f"{CPU_INT8_LABEL} / FP32"] != MISSING
     assert tables["Fig. 6"]["test-convnext"]["b1 / test-convnext"] == "1.000"
     assert "Random weights" in report and "csa-nano, test-convnext" in report
     for name in PLOTS.values():

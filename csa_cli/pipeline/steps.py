@@ -257,7 +257,10 @@ def _time_against_fp32(ctx: Context, fp32: Path, int8: Path, weights_hash: Any) 
     from csa_cli.stages.profile.stage import prepare_onnx
 
     settings = MeasureSettings(warmup=ctx.options.warmup, iterations=ctx.options.iterations, seconds=ctx.options.seconds)
-    options = ProfileOptions(backend="onnxruntime", threads=ctx.options.threads, weights=ctx.weights, manifest=ctx.options.manifest, measure=settings)
+    # latency and its ratio only: no static estimate or roofline here (the study's Fig. 7 has the traffic)
+    options = ProfileOptions(
+        backend="onnxruntime", threads=ctx.options.threads, weights=ctx.weights, manifest=ctx.options.manifest, measure=settings, estimate=False
+    )
     pendings = [
         prepare_onnx(fp32, options.model_copy(update={"store": False}), model=ctx.model, weights=ctx.weights, weights_hash=weights_hash),
         prepare_onnx(int8, options, model=ctx.model, weights=ctx.weights, weights_hash=weights_hash),
