@@ -90,11 +90,7 @@ def register(app: typer.Typer) -> None:
         report: Path | None = options.REPORT(D.report),
         no_run: bool = typer.Option(D.no_run, "--no-run", help="Only show what is stored; run nothing."),
         manifest: Path | None = options.MANIFEST(D.manifest),
-        cpu_int8: bool = typer.Option(
-            D.cpu_int8,
-            "--cpu-int8/--no-cpu-int8",
-            help="Also quantize with --placement onnxruntime, evaluate and time that graph on the CPU: the INT8 (ONNX Runtime CPU) columns.",
-        ),
+        cpu_int8: bool = options.CPU_INT8(D.cpu_int8),
     ) -> None:
         """Compare models from stored results, running through the pipeline whatever is missing.
         \f

@@ -139,7 +139,12 @@ def stage_note(name: str, record: dict[str, Any] | None) -> str | None:
     if record.get("kind") == "eval":
         top1 = record.get("top1")
         shown = f"{top1:.2f}%" if isinstance(top1, int | float) else "?"  # eval records give percent
-        return f"top-1 {shown} on {record.get('images')} images ({record.get('backend')}, {record.get('precision')})"
+        said = f"top-1 {shown} on {record.get('images')} images ({record.get('backend')}, {record.get('precision')})"
+        latency = record.get("latency") if isinstance(record.get("latency"), dict) else {}
+        ratio = (latency.get("ratio_to_fp32") or {}).get("ratio")
+        if isinstance(ratio, int | float):  # the cpu-int8 stage: its latency against the model's FP32 graph
+            said += f"; b{latency.get('batch')} {latency.get('median_ms', 0):.2f} ms, {ratio:.2f}x FP32"
+        return said
     if name == "check" and isinstance(record.get("check"), dict):
         check = record["check"]
         dla = check.get("dla") or {}

@@ -1,4 +1,4 @@
-"""The pipeline core: fetch → evaluate → export → check → quantize → engine → eval-mixed → profile.
+"""The pipeline core: fetch → evaluate → export → check → quantize → engine → eval-mixed → cpu-int8 → profile.
 
 `csa run` and `csa compare` drive the same stage cores as the separate commands, in-process.
 Each finished stage leaves a small "run step" artifact under CSA_HOME (store.py)
