@@ -355,3 +355,33 @@ def test_fig6_carries_the_interleaved_ratio_interval_and_its_verdict(tmp_path: P
     assert f6["m-csa"]["b1 / m-base"] == f"{tight.ratio:.3f} [{tight.low:.3f}, {tight.high:.3f}]"
     assert f6["m-csa"]["b4 / m-base"].startswith(f"{wide.ratio:.3f} [") and "spread too wide for the claim" in f6["m-csa"]["b4 / m-base"]
     assert f6["m-base"]["b1 / m-base"] == "1.000"
+
+
+def test_cpu_int8_has_its_own_columns_and_leaves_the_mixed_one_alone(stored_study: dict[str, Any]) -> None:
+    """A later eval of the ONNX Runtime-placement graph fills the INT8 (ONNX Runtime CPU) columns, not the mixed one;
+    its latency is the profile of the very graph that eval names, and its ratio is to the model's FP32 graph."""
+    from csa_cli.measure.stats import ratio_spread
+
+    before = build_study(["m-csa"], baseline="m-base", batches=[1])
+    assert before.fig5[0].cpu_int8 is None and before.fig6[0].cpu_int8_ms is None  # nothing stored: missing, not filled in
+    rng = random.Random(3)
+    fp32 = [10 * rng.uniform(0.97, 1.03) for _ in range(30)]
+    spread = ratio_spread([0.6 * t * rng.uniform(0.98, 1.02) for t in fp32], fp32)
+    cpu = {"kind": "eval", "model": "m-csa", "precision": "mixed", "placement": "onnxruntime", "top1": 41.5, "images": 12, "backend": "onnxruntime"}
+    store_result("eval", "m-csa", "cpu", {**cpu, "path": "/x/quantize-b/model.qdq.onnx"})
+    # an INT8 profile of another graph (not the one evaluated) does not count
+    other = {"kind": "profile", "model": "m-csa", "backend": "onnxruntime", "precision": "int8", "path": "/x/other.onnx"}
+    store_result("profile", "m-csa", "other", {**other, "results": [{"batch": 1, "median_ms": 99.0}]})
+    timed = {**other, "path": "/x/quantize-b/model.qdq.onnx", "results": [{"batch": 1, "median_ms": 6.0, "ratio_to": "fp32", "ratio": spread.model_dump()}]}
+    store_result("profile", "m-csa", "cpu", timed)
+    study = build_study(["m-csa"], baseline="m-base", batches=[1])
+    row5, row6 = study.fig5[0], study.fig6[0]
+    assert row5.mixed == before.fig5[0].mixed and row5.drop == before.fig5[0].drop
+    assert row5.cpu_int8 == 41.5 and row5.cpu_int8_drop == pytest.approx(row5.fp32 - 41.5)  # type: ignore[operator]
+    assert row6.latency_ms == before.fig6[0].latency_ms  # the FP32 latency column stays the FP32 profile
+    assert (row6.cpu_int8_batch, row6.cpu_int8_ms, row6.cpu_int8_ratio) == (1, 6.0, pytest.approx(spread.ratio))
+    assert row6.cpu_int8_interval == (pytest.approx(spread.low), pytest.approx(spread.high)) and not row6.cpu_int8_wide
+    tables = {k: _table_by_model(v) for k, v in parse_markdown_tables(to_markdown(study)).items()}
+    assert tables["Fig. 5"]["m-csa"][f"{CPU_INT8_LABEL} top-1 (%)"] == "41.50"
+    assert tables["Fig. 6"]["m-csa"][f"{CPU_INT8_LABEL} / FP32"].startswith(f"{spread.ratio:.3f} [")
+    assert any(CPU_INT8_LABEL in note for note in study.notes)
