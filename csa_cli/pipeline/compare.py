@@ -195,10 +195,15 @@ def cpu_int8_latency(row: Fig6Row, fig5: Fig5Row, dataset: str | None, limit: in
     spread = entry.get("ratio")
     if isinstance(spread, dict) and _num(spread.get("ratio")) is not None:
         row.cpu_int8_ratio = float(spread["ratio"])
-        low, high = _num(spread.get("low")), _num(spread.get("high"))
-        if low is not None and high is not None:
-            row.cpu_int8_interval = (low, high)
-            row.cpu_int8_wide = max(row.cpu_int8_ratio - low, high - row.cpu_int8_ratio) / row.cpu_int8_ratio > float(spread.get("tolerance") or 0.1)
+        row.cpu_int8_interval, row.cpu_int8_wide = _interval(spread, row.cpu_int8_ratio)
+
+
+def _interval(spread: dict[str, Any], ratio: float) -> tuple[tuple[float, float] | None, bool]:
+    """A stored RatioSpread's 95% interval, and whether it is wider than its tolerance (±10%) around `ratio`."""
+    low, high = _num(spread.get("low")), _num(spread.get("high"))
+    if low is None or high is None:
+        return None, False
+    return (low, high), max(ratio - low, high - ratio) / ratio > float(spread.get("tolerance") or 0.1)
 
 
 _LATENCY_KEYS = ("median_ms", "latency_median_ms", "median", "latency_ms")
@@ -300,14 +305,13 @@ def build_study(
             lat = _latency_ms(by_batch[b]) if b in by_batch else None
             base = _latency_ms(base_profile[b]) if b in base_profile else None
             row.latency_ms[b] = lat
-            row.ratio[b] = lat / base if lat is not None and base else None
+            row.ratio[b] = plain = lat / base if lat is not None and base else None
             spread = by_batch[b].get("ratio") if b in by_batch and by_batch[b].get("ratio_to") == baseline else None
-            if isinstance(spread, dict) and row.ratio[b] is not None:
-                row.ratio[b] = _num(spread.get("ratio")) or row.ratio[b]
-                low, high = _num(spread.get("low")), _num(spread.get("high"))
-                if low is not None and high is not None:
-                    row.interval[b] = (low, high)
-                    row.wide[b] = max(row.ratio[b] - low, high - row.ratio[b]) / row.ratio[b] > float(spread.get("tolerance") or 0.1)
+            if isinstance(spread, dict) and plain is not None:
+                row.ratio[b] = ratio = _num(spread.get("ratio")) or plain
+                interval, wide = _interval(spread, ratio)
+                if interval is not None:
+                    row.interval[b], row.wide[b] = interval, wide
         for device in devices:
             row.device_ms[device] = {b: timings[m].get(device, {}).get(b) for b in batches}
             row.device_ratio[device] = {

@@ -140,7 +140,7 @@ def stage_note(name: str, record: dict[str, Any] | None) -> str | None:
         top1 = record.get("top1")
         shown = f"{top1:.2f}%" if isinstance(top1, int | float) else "?"  # eval records give percent
         said = f"top-1 {shown} on {record.get('images')} images ({record.get('backend')}, {record.get('precision')})"
-        latency = record.get("latency") if isinstance(record.get("latency"), dict) else {}
+        latency: dict[str, Any] = record.get("latency") or {}
         ratio = (latency.get("ratio_to_fp32") or {}).get("ratio")
         if isinstance(ratio, int | float):  # the cpu-int8 stage: its latency against the model's FP32 graph
             said += f"; b{latency.get('batch')} {latency.get('median_ms', 0):.2f} ms, {ratio:.2f}x FP32"
