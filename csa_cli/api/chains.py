@@ -75,7 +75,7 @@ def run(
     redo: str | None = None,
     weights: str = "auto",
     manifest: PathLike | None = None,
-    cpu_int8: bool = True,
+    cpu_int8: bool = False,
     on_event: OnEvent = None,
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Record:

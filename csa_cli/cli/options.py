@@ -159,5 +159,5 @@ CPU_INT8 = SharedOption(
     "--cpu-int8/--no-cpu-int8",
     None,
     True,
-    "Also quantize with --placement onnxruntime and evaluate and time that graph on the CPU: the study's INT8 (ONNX Runtime CPU) row. Default: on.",
+    "Also quantize with --placement onnxruntime and evaluate and time that graph on the CPU: the study's INT8 (ONNX Runtime CPU) row.",
 )

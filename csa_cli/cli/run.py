@@ -136,7 +136,7 @@ def register(app: typer.Typer) -> None:
         redo: str | None = typer.Option(D.redo, "--redo", metavar="STAGE", help="Redo from this stage on, ignoring cached results."),
         weights: str = options.WEIGHTS(D.weights),
         manifest: Path | None = options.MANIFEST(D.manifest),
-        cpu_int8: bool = options.CPU_INT8(D.cpu_int8),
+        cpu_int8: bool = options.CPU_INT8(D.cpu_int8, why="default off here: a second calibration; on in `csa compare`"),
     ) -> None:
         """Run the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → cpu-int8 → profile."""
         with _Progress(out) as progress:

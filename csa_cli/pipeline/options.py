@@ -61,7 +61,7 @@ class RunOptions(BaseModel):
     img_size: tuple[int, int] | None = None
     redo: StageName | None = None
     manifest: str | None = None
-    cpu_int8: bool = Field(default=True, description="the cpu-int8 stage: quantize with --placement onnxruntime, evaluate and time it on the CPU")
+    cpu_int8: bool = Field(default=False, description="the cpu-int8 stage: quantize with --placement onnxruntime, evaluate and time it on the CPU")
 
 
 class StageResult(BaseModel):

@@ -210,7 +210,7 @@ def _cpu_int8(ctx: Context) -> Record:
     measures what INT8 gives on the CPU. Its artifacts and results carry placement "onnxruntime" in their keys.
     """
     if not ctx.options.cpu_int8:
-        raise Skip("CPU INT8 not asked (--no-cpu-int8)")
+        raise Skip("CPU INT8 not asked (--cpu-int8 adds it)")
     if ctx.options.precision not in ("int8", "mixed"):
         raise Skip(f"precision {ctx.options.precision} needs no INT8 model")
     exported = ctx.records.get("export")
