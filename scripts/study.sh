@@ -47,6 +47,10 @@ cp "$tmp"/report/*.png docs/study/
   echo "command: \`csa compare ${MODELS[*]} ${ARGS[*]}\`."
   echo "No weights could be downloaded here, so every model runs with random weights: latency, MACs,"
   echo "memory traffic and compliance do not depend on the weights; top-1 does, and is chance level."
+  echo "The INT8 (ONNX Runtime CPU) columns of Figs. 5 and 6 are each model quantized again with"
+  echo "\`--placement onnxruntime\` (the cpu-int8 stage, docs/pipeline.md): top-1 and its drop vs FP32 on ONNX"
+  echo "Runtime, latency and its ratio to the same model's FP32 graph timed interleaved. They need --dataset"
+  echo "(calibration); the mixed column stays the TensorRT placement that engines are built from."
 } >docs/study.md.tmp
 mv docs/study.md.tmp docs/study.md
 echo "wrote docs/study.md and docs/study/*.png" >&2

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from csa_cli.graph.traffic import traffic
-from csa_cli.pipeline.compare import build_study
+from csa_cli.pipeline.compare import CPU_INT8_LABEL, build_study
 from csa_cli.pipeline.report import MISSING, PLOTS, REPORT_FILE, to_markdown, write_report
 from csa_cli.store import load_results, store_result
 from tests.fixtures.cli import CliResult
@@ -84,10 +84,11 @@ def check_report_against_store(report: str, models: list[str], batches: list[int
             assert t1[m]["DLA"].startswith("yes" if check["dla"]["compliant"] else "no")
         evals = load_results("eval", m)
         for precision, col in (("fp32", "FP32 top-1 (%)"), ("fp16", "FP16 top-1 (%)"), ("mixed", "mixed top-1 (%)")):
-            found = [e for e in evals if e.get("precision") == precision]
+            found = [e for e in evals if e.get("precision") == precision and e.get("placement") != "onnxruntime"]
             top1 = found[-1]["top1"] if found else None
             assert_cell(f5[m][col], top1, 2)  # eval records give top-1 in percent
         profiles = load_results("profile", m)
+        check_cpu_int8_cells(f5[m], f6[m], evals, profiles, batches[0])
         base_profiles = load_results("profile", baseline)
         for b in batches:
             lat = _latest_latency(profiles, b)
@@ -101,6 +102,19 @@ def check_report_against_store(report: str, models: list[str], batches: list[int
             assert_cell(f7[m][f"b{b} fused estimate @int8 (MB/frame)"], fused, 3)
             if fused is not None and per_frame is not None:
                 assert fused < per_frame / 1e6  # fused INT8 moves less than every node unfused in FP32
+
+
+def check_cpu_int8_cells(f5: dict[str, str], f6: dict[str, str], evals: list[dict[str, Any]], profiles: list[dict[str, Any]], batch: int) -> None:
+    """The INT8 (ONNX Runtime CPU) cells: the eval stored with placement onnxruntime, the profile of the graph it evaluated."""
+    cpu = [e for e in evals if e.get("placement") == "onnxruntime"]
+    fp32 = [e for e in evals if e.get("precision") == "fp32" and e.get("backend") == "onnxruntime"]
+    top1 = cpu[-1]["top1"] if cpu else None
+    assert_cell(f5[f"{CPU_INT8_LABEL} top-1 (%)"], top1, 2)
+    assert_cell(f5[f"{CPU_INT8_LABEL} drop (pp)"], fp32[-1]["top1"] - top1 if top1 is not None and fp32 else None, 2)
+    timed = [r for r in profiles if cpu and r.get("path") == cpu[-1]["path"]]
+    entry = timed[-1]["results"][0] if timed else None
+    assert_cell(f6[f"{CPU_INT8_LABEL} b{batch} (ms)"], entry and entry["median_ms"], 3)
+    assert_cell(f6[f"{CPU_INT8_LABEL} / FP32"], entry and entry["ratio"]["ratio"], 3)
 
 
 def _latest_latency(profiles: list[dict[str, Any]], batch: int) -> float | None:
@@ -250,6 +264,13 @@ def test_compare_runs_the_pipeline_and_writes_the_report(
         assert all(tables["Fig. 7"][m][f"b{b} measured (MB/frame)"] == MISSING for b in batches)
         evals = load_results("eval", m)
         assert {e["precision"] for e in evals} == {"fp32", "mixed"} and all(e["limit"] == 16 for e in evals)
+        # the CPU INT8 row: a second quantization (ONNX Runtime's placement) stored beside the TensorRT one, not over it
+        mixed = {e.get("placement"): e for e in evals if e["precision"] == "mixed"}
+        assert set(mixed) == {"tensorrt", "onnxruntime"} and mixed["tensorrt"]["path"] != mixed["onnxruntime"]["path"]
+        assert json.loads((Path(mixed["onnxruntime"]["path"]).parent / "summary.json").read_text())["placement"] == "onnxruntime"
+        assert tables["Fig. 5"][m]["mixed top-1 (%)"] == f"{mixed['tensorrt']['top1']:.2f}"
+        assert tables["Fig. 5"][m][f"{CPU_INT8_LABEL} top-1 (%)"] == f"{mixed['onnxruntime']['top1']:.2f}"
+        assert tables["Fig. 6"][m][f"{CPU_INT8_LABEL} b1 (ms)"] != MISSING and tables["Fig. 6"][m][f"{CPU_INT8_LABEL} / FP32"] != MISSING
     assert tables["Fig. 6"]["test-convnext"]["b1 / test-convnext"] == "1.000"
     assert "Random weights" in report and "csa-nano, test-convnext" in report
     for name in PLOTS.values():
@@ -334,3 +355,33 @@ def test_fig6_carries_the_interleaved_ratio_interval_and_its_verdict(tmp_path: P
     assert f6["m-csa"]["b1 / m-base"] == f"{tight.ratio:.3f} [{tight.low:.3f}, {tight.high:.3f}]"
     assert f6["m-csa"]["b4 / m-base"].startswith(f"{wide.ratio:.3f} [") and "spread too wide for the claim" in f6["m-csa"]["b4 / m-base"]
     assert f6["m-base"]["b1 / m-base"] == "1.000"
+
+
+def test_cpu_int8_has_its_own_columns_and_leaves_the_mixed_one_alone(stored_study: dict[str, Any]) -> None:
+    """A later eval of the ONNX Runtime-placement graph fills the INT8 (ONNX Runtime CPU) columns, not the mixed one;
+    its latency is the profile of the very graph that eval names, and its ratio is to the model's FP32 graph."""
+    from csa_cli.measure.stats import ratio_spread
+
+    before = build_study(["m-csa"], baseline="m-base", batches=[1])
+    assert before.fig5[0].cpu_int8 is None and before.fig6[0].cpu_int8_ms is None  # nothing stored: missing, not filled in
+    rng = random.Random(3)
+    fp32 = [10 * rng.uniform(0.97, 1.03) for _ in range(30)]
+    spread = ratio_spread([0.6 * t * rng.uniform(0.98, 1.02) for t in fp32], fp32)
+    cpu = {"kind": "eval", "model": "m-csa", "precision": "mixed", "placement": "onnxruntime", "top1": 41.5, "images": 12, "backend": "onnxruntime"}
+    store_result("eval", "m-csa", "cpu", {**cpu, "path": "/x/quantize-b/model.qdq.onnx"})
+    # an INT8 profile of another graph (not the one evaluated) does not count
+    other = {"kind": "profile", "model": "m-csa", "backend": "onnxruntime", "precision": "int8", "path": "/x/other.onnx"}
+    store_result("profile", "m-csa", "other", {**other, "results": [{"batch": 1, "median_ms": 99.0}]})
+    timed = {**other, "path": "/x/quantize-b/model.qdq.onnx", "results": [{"batch": 1, "median_ms": 6.0, "ratio_to": "fp32", "ratio": spread.model_dump()}]}
+    store_result("profile", "m-csa", "cpu", timed)
+    study = build_study(["m-csa"], baseline="m-base", batches=[1])
+    row5, row6 = study.fig5[0], study.fig6[0]
+    assert row5.mixed == before.fig5[0].mixed and row5.drop == before.fig5[0].drop
+    assert row5.cpu_int8 == 41.5 and row5.cpu_int8_drop == pytest.approx(row5.fp32 - 41.5)  # type: ignore[operator]
+    assert row6.latency_ms == before.fig6[0].latency_ms  # the FP32 latency column stays the FP32 profile
+    assert (row6.cpu_int8_batch, row6.cpu_int8_ms, row6.cpu_int8_ratio) == (1, 6.0, pytest.approx(spread.ratio))
+    assert row6.cpu_int8_interval == (pytest.approx(spread.low), pytest.approx(spread.high)) and not row6.cpu_int8_wide
+    tables = {k: _table_by_model(v) for k, v in parse_markdown_tables(to_markdown(study)).items()}
+    assert tables["Fig. 5"]["m-csa"][f"{CPU_INT8_LABEL} top-1 (%)"] == "41.50"
+    assert tables["Fig. 6"]["m-csa"][f"{CPU_INT8_LABEL} / FP32"].startswith(f"{spread.ratio:.3f} [")
+    assert any(CPU_INT8_LABEL in note for note in study.notes)

@@ -51,6 +51,7 @@ def _run_summary(
         seconds=options["seconds"],
         threads=require_positive(options["threads"], "--threads"),
         manifest=os.fspath(manifest) if manifest else None,
+        cpu_int8=options["cpu_int8"],
     )
     return run_pipeline(run_options, on_update=on_update)
 
@@ -74,10 +75,11 @@ def run(
     redo: str | None = None,
     weights: str = "auto",
     manifest: PathLike | None = None,
+    cpu_int8: bool = False,
     on_event: OnEvent = None,
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Record:
-    """`csa run`: the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → profile,
+    """`csa run`: the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → cpu-int8 → profile,
     cached per stage: a "run" record. `on_update` gets the summary at each change of a stage.
 
     A failed stage raises its error's class (its exit code) with the run record as `exc.record`.
@@ -121,6 +123,7 @@ def compare_study(*models: str | Record, on_update: Callable[[RunSummary], None]
         threads=require_positive(options["threads"], "--threads"),
         manifest=os.fspath(manifest) if manifest else None,
         run=not options["no_run"],
+        cpu_int8=options["cpu_int8"],
         on_update=on_update,
     )
     for name, what in study.runs.items():
@@ -153,6 +156,7 @@ def compare(
     report: PathLike | None = None,
     no_run: bool = False,
     manifest: PathLike | None = None,
+    cpu_int8: bool = True,
     on_event: OnEvent = None,
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Record:

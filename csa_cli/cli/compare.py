@@ -90,6 +90,7 @@ def register(app: typer.Typer) -> None:
         report: Path | None = options.REPORT(D.report),
         no_run: bool = typer.Option(D.no_run, "--no-run", help="Only show what is stored; run nothing."),
         manifest: Path | None = options.MANIFEST(D.manifest),
+        cpu_int8: bool = options.CPU_INT8(D.cpu_int8, why="default on: the study shows the row"),
     ) -> None:
         """Compare models from stored results, running through the pipeline whatever is missing.
         \f
@@ -126,5 +127,6 @@ def register(app: typer.Typer) -> None:
                 report=report,
                 no_run=no_run,
                 manifest=manifest,
+                cpu_int8=cpu_int8,
             )
         out.emit(record, lambda: render_study(study))

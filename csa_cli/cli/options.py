@@ -155,3 +155,9 @@ PLACEMENT = SharedOption(
     "tensorrt",
     "Where Q/DQ pairs go: tensorrt (inputs of weighted ops; engines, bundles) | onnxruntime (inputs and outputs: integer kernels on CPU).",
 )
+CPU_INT8 = SharedOption(
+    "--cpu-int8/--no-cpu-int8",
+    None,
+    True,
+    "Also quantize with --placement onnxruntime and evaluate and time that graph on the CPU: the study's INT8 (ONNX Runtime CPU) row.",
+)

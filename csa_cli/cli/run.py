@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         out: Output,
         model: str = typer.Argument(..., metavar="MODEL", help="A zoo model (see `csa list`)."),
         to: str = typer.Option(
-            D.to, "--to", metavar="STAGE", help=f"Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, profile. Default: {D.to}."
+            D.to, "--to", metavar="STAGE", help=f"Last stage: fetch, evaluate, export, check, quantize, engine, eval-mixed, cpu-int8, profile. Default: {D.to}."
         ),
         dataset: str | None = options.DATASET(D.dataset, shown="none: evaluation and calibration are skipped"),
         data_dir: str | None = options.DATA_DIR(D.data_dir),
@@ -136,8 +136,9 @@ def register(app: typer.Typer) -> None:
         redo: str | None = typer.Option(D.redo, "--redo", metavar="STAGE", help="Redo from this stage on, ignoring cached results."),
         weights: str = options.WEIGHTS(D.weights),
         manifest: Path | None = options.MANIFEST(D.manifest),
+        cpu_int8: bool = options.CPU_INT8(D.cpu_int8, why="default off here: a second calibration; on in `csa compare`"),
     ) -> None:
-        """Run the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → profile."""
+        """Run the chain fetch → evaluate → export → check → quantize → engine → eval-mixed → cpu-int8 → profile."""
         with _Progress(out) as progress:
             record = api.run(
                 model,
@@ -158,6 +159,7 @@ def register(app: typer.Typer) -> None:
                 redo=redo,
                 weights=weights,
                 manifest=manifest,
+                cpu_int8=cpu_int8,
             )
         # on a terminal the live view already shows the final table
         summary = progress.summary

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from csa_cli.pipeline.options import RunSummary
 
 ESTIMATE_LABEL = "estimate (static, from the ONNX graph)"
+CPU_PLACEMENT = "onnxruntime"  # `csa quantize --placement onnxruntime`: the study's CPU INT8 row (the cpu-int8 stage)
+CPU_INT8_LABEL = "INT8 (ONNX Runtime CPU)"
 
 
 class Table1Row(BaseModel):
@@ -47,6 +49,8 @@ class Fig5Row(BaseModel):
     mixed: float | None = None
     drop: float | None = Field(default=None, description="reference (FP16, else FP32) minus mixed, percentage points")
     drop_from: str | None = None
+    cpu_int8: float | None = Field(default=None, description="top-1 of the Q/DQ graph in ONNX Runtime's placement, on ONNX Runtime")
+    cpu_int8_drop: float | None = Field(default=None, description="FP32 on ONNX Runtime minus cpu_int8, percentage points")
 
 
 class Fig6Row(BaseModel):
@@ -61,6 +65,11 @@ class Fig6Row(BaseModel):
     wide: dict[int, bool] = Field(default_factory=dict, description="batch -> the interval is wider than ±10%: too wide for the claim")
     device_ms: dict[str, dict[int, float | None]] = Field(default_factory=dict, description="device -> batch -> imported median (ms)")
     device_ratio: dict[str, dict[int, float | None]] = Field(default_factory=dict)
+    cpu_int8_batch: int | None = Field(default=None, description="the batch the CPU INT8 graph was timed at (the exported graph's)")
+    cpu_int8_ms: float | None = Field(default=None, description="median latency of the ONNX Runtime-placement INT8 graph (ms)")
+    cpu_int8_ratio: float | None = Field(default=None, description="cpu_int8_ms / the same model's FP32 graph, timed interleaved")
+    cpu_int8_interval: tuple[float, float] | None = None
+    cpu_int8_wide: bool = False
 
 
 class Fig7Row(BaseModel):
@@ -142,7 +151,9 @@ def _eval_matches(dataset: str | None, limit: int | None) -> Callable[[dict[str,
 
 
 def fig5_row(model: str, dataset: str | None = None, limit: int | None = None) -> Fig5Row:
-    rows = [r for r in load_results("eval", model) if _eval_matches(dataset, limit)(r)]
+    matching = [r for r in load_results("eval", model) if _eval_matches(dataset, limit)(r)]
+    # the CPU INT8 graph (ONNX Runtime's placement) has its own column; the mixed column is the graph engines are built from
+    rows = [r for r in matching if r.get("placement") != CPU_PLACEMENT]
     out = Fig5Row(model=model, dataset=dataset)
     mixed = _latest(rows, precision="mixed") or _latest(rows, precision="int8")
     for precision in ("fp32", "fp16", "mixed"):
@@ -162,7 +173,37 @@ def fig5_row(model: str, dataset: str | None = None, limit: int | None = None) -
     if reference[1] is not None and out.mixed is not None:
         out.drop = reference[1] - out.mixed
         out.drop_from = reference[0]
+    cpu = _latest([r for r in matching if r.get("placement") == CPU_PLACEMENT])
+    if cpu is not None:
+        out.cpu_int8 = _num(cpu.get("top1"))
+        fp32 = _latest(rows, precision="fp32", backend="onnxruntime")
+        if fp32 is not None and out.cpu_int8 is not None and _num(fp32.get("top1")) is not None:
+            out.cpu_int8_drop = float(fp32["top1"]) - out.cpu_int8
     return out
+
+
+def cpu_int8_latency(row: Fig6Row, fig5: Fig5Row, dataset: str | None, limit: int | None) -> None:
+    """The CPU INT8 graph's stored profile (the cpu-int8 stage), found by the path its eval result names."""
+    evaluated = _latest([r for r in load_results("eval", row.model) if r.get("placement") == CPU_PLACEMENT and _eval_matches(dataset, limit)(r)])
+    if evaluated is None or fig5.cpu_int8 is None or not evaluated.get("path"):
+        return
+    timed = _latest(load_results("profile", row.model), path=evaluated.get("path"))
+    entry = next(iter((timed or {}).get("results") or []), None)
+    if entry is None:
+        return
+    row.cpu_int8_batch, row.cpu_int8_ms = entry.get("batch"), _latency_ms(entry)
+    spread = entry.get("ratio")
+    if isinstance(spread, dict) and _num(spread.get("ratio")) is not None:
+        row.cpu_int8_ratio = float(spread["ratio"])
+        row.cpu_int8_interval, row.cpu_int8_wide = _interval(spread, row.cpu_int8_ratio)
+
+
+def _interval(spread: dict[str, Any], ratio: float) -> tuple[tuple[float, float] | None, bool]:
+    """A stored RatioSpread's 95% interval, and whether it is wider than its tolerance (±10%) around `ratio`."""
+    low, high = _num(spread.get("low")), _num(spread.get("high"))
+    if low is None or high is None:
+        return None, False
+    return (low, high), max(ratio - low, high - ratio) / ratio > float(spread.get("tolerance") or 0.1)
 
 
 _LATENCY_KEYS = ("median_ms", "latency_median_ms", "median", "latency_ms")
@@ -264,19 +305,19 @@ def build_study(
             lat = _latency_ms(by_batch[b]) if b in by_batch else None
             base = _latency_ms(base_profile[b]) if b in base_profile else None
             row.latency_ms[b] = lat
-            row.ratio[b] = lat / base if lat is not None and base else None
+            row.ratio[b] = plain = lat / base if lat is not None and base else None
             spread = by_batch[b].get("ratio") if b in by_batch and by_batch[b].get("ratio_to") == baseline else None
-            if isinstance(spread, dict) and row.ratio[b] is not None:
-                row.ratio[b] = _num(spread.get("ratio")) or row.ratio[b]
-                low, high = _num(spread.get("low")), _num(spread.get("high"))
-                if low is not None and high is not None:
-                    row.interval[b] = (low, high)
-                    row.wide[b] = max(row.ratio[b] - low, high - row.ratio[b]) / row.ratio[b] > float(spread.get("tolerance") or 0.1)
+            if isinstance(spread, dict) and plain is not None:
+                row.ratio[b] = ratio = _num(spread.get("ratio")) or plain
+                interval, wide = _interval(spread, ratio)
+                if interval is not None:
+                    row.interval[b], row.wide[b] = interval, wide
         for device in devices:
             row.device_ms[device] = {b: timings[m].get(device, {}).get(b) for b in batches}
             row.device_ratio[device] = {
                 b: (v / base_timing[device][b]) if v is not None and base_timing.get(device, {}).get(b) else None for b, v in row.device_ms[device].items()
             }
+        cpu_int8_latency(row, fig5[models.index(m)], dataset, limit)
         fig6.append(row)
         cost = _latest(load_results("cost", m)) or {}
         per_frame = cost.get("traffic_bytes_per_frame") or {}
@@ -297,6 +338,12 @@ def build_study(
     if fewer:
         notes.append(
             f"Mixed-precision top-1 leaves out the calibration images, so it counts fewer images than FP32 ({', '.join(fewer)}: see the images column)."
+        )
+    if any(r.cpu_int8 is not None for r in fig5):
+        notes.append(
+            f"{CPU_INT8_LABEL}: the model quantized again with `--placement onnxruntime` (Q/DQ on every op's inputs and outputs, "
+            "so ONNX Runtime runs integer kernels), evaluated on ONNX Runtime and timed interleaved with its own FP32 graph; "
+            "its ratio is to that FP32 graph. The mixed column and the engines use the TensorRT placement."
         )
     if not devices:
         notes.append("No device timings imported: TensorRT latency on the Orin is missing here (`csa engine --target orin`, then `csa import-timings`).")
@@ -339,6 +386,7 @@ def compare_models(
     threads: int | None = None,
     manifest: str | None = None,
     run: bool = True,
+    cpu_int8: bool = True,
     on_update: Callable[[RunSummary], None] | None = None,
 ) -> Study:
     """Run what is missing through the pipeline core (cached stages are skipped), then build the study.
@@ -359,7 +407,8 @@ def compare_models(
                 model=m,
                 to="profile",
                 # latency is timed afterwards, every model interleaved with the others (interleaved_profiles)
-                stages=["fetch", "evaluate", "export", "check", "quantize", "eval-mixed"],
+                stages=["fetch", "evaluate", "export", "check", "quantize", "eval-mixed", "cpu-int8"],
+                cpu_int8=cpu_int8,
                 weights=weights,
                 dataset=dataset,
                 data_dir=data_dir,

@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from csa_cli.errors import UsageError
 from csa_cli.records import Record, make_record
 
-StageName = Literal["fetch", "evaluate", "export", "check", "quantize", "engine", "eval-mixed", "profile"]
+StageName = Literal["fetch", "evaluate", "export", "check", "quantize", "engine", "eval-mixed", "cpu-int8", "profile"]
 
 
 # The engine comes before eval-mixed so that an engine built here is what gets evaluated.
-STAGES: tuple[StageName, ...] = ("fetch", "evaluate", "export", "check", "quantize", "engine", "eval-mixed", "profile")
+# cpu-int8 is the study's CPU INT8 row: quantized again with ONNX Runtime's placement, evaluated and timed on the CPU.
+STAGES: tuple[StageName, ...] = ("fetch", "evaluate", "export", "check", "quantize", "engine", "eval-mixed", "cpu-int8", "profile")
 
 
 # Names users may type for a stage (the issue calls the engine stage "build-engine").
@@ -60,6 +61,7 @@ class RunOptions(BaseModel):
     img_size: tuple[int, int] | None = None
     redo: StageName | None = None
     manifest: str | None = None
+    cpu_int8: bool = Field(default=False, description="the cpu-int8 stage: quantize with --placement onnxruntime, evaluate and time it on the CPU")
 
 
 class StageResult(BaseModel):
@@ -137,7 +139,12 @@ def stage_note(name: str, record: dict[str, Any] | None) -> str | None:
     if record.get("kind") == "eval":
         top1 = record.get("top1")
         shown = f"{top1:.2f}%" if isinstance(top1, int | float) else "?"  # eval records give percent
-        return f"top-1 {shown} on {record.get('images')} images ({record.get('backend')}, {record.get('precision')})"
+        said = f"top-1 {shown} on {record.get('images')} images ({record.get('backend')}, {record.get('precision')})"
+        latency: dict[str, Any] = record.get("latency") or {}
+        ratio = (latency.get("ratio_to_fp32") or {}).get("ratio")
+        if isinstance(ratio, int | float):  # the cpu-int8 stage: its latency against the model's FP32 graph
+            said += f"; b{latency.get('batch')} {latency.get('median_ms', 0):.2f} ms, {ratio:.2f}x FP32"
+        return said
     if name == "check" and isinstance(record.get("check"), dict):
         check = record["check"]
         dla = check.get("dla") or {}

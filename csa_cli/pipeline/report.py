@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from csa_cli.paths import atomic_path
-from csa_cli.pipeline.compare import ESTIMATE_LABEL, Study
+from csa_cli.pipeline.compare import CPU_INT8_LABEL, ESTIMATE_LABEL, Study
 
 MISSING = "missing"
 REPORT_FILE = "report.md"
@@ -43,14 +43,16 @@ def table1_rows(study: Study) -> tuple[list[str], list[list[str]]]:
 
 
 def fig5_rows(study: Study) -> tuple[list[str], list[list[str]]]:
-    cols = ["model", "weights", "FP32 top-1 (%)", "FP16 top-1 (%)", "mixed top-1 (%)", "drop (pp)", "images (fp32/mixed)", "backend"]
+    cols = ["model", "weights", "FP32 top-1 (%)", "FP16 top-1 (%)", "mixed top-1 (%)", "drop (pp)"]
+    cols += [f"{CPU_INT8_LABEL} top-1 (%)", f"{CPU_INT8_LABEL} drop (pp)", "images (fp32/mixed)", "backend"]
     rows = []
     for r in study.fig5:
         drop = MISSING if r.drop is None else f"{r.drop:.2f} (from {r.drop_from})"
         images = f"{r.images.get('fp32', MISSING)}/{r.images.get('mixed', MISSING)}"
         backends = set(r.backend.values())
         backend = backends.pop() if len(backends) == 1 else ", ".join(f"{p}: {b}" for p, b in r.backend.items()) or MISSING
-        rows.append([r.model, r.weights or MISSING, fmt(r.fp32, 2), fmt(r.fp16, 2), fmt(r.mixed, 2), drop, images, backend])
+        cpu = [fmt(r.cpu_int8, 2), MISSING if r.cpu_int8_drop is None else f"{r.cpu_int8_drop:.2f} (from fp32)"]
+        rows.append([r.model, r.weights or MISSING, fmt(r.fp32, 2), fmt(r.fp16, 2), fmt(r.mixed, 2), drop, *cpu, images, backend])
     return cols, rows
 
 
@@ -69,6 +71,8 @@ def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     for device in study.devices:
         cols += [f"{device} b{b} (ms)" for b in study.batches]
         cols += [f"{device} b{b} / {study.baseline}" for b in study.batches]
+    cpu_batch = next((r.cpu_int8_batch for r in study.fig6 if r.cpu_int8_batch is not None), study.batches[0])
+    cols += [f"{CPU_INT8_LABEL} b{cpu_batch} (ms)", f"{CPU_INT8_LABEL} / FP32"]
     rows = []
     for r in study.fig6:
         row = [r.model]
@@ -77,6 +81,7 @@ def fig6_rows(study: Study) -> tuple[list[str], list[list[str]]]:
         for device in study.devices:
             row += [fmt(r.device_ms.get(device, {}).get(b), 3) for b in study.batches]
             row += [fmt(r.device_ratio.get(device, {}).get(b), 3) for b in study.batches]
+        row += [fmt(r.cpu_int8_ms, 3), ratio_cell(r.cpu_int8_ratio, r.cpu_int8_interval, r.cpu_int8_wide)]
         rows.append(row)
     return cols, rows
 

@@ -1,4 +1,4 @@
-"""The pipeline core: fetch → evaluate → export → check → quantize → engine → eval-mixed → profile.
+"""The pipeline core: fetch → evaluate → export → check → quantize → engine → eval-mixed → cpu-int8 → profile.
 
 `csa run` and `csa compare` drive the same stage cores as the separate commands, in-process.
 Each finished stage leaves a small "run step" artifact under CSA_HOME (store.py)
@@ -58,6 +58,10 @@ _STAGE_INPUTS: dict[StageName, tuple[tuple[str, ...], tuple[StageName, ...]]] = 
     "quantize": (("calib_dataset", "dataset", "data_dir", "calib_images", "method", "precision"), ("export",)),
     "engine": (("precision", "target", "batch", "dataset", "data_dir"), ("quantize", "export")),
     "eval-mixed": (("dataset", "data_dir", "limit", "precision"), ("quantize", "engine")),
+    "cpu-int8": (
+        ("cpu_int8", "calib_dataset", "dataset", "data_dir", "calib_images", "method", "precision", "limit", "iterations", "seconds", "warmup", "threads"),
+        ("export", "evaluate"),
+    ),
     "profile": (("backend", "batch", "iterations", "seconds", "warmup", "threads", "img_size"), ("fetch",)),
 }
 
@@ -88,6 +92,9 @@ def _step_inputs(ctx: Context, name: StageName) -> dict[str, Any]:
     }
     if name in ("evaluate", "eval-mixed"):
         inputs["dataset_fingerprint"] = _fingerprint(ctx, ctx.options.dataset)
+    elif name == "cpu-int8":
+        inputs["dataset_fingerprint"] = _fingerprint(ctx, ctx.options.dataset)
+        inputs["calib_fingerprint"] = _fingerprint(ctx, ctx.options.calib_dataset or ctx.options.dataset)
     elif name == "quantize":
         inputs["dataset_fingerprint"] = _fingerprint(ctx, ctx.options.calib_dataset or ctx.options.dataset)
     return inputs

@@ -202,6 +202,82 @@ def _eval_mixed(ctx: Context) -> Record:
     )
 
 
+def _cpu_int8(ctx: Context) -> Record:
+    """The study's CPU INT8 row: the exported graph quantized in ONNX Runtime's placement (integer kernels on a
+    CPU), its top-1 on ONNX Runtime, and its latency timed interleaved with the FP32 graph it came from.
+
+    The TensorRT-placement quantize stage stays what engines, bundles and the mixed top-1 use; this one only
+    measures what INT8 gives on the CPU. Its artifacts and results carry placement "onnxruntime" in their keys.
+    """
+    if not ctx.options.cpu_int8:
+        raise Skip("CPU INT8 not asked (--cpu-int8 adds it)")
+    if ctx.options.precision not in ("int8", "mixed"):
+        raise Skip(f"precision {ctx.options.precision} needs no INT8 model")
+    exported = ctx.records.get("export")
+    if exported is None or exported.path is None:
+        raise Skip("no exported model")
+    dataset = _dataset(ctx, "evaluate the CPU INT8 model")
+    from csa_cli.stages.evaluate import stage as evaluate
+    from csa_cli.stages.quantize import stage as quantize
+
+    quantized = quantize.quantize_stage(
+        exported,
+        calib_dataset=ctx.options.calib_dataset or dataset,
+        data_dir=ctx.options.data_dir,
+        calib_images=ctx.options.calib_images,
+        method=ctx.options.method,
+        precision=ctx.options.precision,
+        weights=ctx.weights,
+        manifest=ctx.options.manifest,
+        placement="onnxruntime",
+    )
+    evaluated = evaluate.evaluate_stage(
+        quantized,
+        dataset=dataset,
+        data_dir=ctx.options.data_dir,
+        backend="onnxruntime",
+        limit=ctx.options.limit,
+        weights=ctx.weights,
+        manifest=ctx.options.manifest,
+        threads=ctx.options.threads,
+        workers=_eval_workers(ctx),
+    )
+    fp32 = ctx.records.get("evaluate")
+    fp32_top1 = fp32.field("top1") if fp32 is not None and fp32.field("backend") == "onnxruntime" else None
+    drop = {"fp32_top1": fp32_top1, "drop": round(fp32_top1 - evaluated.field("top1"), 4)} if isinstance(fp32_top1, int | float) else {}
+    return evaluated.with_fields(**drop, **_time_against_fp32(ctx, Path(str(exported.path)), Path(str(quantized.path)), quantized.field("weights_hash")))
+
+
+def _time_against_fp32(ctx: Context, fp32: Path, int8: Path, weights_hash: Any) -> dict[str, Any]:
+    """Both graphs timed round by round (stages/profile/sidebyside.py); only the INT8 one is stored, so that the
+    model's FP32 latency in the study stays the run timed with the other models."""
+    from csa_cli.measure.timing import MeasureSettings
+    from csa_cli.stages.profile.records import ProfileOptions
+    from csa_cli.stages.profile.sidebyside import measure_side_by_side
+    from csa_cli.stages.profile.stage import prepare_onnx
+
+    settings = MeasureSettings(warmup=ctx.options.warmup, iterations=ctx.options.iterations, seconds=ctx.options.seconds)
+    # latency and its ratio only: no static estimate or roofline here (the study's Fig. 7 has the traffic)
+    options = ProfileOptions(
+        backend="onnxruntime", threads=ctx.options.threads, weights=ctx.weights, manifest=ctx.options.manifest, measure=settings, estimate=False
+    )
+    pendings = [
+        prepare_onnx(fp32, options.model_copy(update={"store": False}), model=ctx.model, weights=ctx.weights, weights_hash=weights_hash),
+        prepare_onnx(int8, options, model=ctx.model, weights=ctx.weights, weights_hash=weights_hash),
+    ]
+    (base, timed), _ = measure_side_by_side(pendings)
+    row, fp32_row = timed.results[0], base.results[0]  # the exported graph's static batch (the run's first --batch)
+    spread = row.ratio
+    return {
+        "latency": {
+            "batch": row.batch,
+            "median_ms": row.median_ms,
+            "fp32_median_ms": fp32_row.median_ms,
+            "ratio_to_fp32": None if spread is None else spread.model_dump(mode="json"),
+        }
+    }
+
+
 def _engine(ctx: Context) -> Record:
     if ctx.options.target == "local" and importlib.util.find_spec("tensorrt") is None:
         raise Skip("TensorRT not installed here (--target orin makes a bundle to build on the device)")
@@ -250,5 +326,6 @@ STAGE_BODIES: dict[StageName, Callable[[Context], Record]] = {
     "quantize": _quantize,
     "engine": _engine,
     "eval-mixed": _eval_mixed,
+    "cpu-int8": _cpu_int8,
     "profile": _profile,
 }

@@ -55,6 +55,7 @@ def _eval_fields(
         "path": target.source,
         "backend": engine.name,
         "precision": engine.precision,
+        "placement": target.placement,
         "device": backend_info.get("device"),
         "top1": round(metrics.top1, 4),
         "top5": round(metrics.top5, 4),
@@ -89,6 +90,8 @@ def _eval_fields(
         source=target.source,
         dataset=ds.info.fingerprint,
         excluded=metrics.excluded_calibration,
+        # only a Q/DQ graph has a placement: the keys of every other result stay what they were
+        **({"placement": target.placement} if target.placement else {}),
     )
     fields["result_key"] = key
     return fields

@@ -50,6 +50,7 @@ class EvalTarget:
     source: str | None = None
     calib_files: list[str] = field(default_factory=list)
     num_classes: int | None = None
+    placement: str | None = None  # a Q/DQ graph's placement (tensorrt | onnxruntime): two quantizations of one model, told apart
 
 
 class _CalibList(BaseModel):
@@ -114,6 +115,7 @@ class _Sidecar(BaseModel):
     weights: str | None = None
     weights_hash: str | None = None
     precision: str | None = None
+    placement: str | None = None
 
 
 def read_sidecar(path: Path) -> _Sidecar:
@@ -129,7 +131,7 @@ def read_sidecar(path: Path) -> _Sidecar:
             continue
         if isinstance(data, dict):
             inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
-            for key in ("model", "weights", "weights_hash", "precision"):
+            for key in ("model", "weights", "weights_hash", "precision", "placement"):
                 value = data.get(key, inputs.get(key))
                 if isinstance(value, str) and key not in merged:
                     merged[key] = value
@@ -174,6 +176,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
             f"({pre.input_size[0]}x{pre.input_size[1]}, crop_pct 0.875, bicubic, ImageNet mean/std); pass --model NAME for the model's own"
         )
     precision = record.field("precision") if record is not None and record.kind in ("quantized", "engine") else side.precision
+    placement = (record.field("placement") if record is not None and record.kind == "quantized" else None) or side.placement
     return EvalTarget(
         kind=kind,
         model=entry.name if entry else (model or path.stem),
@@ -187,6 +190,7 @@ def _file_target(path: Path, kind: str, model: str | None, backend: str | None, 
         source=str(path),
         calib_files=calibration_files(record, path),
         num_classes=read_onnx_info(path).num_classes if kind == "onnx" else None,  # the graph's head, not the entry's: a fine-tuned export may differ
+        placement=placement if kind == "onnx" and isinstance(placement, str) else None,
     )
 
 
