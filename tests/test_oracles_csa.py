@@ -216,7 +216,7 @@ def test_csa_nano_matches_stored_and_oracle(stored: dict[str, np.ndarray], seede
     model = seeded_nano
     with torch.no_grad():
         logits = model(image)
-        feats = model.forward_features(image)
+        feats = model.forward_stages(image)
         oracle_logits, oracle_feats = reference_forward(image, to_reference_state_dict(model))
         fused = model.for_inference()(image)
     close(logits, stored["logits"])
@@ -285,7 +285,7 @@ def test_feature_sizes_match_the_network_for_other_stem_kernels_and_strides() ->
     for kernel, stride in [(7, 2), (5, 2), (3, 4)]:
         model = build_csa("csa_nano", depths=(1, 1), dims=(8, 8), heads=(1, 1), reduced=(2, 2), stem_kernel=kernel, stem_stride=stride)
         with torch.no_grad():
-            feats = model.forward_features(torch.zeros(1, 3, 64, 96))
+            feats = model.forward_stages(torch.zeros(1, 3, 64, 96))
         assert [tuple(f.shape[-2:]) for f in feats] == feature_sizes(model.config, (64, 96)), (kernel, stride)
 
 
