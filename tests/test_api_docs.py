@@ -29,7 +29,7 @@ SMALL: dict[str, dict[str, Any]] = {
     "quantize": {"calib_images": 8},
     "evaluate": {"limit": 8},
     "run": {"limit": 8, "calib_images": 8, "iterations": 2},
-    "compare": {"limit": 8, "calib_images": 8, "iterations": 2, "batch": "1"},
+    "compare": {"limit": 8, "calib_images": 8, "iterations": 2, "batch": "1", "cpu_int8": False},  # that row: test_compare.py
 }
 COMMAND = {"evaluate": "eval"}
 

@@ -32,7 +32,7 @@ SMALL = {
     "eval": "--limit 8 --workers 0",
     "quantize": "--calib-images 4",
     "run": "--limit 4 --calib-images 4 --iterations 1",
-    "compare": "--limit 4 --calib-images 4 --iterations 1 --batch 1",
+    "compare": "--limit 4 --calib-images 4 --iterations 1 --batch 1 --no-cpu-int8",  # the CPU INT8 row: tests/test_compare.py
     "profile": "--iterations 1 --warmup 0 --batch 1",
     "train": "--epochs 1 --max-steps 1 --batch-size 4 --img-size 64 --workers 0",
 }
