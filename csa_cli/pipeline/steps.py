@@ -89,23 +89,29 @@ def _eval_workers(ctx: Context) -> int | None:
 
 def _evaluate(ctx: Context) -> Record:
     dataset = _dataset(ctx, "evaluate")
-    from csa_cli.stages.evaluate import stage as evaluate
 
     source: str | Record = ctx.model
     if ctx.options.eval_backend == "onnxruntime":
         # the very ONNX the export stage keeps (the core caches it): one export serves eval, check, quantize and profile
         source = _export(ctx)
+    return _evaluate_on(ctx, source, dataset, ctx.options.eval_backend, precision="fp32")
+
+
+def _evaluate_on(ctx: Context, source: Any, dataset: str, backend: str, **extra: Any) -> Record:
+    """The evaluate stage with the run's data, limit, weights and threads: every eval step of the chain."""
+    from csa_cli.stages.evaluate import stage as evaluate
+
     return evaluate.evaluate_stage(
         source,
         dataset=dataset,
         data_dir=ctx.options.data_dir,
-        backend=ctx.options.eval_backend,
-        precision="fp32",
+        backend=backend,
         limit=ctx.options.limit,
         weights=ctx.weights,
         manifest=ctx.options.manifest,
         threads=ctx.options.threads,
         workers=_eval_workers(ctx),
+        **extra,
     )
 
 
@@ -186,20 +192,9 @@ def _eval_mixed(ctx: Context) -> Record:
     if not built_here and "quantize" not in ctx.records:
         raise Skip("no quantized model")
     dataset = _dataset(ctx, "evaluate")
-    from csa_cli.stages.evaluate import stage as evaluate
 
     # calibration images are left out by the eval core (the engine record carries their list too)
-    return evaluate.evaluate_stage(
-        engine if built_here else ctx.records["quantize"],
-        dataset=dataset,
-        data_dir=ctx.options.data_dir,
-        backend="tensorrt" if built_here else "onnxruntime",
-        limit=ctx.options.limit,
-        weights=ctx.weights,
-        manifest=ctx.options.manifest,
-        threads=ctx.options.threads,
-        workers=_eval_workers(ctx),
-    )
+    return _evaluate_on(ctx, engine if built_here else ctx.records["quantize"], dataset, "tensorrt" if built_here else "onnxruntime")
 
 
 def _cpu_int8(ctx: Context) -> Record:
@@ -217,7 +212,6 @@ def _cpu_int8(ctx: Context) -> Record:
     if exported is None or exported.path is None:
         raise Skip("no exported model")
     dataset = _dataset(ctx, "evaluate the CPU INT8 model")
-    from csa_cli.stages.evaluate import stage as evaluate
     from csa_cli.stages.quantize import stage as quantize
 
     quantized = quantize.quantize_stage(
@@ -231,17 +225,7 @@ def _cpu_int8(ctx: Context) -> Record:
         manifest=ctx.options.manifest,
         placement="onnxruntime",
     )
-    evaluated = evaluate.evaluate_stage(
-        quantized,
-        dataset=dataset,
-        data_dir=ctx.options.data_dir,
-        backend="onnxruntime",
-        limit=ctx.options.limit,
-        weights=ctx.weights,
-        manifest=ctx.options.manifest,
-        threads=ctx.options.threads,
-        workers=_eval_workers(ctx),
-    )
+    evaluated = _evaluate_on(ctx, quantized, dataset, "onnxruntime")
     fp32 = ctx.records.get("evaluate")
     fp32_top1 = fp32.field("top1") if fp32 is not None and fp32.field("backend") == "onnxruntime" else None
     drop = {"fp32_top1": fp32_top1, "drop": round(fp32_top1 - evaluated.field("top1"), 4)} if isinstance(fp32_top1, int | float) else {}
