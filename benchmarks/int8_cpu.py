@@ -7,11 +7,11 @@ FP32) on the calibration photos' held-out crops says how much the quantization c
 
 The calibration set is made here from scikit-image's bundled photos (crops and flips, written as
 an ImageFolder), and quantization goes through `csa quantize`'s stage with --placement
-onnxruntime and the default mixed policy; random weights unless --weights says otherwise
+onnxruntime and the default mixed policy (its onnxruntime rules: policy.MIXED_RULES); random weights unless --weights says otherwise
 (latency does not depend on them; the cosine is then that of a random network).
 
 Usage:
-    .venv/bin/python benchmarks/int8_cpu.py                        # csa-tiny, 2 threads, 3 s budget each
+    .venv/bin/python benchmarks/int8_cpu.py                        # csa-tiny, 2 threads, 3 s budget each, rounds of 5 runs
     .venv/bin/python benchmarks/int8_cpu.py --model csa-nano --iterations 10 --calib-images 8   # a smoke run
 """
 
@@ -90,9 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=None, help="interleaved rounds (default: a time budget)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time budget per graph, s (extended up to 3x while the ratio is too wide)")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument(
+        "--per-round",
+        type=int,
+        default=5,
+        help="runs of a graph back to back in each round; the round's value is their median (1: alternate every run)",
+    )
     parser.add_argument("--calib-images", type=int, default=64)
     parser.add_argument("--method", default="entropy", help="entropy | percentile | minmax")
+    parser.add_argument("--precision", default="mixed", help="mixed | int8 (as csa quantize)")
+    parser.add_argument("--keep-fp", action="append", default=[], metavar="GLOB", help="node-name glob kept in float (as csa quantize; repeatable)")
     args = parser.parse_args(argv)
+    if args.per_round < 1:
+        parser.error("--per-round must be at least 1")
 
     from csa_cli.stages.export.stage import export_stage
     from csa_cli.stages.quantize.stage import quantize_stage
@@ -101,14 +111,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     fp32 = Path(str(export_stage(args.model, weights=args.weights, batch=1).path))
     with tempfile.TemporaryDirectory(prefix="int8-cpu-") as tmp:
         calib = photo_folder(Path(tmp) / "calib", args.calib_images)
-        record = quantize_stage(fp32, calib_dataset=str(calib), calib_images=args.calib_images, method=args.method, model=args.model, placement="onnxruntime")
+        record = quantize_stage(
+            fp32,
+            calib_dataset=str(calib),
+            calib_images=args.calib_images,
+            method=args.method,
+            model=args.model,
+            placement="onnxruntime",
+            precision=args.precision,
+            keep_fp=args.keep_fp,
+        )
         int8 = Path(str(record.path))
         images = held_out_images(Path(tmp) / "held-out", args.model, 16)
     cos_mean, cos_min = cosine_of_logits(fp32, int8, images)
 
     settings = MeasureSettings(warmup=args.warmup, iterations=args.iterations, seconds=None if args.iterations else args.seconds)
     probes = {"fp32": OrtProbe(fp32, threads=args.threads), "int8": OrtProbe(int8, threads=args.threads)}
-    side = interleave({label: (lambda p=p: p.stepper(1, settings)) for label, p in probes.items()}, settings, baseline="fp32")
+    # rounds of several back-to-back runs: the steady state a deployment sees (one model, frame after frame),
+    # while the interleaving still gives both graphs the same machine; with --per-round 1 every run
+    # follows the other graph's and starts in caches that graph filled
+    side = interleave({label: (lambda p=p: p.stepper(1, settings)) for label, p in probes.items()}, settings, baseline="fp32", per_round=args.per_round)
     spread = side.ratios["int8"]
     speedup, low, high = 1 / spread.ratio, 1 / spread.high, 1 / spread.low
     fp32_ms = float(np.median(side.round_ms["fp32"]))
@@ -117,12 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from csa_cli.measure.machine import machine_info
 
     m = machine_info(args.threads)
+    policy = args.precision + "".join(f", --keep-fp {glob}" for glob in args.keep_fp)
     lines = [
         f"## INT8 on ONNX Runtime CPU: {args.model}, batch 1 (benchmarks/int8_cpu.py)",
         "",
         f"Machine: {m.cpu}, {m.cpu_count} logical CPUs, {args.threads} threads; onnxruntime {m.libraries.get('onnxruntime')}; "
         f"weights {args.weights}; {side.describe()}; run took {time.perf_counter() - started:.0f} s.",
-        f"INT8: `csa quantize --placement onnxruntime` (mixed policy, {args.method}, {args.calib_images} calibration crops of skimage photos).",
+        f"INT8: `csa quantize --placement onnxruntime` ({policy}, {args.method}, {args.calib_images} calibration crops of skimage photos).",
         "",
         "| graph | median ms | INT8 / FP32 [95% interval] | speed-up [95% interval] |",
         "| --- | ---: | ---: | ---: |",

@@ -80,6 +80,17 @@ def test_mixed_policy_keeps_exactly_the_documented_layers() -> None:
     }
 
 
+def test_mixed_policy_for_onnxruntime_keeps_only_the_attention_layers() -> None:
+    """On ONNX Runtime a float stem, classifier or gate conv splits the integer chain for no agreement
+    gained (policy.MIXED_RULES): only the attention products stay float there."""
+    from csa_cli.stages.quantize.policy import default_fp_policy, nodes_kept_fp
+
+    kept = {(k.name, k.rule) for k in default_fp_policy(csa_like(), "onnxruntime")}
+    assert kept == {("query", "attention-product"), ("qk", "softmax"), ("av", "softmax")}
+    assert {k.name for k in nodes_kept_fp(csa_like(), "mixed", ["gate"], "onnxruntime")} == {"query", "qk", "av", "gate"}
+    assert nodes_kept_fp(csa_like(), "int8", [], "onnxruntime") == []
+
+
 def test_stem_search_goes_three_ops_deep_and_an_ending_sigmoid_is_a_gate() -> None:
     from csa_cli.stages.quantize.policy import default_fp_policy
 

@@ -466,6 +466,7 @@ def test_onnxruntime_placement_runs_integer_convolutions_and_agrees_with_fp32_on
 
     import onnx
     import onnxruntime as ort
+    from onnx import numpy_helper
 
     from csa_cli.stages.quantize.stage import quantize_onnx
 
@@ -475,6 +476,11 @@ def test_onnxruntime_placement_runs_integer_convolutions_and_agrees_with_fp32_on
         d.onnx_path, tmp_path / "digits-ort", (calib[i : i + 32] for i in range(0, len(calib), 32)), method="entropy", placement="onnxruntime"
     )
     assert result.summary.placement == "onnxruntime" and result.summary.precision == "mixed"
+    assert {k.rule for k in result.summary.kept_fp} == {"attention-product"}  # policy.MIXED_RULES["onnxruntime"]
+    graph = onnx.load(str(result.qdq_path))
+    weights = [i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    # 7-bit weights (reduce_range): full-range INT8 saturates U8S8 kernels on CPUs without VNNI
+    assert weights and max(int(np.abs(numpy_helper.to_array(w).astype(np.int32)).max()) for w in weights) <= 64
     opts = ort.SessionOptions()
     opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED  # the QDQ fusions, without hardware-specific layouts

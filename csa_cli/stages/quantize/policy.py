@@ -29,6 +29,18 @@ if TYPE_CHECKING:
 PASSTHROUGH_OPS = {"Resize", "Reshape", "Transpose", "Identity", "BatchNormalization", "Flatten", "Squeeze", "Unsqueeze", "Cast"}
 
 
+# Which mixed-policy rules apply per placement (docs/quantization.md, "--precision mixed").
+# TensorRT runs a kept layer in FP16 and pays a cheap reformat at its edges. ONNX Runtime's CPU runs it
+# in FP32 and pays a DequantizeLinear, a QuantizeLinear and NHWC<->NCHW transposes around it, and a
+# float gate conv also pulls the gate's Resize and Sigmoid out of the integer chain: measured
+# interleaved on csa-tiny (benchmarks/int8_cpu.py, docs/results.md), the five rules give 1.59x over FP32
+# and these two 1.72-1.77x, with the same 99.4% top-1 agreement on the digits-trained csa-nano.
+MIXED_RULES: dict[str, tuple[str, ...]] = {
+    "tensorrt": ("stem", "classifier", "sigmoid-gate", "attention-product", "softmax"),
+    "onnxruntime": ("attention-product", "softmax"),
+}
+
+
 class KeptNode(BaseModel):
     """A weighted node left in higher precision, and the rule that kept it."""
 
@@ -77,8 +89,10 @@ def downstream_weighted(g: GraphIndex, tensor: str, limit: int = 8) -> list[onnx
     return found
 
 
-def default_fp_policy(model: onnx.ModelProto) -> list[KeptNode]:
+def default_fp_policy(model: onnx.ModelProto, placement: str = "tensorrt") -> list[KeptNode]:
     """The documented "mixed" policy: weighted nodes that stay in FP16/FP32 (docs/quantization.md).
+
+    `placement` picks which rules apply (MIXED_RULES); all five for tensorrt.
 
     One set of structural rules serves every family; each fires only where its pattern exists:
     - stem: the first weighted node on the image input (all families);
@@ -90,8 +104,10 @@ def default_fp_policy(model: onnx.ModelProto) -> list[KeptNode]:
     g = index_graph(model, infer=False)
     kept: dict[str, KeptNode] = {}
 
+    rules = MIXED_RULES[placement]
+
     def keep(node: onnx.NodeProto | None, rule: str) -> None:
-        if node is not None and node.name not in kept:
+        if node is not None and rule in rules and node.name not in kept:
             kept[node.name] = KeptNode(name=node.name, op_type=node.op_type, rule=rule)
 
     for name in (i.name for i in model.graph.input):
@@ -132,8 +148,8 @@ def match_keep_fp(model: onnx.ModelProto, patterns: Sequence[str]) -> list[KeptN
     return kept
 
 
-def nodes_kept_fp(model: onnx.ModelProto, precision: str, keep_fp: Sequence[str]) -> list[KeptNode]:
-    kept = default_fp_policy(model) if precision == "mixed" else []
+def nodes_kept_fp(model: onnx.ModelProto, precision: str, keep_fp: Sequence[str], placement: str = "tensorrt") -> list[KeptNode]:
+    kept = default_fp_policy(model, placement) if precision == "mixed" else []
     names = {k.name for k in kept}
     for extra in match_keep_fp(model, keep_fp):
         if extra.name not in names:

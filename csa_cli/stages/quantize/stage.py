@@ -46,7 +46,7 @@ from csa_cli.stages.quantize.calibration import (
 )
 from csa_cli.stages.quantize.collect import DEFAULT_BATCH, collect_ranges, float_tensors
 from csa_cli.stages.quantize.policy import nodes_kept_fp
-from csa_cli.stages.quantize.qdq_writer import PLACEMENTS, write_qdq
+from csa_cli.stages.quantize.qdq_writer import ORT_PLACEMENT_REVISION, PLACEMENTS, write_qdq
 from csa_cli.stages.quantize.records import CalibFileList, QuantizeResult, QuantizeSummary, TensorRange, Timings
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def quantize_onnx(
         raise CsaError(f"{source} is already quantized (it has Q/DQ nodes)", hint="give the FP32 ONNX written by `csa export`")
     model = name_nodes(onnx.shape_inference.infer_shapes(model))
     onnx_info(model).require_nchw()
-    kept = nodes_kept_fp(model, precision, keep_fp)
+    kept = nodes_kept_fp(model, precision, keep_fp, placement)
     names = float_tensors(model)
 
     collector, images = collect_ranges(model, batches, names, pool=batch_size, threads=threads)
@@ -328,6 +328,7 @@ def quantize_stage(
     }
     if placement != "tensorrt":  # today's artifacts keep their keys
         inputs["placement"] = placement
+        inputs["placement_revision"] = ORT_PLACEMENT_REVISION
     key = artifact_key(stage="quantize", **inputs)
     name = zoo_model or onnx_path.stem
 
