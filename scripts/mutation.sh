@@ -89,11 +89,14 @@ for row in "${selected[@]}"; do
   fi
   start=$(date +%s)
   echo "$(date -u +%FT%TZ) $name: mutating $module with $tests (commit $commit)" | tee -a "$OUT/summary.log"
-  # mutmut runs the tests in forks of its own process; a test's `python -m csa_cli` subprocess
+  # mutmut runs each mutant's tests in a fork of a process that has already run torch: a fork of a
+  # process whose OpenMP pool is running can hang (then mutmut reports a "timeout", i.e. killed, for a
+  # mutant that was never tested), so torch gets one thread (OMP/MKL_NUM_THREADS=1; JOBS forks run at once).
+  # A test's `python -m csa_cli` subprocess
   # imports the installed csa_cli, not the mutant, so only in-process tests can kill a mutant
   if [ -n "${SAMPLE:-}" ]; then
     # mutmut makes every mutant and maps tests to functions first, then stops at a filter that matches none
-    (cd "$work" && env -u PYTHONPATH "$MUTMUT" run --max-children "$JOBS" "no-such-mutant" >"$work/generate.log" 2>&1) || true
+    (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" "no-such-mutant" >"$work/generate.log" 2>&1) || true
     (cd "$work" && "$MUTMUT" results --all true >"$work/all.txt" 2>&1) || true
     mapfile -t picked < <("$PYTHON" - "$work/all.txt" "$SAMPLE" "${SEED:-0}" <<'EOF'
 import random, sys
@@ -107,9 +110,9 @@ EOF
       echo "$name: no mutants listed; see $work/generate.log" >>"$OUT/summary.log"
       continue
     fi
-    (cd "$work" && env -u PYTHONPATH "$MUTMUT" run --max-children "$JOBS" "${picked[@]}" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
+    (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" "${picked[@]}" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
   else
-    (cd "$work" && env -u PYTHONPATH "$MUTMUT" run --max-children "$JOBS" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
+    (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
   fi
   (cd "$work" && "$MUTMUT" results --all true >"$work/results.txt" 2>&1) || true
   "$PYTHON" - "$work/results.txt" "$name" "$module" "$(($(date +%s) - start))" >>"$OUT/summary.log" <<'EOF'
