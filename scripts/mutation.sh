@@ -33,7 +33,7 @@ OUT="${MUTATION_DIR:-/tmp/csa-mutation}"
 MAP=(
   "csa|csa_cli/models/csa.py|tests/test_oracles_csa.py tests/test_models.py tests/test_reference_import.py"
   "preprocess|csa_cli/data/preprocess.py|tests/test_oracles_preprocess.py tests/test_preprocess.py"
-  "calibration|csa_cli/stages/quantize/calibration.py|tests/test_oracles_calibration.py tests/test_quantize.py::test_entropy_threshold_matches_bin_by_bin_reference tests/test_quantize.py::test_entropy_clips_outliers_that_minmax_keeps tests/test_quantize.py::test_histogram_grows_without_losing_counts tests/test_quantize.py::test_cache_round_trip_is_bit_exact tests/test_quantize.py::test_cache_hex_is_float32_bits tests/test_quantize.py::test_cache_parser_names_what_is_wrong tests/test_quantize.py::test_calibration_sample_is_seeded_and_class_balanced tests/test_quantize.py::test_calibration_sample_takes_all_when_short"
+  "calibration|csa_cli/stages/quantize/calibration.py|tests/test_oracles_calibration.py tests/test_calibration_units.py tests/test_quantize.py::test_entropy_threshold_matches_bin_by_bin_reference tests/test_quantize.py::test_entropy_clips_outliers_that_minmax_keeps tests/test_quantize.py::test_histogram_grows_without_losing_counts tests/test_quantize.py::test_cache_round_trip_is_bit_exact tests/test_quantize.py::test_cache_hex_is_float32_bits tests/test_quantize.py::test_cache_parser_names_what_is_wrong tests/test_quantize.py::test_calibration_sample_is_seeded_and_class_balanced tests/test_quantize.py::test_calibration_sample_takes_all_when_short"
   "policy|csa_cli/stages/quantize/policy.py|tests/test_oracles_quant.py"
   "qdq|csa_cli/graph/qdq.py|tests/test_oracles_quant.py"
   "costmodel|csa_cli/graph/costmodel.py|tests/test_oracles_costmodel.py tests/test_costmodel.py"
@@ -73,12 +73,15 @@ for row in "${selected[@]}"; do
   else
     rm -rf "$work"
     mkdir -p "$work"
-    (cd "$ROOT" && git ls-files -co --exclude-standard -- csa_cli tests zoo pyproject.toml | tar -cf - -T -) | tar -xf - -C "$work"
+    (cd "$ROOT" && git ls-files -co --exclude-standard -- csa_cli tests zoo docs pyproject.toml | tar -cf - -T -) | tar -xf - -C "$work"
     {
       echo "[mutmut]"
       echo "source_paths = csa_cli"
       echo "only_mutate = $module"
-      echo "also_copy = zoo"
+      # the manifest, and the docs that tests/test_check.py reads to check every rule is documented
+      echo "also_copy ="
+      echo "    zoo"
+      echo "    docs"
       echo "pytest_add_cli_args = -p no:cacheprovider"
       # a mutant that makes a resize or a search loop huge is caught by its timeout; mutmut's default
       # (15 x the tests' time) would spend minutes on each

@@ -14,7 +14,7 @@ from torch import nn
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.models import build_from_entry, create_model, inference_form
 from csa_cli.models.checkpoint import load_checkpoint, load_model_from_checkpoint, read_metadata, save_checkpoint
-from csa_cli.models.csa import CSABlock, CSAConfig, CSANet, exact_scale, feature_sizes, resize_to, rotate, variant_config
+from csa_cli.models.csa import CSABlock, CSAConfig, CSANet, build_csa, exact_scale, feature_sizes, resize_to, rotate, variant_config
 from csa_cli.models.reference import from_reference_state_dict, our_key_to_reference, to_reference_state_dict
 from tests.fixtures.models import randomize_bn
 
@@ -460,3 +460,48 @@ def test_csa_tiny_compute_matches_the_zoo_figure() -> None:
 
 def test_inference_form_does_less_work(csa_nano_model: CSANet) -> None:
     assert _conv_gmacs(inference_form(csa_nano_model), (224, 224)) < 0.95 * _conv_gmacs(csa_nano_model, (224, 224))
+
+
+def test_drop_path_keeps_the_expected_value_and_drops_whole_samples() -> None:
+    """Stochastic depth (timm's drop_path): each sample's residual is zeroed with probability p or scaled by 1/(1-p)."""
+    from csa_cli.models.csa import drop_path
+
+    torch.manual_seed(0)
+    x = torch.ones(4000, 2, 3, 3)
+    y = drop_path(x, 0.25, training=True)
+    per_sample = y.reshape(4000, -1)
+    assert torch.all(per_sample == per_sample[:, :1])  # one decision per sample, not per element
+    values = torch.unique(per_sample).tolist()
+    assert len(values) == 2 and values[0] == 0.0 and values[1] == pytest.approx(1 / 0.75)
+    kept = float((per_sample[:, 0] > 0).float().mean())
+    assert abs(kept - 0.75) < 0.03 and abs(float(y.mean()) - 1.0) < 0.04
+    assert drop_path(x, 0.25, training=False) is x and drop_path(x, 0.0, training=True) is x
+
+
+def test_stochastic_depth_grows_linearly_from_zero_to_the_rate() -> None:
+    """timm's schedule: block i of n gets drop_path_rate * i / (n - 1), the last block the full rate."""
+    model = build_csa("csa-nano", drop_path_rate=0.3)
+    rates = [b.drop_path_rate for b in model.modules() if isinstance(b, CSABlock)]
+    n = sum(variant_config("csa-nano").depths)
+    assert len(rates) == n
+    assert rates == pytest.approx([0.3 * i / (n - 1) for i in range(n)])
+    assert rates[0] == 0.0 and rates[-1] == pytest.approx(0.3)
+
+
+def test_timm_reads_avg_pooling_and_1000_classes_from_an_untrained_variant(tmp_path: Path) -> None:
+    """What timm's Hub helpers write for a CSA model (config.json) names average pooling and 1000 classes, and
+    timm builds the model back from it."""
+    import json
+
+    import timm
+    from timm.models._hub import save_config_for_hf
+
+    import csa_cli.models.csa  # noqa: F401  (registers the variants with timm)
+
+    model = timm.create_model("csa_nano")
+    assert model.pretrained_cfg["num_classes"] == 1000 and model.num_classes == 1000
+    save_config_for_hf(model, str(tmp_path / "config.json"))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["global_pool"] == "avg" and config["num_classes"] == 1000
+    rebuilt = timm.create_model("csa_nano", global_pool=config["global_pool"], num_classes=config["num_classes"])
+    assert rebuilt.global_pool == rebuilt.head.global_pool == "avg"  # the model's attribute is timm's fallback

@@ -105,5 +105,22 @@ def test_unreadable_image_is_a_clear_error(tmp_path) -> None:
     bad.write_bytes(b"not a jpeg at all")
     with pytest.raises(CsaError, match=r"cannot read .*broken\.JPEG as an image"):
         open_image(bad)
-    with pytest.raises(CsaError, match="image not found"):
+    with pytest.raises(CsaError, match="image not found") as missing:
         open_image(tmp_path / "missing.png")
+    assert missing.value.hint == "check the path"
+
+
+@pytest.mark.parametrize("size", [(9, 7), (40, 30), (5, 12)])
+def test_centre_crop_larger_than_the_image_pads_with_zeros_as_torchvision(size: tuple[int, int]) -> None:
+    """An image smaller than the crop (a rounding edge of the cover resize) is padded as torchvision's CenterCrop does."""
+    import numpy as np
+    from torchvision.transforms import CenterCrop
+
+    from csa_cli.data.preprocess import EvalTransform
+
+    pixels = np.random.default_rng(0).integers(1, 256, (size[1], size[0], 3), dtype=np.uint8)  # no zeros: padding shows
+    img = Image.fromarray(pixels)
+    transform = EvalTransform(Preprocessing(input_size=(11, 10), crop_pct=1.0, interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3))
+    ours, theirs = transform._centre_crop(img), CenterCrop((11, 10))(img)
+    assert ours.size == theirs.size == (10, 11)
+    assert np.array_equal(np.asarray(ours), np.asarray(theirs))
