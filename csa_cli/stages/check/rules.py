@@ -292,8 +292,3 @@ SHAPE_INPUTS: dict[str, set[int]] = {
     "ConstantOfShape": {0},
     "Range": {0, 1, 2},
 }
-
-
-def rule_table() -> list[dict[str, str]]:
-    """Every rule with its rule sets and sources (for docs and `csa check --list-rules`)."""
-    return [{"rule": r.id, "rule_set": s, "checks": r.title, "source": src} for r in RULES.values() for s, src in r.sources.items()]
