@@ -332,7 +332,9 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                     written += size or 0
             node_macs = _node_macs(node, g)
             if node_macs is None:
-                unknown.update(i for i in node.input[:2] if i)
+                # name the operands that blocked the count, not those whose shape is known
+                known = {i for i in node.input[:2] if (t := g.info(i)) is not None and t.static}
+                unknown.update(i for i in node.input[:2] if i and i not in known)
             macs = node_macs or 0
         nodes.append(
             NodeCost(

@@ -1,0 +1,233 @@
+"""Behaviours of the numeric core (graph/costmodel.py, graph/traffic.py) that mutation testing showed
+no other test pinned: error wording, unknown shapes, stored bytes through Cast and views, scalar and
+unknown-size weights, graphs exported at a batch other than 1, and view chains past the search limit.
+
+Every graph is built by hand; the expected figures are counted from the graph in the comments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from csa_cli.errors import CsaError
+from csa_cli.graph.costmodel import analyze
+from csa_cli.graph.traffic import traffic
+
+F = 4  # bytes per float32
+Shape = Sequence[int | str] | None  # None: a tensor of unknown rank
+
+
+def _model(
+    nodes: Sequence[onnx.NodeProto],
+    inputs: dict[str, Shape],
+    outputs: dict[str, Shape],
+    inits: dict[str, np.ndarray] | None = None,
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        list(nodes),
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None if s is None else list(s)) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None if s is None else list(s)) for n, s in outputs.items()],
+        [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()],
+    )
+    # "custom" is a domain nobody knows: shape inference leaves its ops' outputs untyped.
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+
+
+def _weights(*shape: int, dtype: type = np.float32) -> np.ndarray:
+    return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape).astype(dtype)
+
+
+# --- costmodel: CostReport.traffic_at and analyze's batch argument ---
+
+
+def test_traffic_at_scales_activations_with_the_batch_and_rejects_batches_below_one() -> None:
+    # x[1,4] @ w[4,3] -> y[1,3]: reads 4 floats of x, writes 3 floats of y, 12 weight floats.
+    report = analyze(_model([helper.make_node("MatMul", ["x", "w"], ["y"])], {"x": [1, 4]}, {"y": [1, 3]}, {"w": _weights(4, 3)}))
+    for batch in (1, 3):
+        t = report.traffic_at(batch)
+        assert (t.batch, t.bytes_read, t.bytes_written) == (batch, batch * 4 * F + 12 * F, batch * 3 * F)
+        assert t.bytes_total == t.bytes_read + t.bytes_written
+        assert t.bytes_per_frame == pytest.approx((batch * 7 * F + 12 * F) / batch)
+        assert t.macs_per_frame == 4 * 3
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=r"^batch must be at least 1$"):
+            report.traffic_at(bad)
+        with pytest.raises(CsaError, match=rf"^batch must be at least 1, got {bad}$"):
+            analyze(_model([helper.make_node("Relu", ["x"], ["y"])], {"x": [1, 4]}, {"y": [1, 4]}), batch=bad)
+
+
+# --- costmodel: MACs and sizes that shape inference leaves unknown ---
+
+
+@pytest.mark.parametrize("op", ["Gemm", "MatMul"])
+def test_a_mac_op_with_an_operand_of_unknown_shape_counts_zero_macs_and_reports_the_operand(op: str) -> None:
+    # x has no rank, so x @ w has no MAC count even though y's shape is declared; m = k @ w is
+    # still counted: 1 row of 4 times 4x3 = 12 MACs.
+    nodes = [helper.make_node(op, ["x", "w"], ["y"], name="unknown"), helper.make_node("MatMul", ["k", "w"], ["m"], name="known")]
+    report = analyze(_model(nodes, {"x": None, "k": [1, 4]}, {"y": [2, 3], "m": [1, 3]}, {"w": _weights(4, 3)}))
+    unknown, known = report.nodes
+    assert (unknown.macs, known.macs, report.macs) == (0, 12, 12)
+    assert report.unknown_shapes == ["x"]  # w and y have known shapes: only x blocks the count
+    assert unknown.activation_bytes_read == 0 and unknown.bytes_written == 2 * 3 * F  # x unknown: counted as 0
+
+
+@pytest.mark.parametrize(("trans_a", "x_shape", "y_shape", "macs"), [(0, [1, 5], [1, 7], 5 * 7), (1, [1, 3], [3, 7], 3 * 7 * 1)])
+def test_gemm_macs_take_the_inner_dim_from_the_side_trans_a_names(trans_a: int, x_shape: list[int], y_shape: list[int], macs: int) -> None:
+    # transA=0: A is [M, K] and K is its last dim; transA=1: A is [K, M] and K is its first.
+    k = x_shape[0] if trans_a else x_shape[1]
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], transA=trans_a)
+    report = analyze(_model([node], {"x": x_shape}, {"y": y_shape}, {"w": _weights(k, 7)}))
+    assert report.macs == macs and report.unknown_shapes == []
+
+
+def test_activations_of_unknown_size_are_reported_by_name_and_count_zero_bytes() -> None:
+    # custom.Foo's output t is untyped: Foo reads x (4 floats) and writes 0; Relu reads 0 and writes y.
+    nodes = [helper.make_node("Foo", ["x"], ["t"], domain="custom", name="foo"), helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    report = analyze(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}))
+    assert report.unknown_shapes == ["t"]
+    assert [(n.activation_bytes_read, n.bytes_written) for n in report.nodes] == [(4 * F, 0), (0, 4 * F)]
+    # an input of unknown rank: Relu's input and output are both unknown
+    unranked = analyze(_model([helper.make_node("Relu", ["x"], ["y"])], {"x": None}, {"y": None}))
+    assert unranked.unknown_shapes == ["x", "y"]
+    assert unranked.activation_bytes_read == unranked.activation_bytes_written == 0
+
+
+def _weight_chain(kind: str) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray], int]:
+    """Nodes that make the constant `wt` ([k, 3]) from stored tensors, the stored tensors, and k."""
+    if kind == "cast fp16":
+        return [helper.make_node("Cast", ["w"], ["wt"], to=TensorProto.FLOAT)], {"w": _weights(4, 3, dtype=np.float16)}, 4
+    if kind == "int8 dq transpose":
+        dq = helper.make_node("DequantizeLinear", ["w", "s", "z"], ["d"])
+        inits = {"w": _weights(3, 4, dtype=np.int8), "s": np.array(0.5, np.float32), "z": np.array(0, np.int8)}
+        return [dq, helper.make_node("Transpose", ["d"], ["wt"], perm=[1, 0])], inits, 4
+    if kind == "reshape":
+        return [helper.make_node("Reshape", ["w", "shape"], ["wt"])], {"w": _weights(12), "shape": np.array([4, 3], np.int64)}, 4
+    if kind == "tile":
+        return [helper.make_node("Tile", ["w", "reps"], ["wt"])], {"w": _weights(4, 3), "reps": np.array([2, 1], np.int64)}, 8
+    tensor = numpy_helper.from_array(_weights(4, 3), "value")
+    return [helper.make_node("Constant", [], ["wt"], value=tensor)], {}, 4  # a Constant node
+
+
+@pytest.mark.parametrize(
+    ("kind", "weight_bytes", "params"),
+    [
+        ("cast fp16", 4 * 3 * F, 12),  # Cast makes a new tensor: it is read as FP32
+        ("int8 dq transpose", 4 * 3 * 1, 12),  # read as the stored int8, through the DQ and the Transpose
+        ("reshape", 12 * F, 12),  # a view reads what is stored
+        ("tile", 8 * 3 * F, 24),  # Tile makes a bigger tensor: read at its own size
+        ("constant node", 4 * 3 * F, 12),
+    ],
+)
+def test_a_weight_is_read_in_the_bytes_of_the_tensor_that_holds_it(kind: str, weight_bytes: int, params: int) -> None:
+    chain, inits, k = _weight_chain(kind)
+    report = analyze(_model([*chain, helper.make_node("MatMul", ["x", "wt"], ["y"], name="mm")], {"x": [1, k]}, {"y": [1, 3]}, inits))
+    (mm,) = [n for n in report.nodes if n.name == "mm"]
+    assert all(n.folded for n in report.nodes if n.name != "mm")  # the constant-only nodes cost nothing
+    assert mm.weight_bytes_read == report.weight_bytes == weight_bytes
+    assert report.params == params and report.macs == k * 3
+
+
+# --- traffic: the fused model's byte counts ---
+
+C, HW = 2, 4
+ACT = C * HW * HW  # elements of one image's activation
+
+
+def _conv_relu(batch: int | str | None) -> onnx.ModelProto:
+    """x -> Conv 1x1 -> Relu -> y, with `batch` as the first dim of x and y (None: unknown)."""
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    shape = [batch, C, HW, HW]
+    return _model(nodes, {"x": shape}, {"y": shape}, {"w": _weights(C, C, 1, 1), "b": _weights(C)})
+
+
+@pytest.mark.parametrize(("batch", "graph_batch"), [(1, 1), (4, 4), ("N", 1), (None, 1)])
+def test_traffic_is_per_image_whatever_batch_the_graph_was_exported_at(batch: int | str | None, graph_batch: int) -> None:
+    # fused: Conv+Relu reads x and writes y; unfused: conv reads x, writes c; relu reads c, writes y.
+    # Weights: 2x2 conv kernel + 2 biases, read once per batch pass.
+    report = traffic(_conv_relu(batch), "fp32")
+    assert report.graph_batch == graph_batch
+    assert [k.ops for k in report.kernels] == [["Conv", "Relu"]]
+    assert report.fused_activation_bytes == report.kernels[0].activation_bytes == 2 * ACT * F
+    assert report.unfused_activation_bytes == 4 * ACT * F
+    assert report.fused_weight_bytes == report.unfused_weight_bytes == (C * C + C) * F
+    assert report.fused_per_frame(2) == 2 * ACT * F + (C * C + C) * F / 2
+
+
+def test_kernel_bytes_per_image_are_whole_bytes() -> None:
+    # Batch 2 at implicit int8 (1 byte each): x[2,3] + z[3] read, y[2,3] written = 15 bytes for the
+    # batch; per image that is 7.5, kept as whole bytes: 7.
+    model = _model([helper.make_node("Add", ["x", "z"], ["y"])], {"x": [2, 3], "z": [3]}, {"y": [2, 3]})
+    report = traffic(model, "int8")
+    (kernel,) = report.kernels
+    assert report.graph_batch == 2
+    assert kernel.activation_bytes == report.fused_activation_bytes == report.unfused_activation_bytes == 7
+    assert type(kernel.activation_bytes) is int and type(report.fused_activation_bytes) is int
+
+
+def test_traffic_counts_activations_of_unknown_size_as_zero() -> None:
+    # custom.Foo's output t is untyped: Foo reads x (4 floats) and writes 0; Relu reads 0 and writes y.
+    nodes = [helper.make_node("Foo", ["x"], ["t"], domain="custom", name="foo"), helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}), "fp32")
+    assert [(k.ops, k.activation_bytes) for k in report.kernels] == [(["Foo"], 4 * F), (["Relu"], 4 * F)]
+    # x has no rank: Relu reads 0 bytes of it and writes y
+    unranked = traffic(_model([helper.make_node("Relu", ["x"], ["y"])], {"x": None}, {"y": [1, 4]}), "fp32")
+    assert unranked.fused_activation_bytes == unranked.unfused_activation_bytes == 4 * F
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_scalar_and_one_element_constants_are_not_weight_reads(precision: str) -> None:
+    # Conv -> Mul by a scalar -> Add a [1] constant: only the conv's kernel (rank 4) and bias (rank 1)
+    # are read. fp32: 4 bytes each; fp16: 2; int8: the kernel in int8, the bias in fp16.
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+        helper.make_node("Mul", ["c", "s"], ["m"], name="mul"),
+        helper.make_node("Add", ["m", "e"], ["y"], name="add"),
+    ]
+    inits = {"w": _weights(C, C, 1, 1), "b": _weights(C), "s": np.array(2.0, np.float32), "e": np.array([1e-3], np.float32)}
+    report = traffic(_model(nodes, {"x": [1, C, HW, HW]}, {"y": [1, C, HW, HW]}, inits), precision)
+    expected = {"fp32": (C * C + C) * 4, "fp16": (C * C + C) * 2, "int8": C * C * 1 + C * 2}[precision]
+    assert [k.ops for k in report.kernels] == [["Conv", "Mul", "Add"]]
+    assert report.fused_weight_bytes == report.unfused_weight_bytes == expected
+
+
+@pytest.mark.parametrize(("stored", "kernel_bytes"), [("int8 initializer", C * C * 1), ("untyped", 0)])
+def test_a_dequantized_weight_is_read_as_stored_and_as_nothing_when_its_size_is_unknown(stored: str, kernel_bytes: int) -> None:
+    # w (int8, 2x2x1x1) -> [custom.Foo: its output is untyped] -> DequantizeLinear -> Conv's kernel.
+    # Known: the kernel is read as stored, int8 (4 bytes); unknown: as nothing. The unquantized
+    # bias runs in the INT8 engine's FP16 fallback (2 x 2 bytes); the graph-level model reads it as
+    # stored, FP32 (2 x 4 bytes).
+    chain = [helper.make_node("Foo", ["w"], ["q"], domain="custom")] if stored == "untyped" else [helper.make_node("Identity", ["w"], ["q"])]
+    nodes = [
+        *chain,
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["wdq"]),
+        helper.make_node("Conv", ["x", "wdq", "b"], ["y"], name="conv"),
+    ]
+    inits = {"w": _weights(C, C, 1, 1, dtype=np.int8), "s": np.array(0.5, np.float32), "z": np.array(0, np.int8), "b": _weights(C)}
+    model = _model(nodes, {"x": [1, C, HW, HW]}, {"y": [1, C, HW, HW]}, inits)
+    report = traffic(model, "int8")
+    assert report.quantized_graph and [k.ops for k in report.kernels] == [["Conv"]]
+    assert report.fused_weight_bytes == report.unfused_weight_bytes == kernel_bytes + C * 2
+    cost = analyze(model)
+    assert cost.weight_bytes == kernel_bytes + C * F
+    # an untyped kernel also leaves the conv's MACs uncounted, and is named for it
+    assert cost.unknown_shapes == ([] if kernel_bytes else ["wdq"])
+    assert cost.macs == (C * HW * HW * C if kernel_bytes else 0)
+
+
+@pytest.mark.parametrize(("views", "extra_reads"), [(1, 0), (64, 0), (65, 1)])
+def test_a_chain_of_views_is_followed_up_to_64_deep(views: int, extra_reads: int) -> None:
+    # x -> Relu -> r0 -> Identity x views -> Sigmoid -> y: Relu and Sigmoid fuse. Within 64 views the
+    # Sigmoid's input is seen as r0, made inside the kernel: x in, y out. Past 64 the search stops at
+    # the tensor 64 views up, which the kernel then reads as if it were stored: one more [1, 4] read.
+    ids = [helper.make_node("Identity", [f"r{i}"], [f"r{i + 1}"]) for i in range(views)]
+    nodes = [helper.make_node("Relu", ["x"], ["r0"], name="relu"), *ids, helper.make_node("Sigmoid", [f"r{views}"], ["y"], name="sig")]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}), "fp32")
+    assert [k.ops for k in report.kernels] == [["Relu", "Sigmoid"]]
+    assert report.fused_activation_bytes == (2 + extra_reads) * 4 * F
+    assert report.unfused_activation_bytes == 4 * 4 * F  # relu: x in, r0 out; sigmoid: the same tensor in, y out
