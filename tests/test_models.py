@@ -505,3 +505,17 @@ def test_timm_reads_avg_pooling_and_1000_classes_from_an_untrained_variant(tmp_p
     assert config["global_pool"] == "avg" and config["num_classes"] == 1000
     rebuilt = timm.create_model("csa_nano", global_pool=config["global_pool"], num_classes=config["num_classes"])
     assert rebuilt.global_pool == rebuilt.head.global_pool == "avg"  # the model's attribute is timm's fallback
+
+
+def test_config_kernel_and_bn_eps_reach_every_block() -> None:
+    model = build_csa("csa-nano", dw_kernel=3, bn_eps=1e-3)
+    blocks = [m for m in model.modules() if isinstance(m, CSABlock)]
+    assert blocks and all(b.value.conv.kernel_size == (3, 3) and b.value.conv.padding == (1, 1) for b in blocks)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.eps == 1e-3 for m in norms)
+
+
+def test_forward_head_of_a_features_only_model_says_why() -> None:
+    model = build_csa("csa-nano", features_only=True)
+    with pytest.raises(CsaError, match=r"^a features_only CSA model has no head$"):
+        model.forward_head(torch.zeros(1, 256, 2, 2))

@@ -114,3 +114,53 @@ def test_group_matcher_puts_every_parameter_in_a_group() -> None:
     named = {n for n, _ in model.named_parameters()}
     assert {n for names in groups.values() for n in names} == named
     assert len(groups) > len(model.stages)  # stem, every block, the head
+
+
+def test_group_matcher_puts_a_stage_downsample_with_its_first_block_and_orders_the_stages() -> None:
+    """timm's convention (its ConvNeXt uses the same matcher): a stage's downsample joins the group of the stage's
+    first block, so layer-wise lr decay treats them as one depth; groups follow the network's depth."""
+    from timm.models import group_parameters
+
+    model = timm.create_model("csa_nano", **{**SMALL, "depths": (1, 2, 1, 1)})
+    groups = group_parameters(model, model.group_matcher())
+    group_of = {name: gid for gid, names in groups.items() for name in names}
+    for i in (1, 2, 3):
+        assert group_of[f"stages.{i}.downsample.conv.weight"] == group_of[f"stages.{i}.blocks.0.value.conv.weight"]
+        assert group_of[f"stages.{i - 1}.blocks.0.value.conv.weight"] < group_of[f"stages.{i}.blocks.0.value.conv.weight"]
+    assert group_of["stages.0.downsample.conv.weight"] == min(group_of.values())  # the stem first
+    coarse = group_parameters(model, model.group_matcher(coarse=True))
+    assert len(coarse) == len(groups) - 1  # stage 1's two blocks share a group when coarse
+
+
+def test_registered_pretrained_cfg_is_the_one_timm_pretrained_cfg_describes() -> None:
+    """timm holds the cfg built at import; the function must describe the same thing (no weights to download: url "")."""
+    cfg = csa.timm_pretrained_cfg()
+    for name in ("csa_nano", "csa_tiny", "csa_small"):
+        registered = timm.models.get_pretrained_cfg(name).to_dict()
+        for key, value in cfg.items():
+            assert key in registered, key
+            assert (tuple(registered[key]) if isinstance(registered[key], list) else registered[key]) == value, key
+    assert csa.timm_pretrained_cfg(num_classes=10)["num_classes"] == 10
+
+
+def test_timm_kwargs_reach_the_network() -> None:
+    """What timm's factory and train.py pass: an empty global_pool (timm's "keep"), lists for per-stage fields, drop_rate."""
+    model = timm.create_model("csa_nano", global_pool="", depths=[1, 1, 2, 1], dims=[16, 32, 64, 128], heads=[1, 1, 2, 4], drop_rate=0.3)
+    assert model.config.depths == (1, 1, 2, 1) and model.config.dims == (16, 32, 64, 128)
+    assert [len(stage.blocks) for stage in model.stages] == [1, 1, 2, 1]
+    assert model.drop_rate == 0.3 and model.head.drop_rate == 0.3
+    with pytest.raises(Exception, match="csa models take no"):
+        timm.create_model("csa_nano", window_size=7)
+
+
+def test_pretrained_true_loads_the_weights_a_pretrained_cfg_points_at(tmp_path) -> None:
+    """timm.create_model(..., pretrained=True) with a local file in the pretrained cfg (what a Hub repo gives timm)."""
+    from safetensors.torch import save_file
+
+    source = _small().eval()
+    save_file(source.state_dict(), str(tmp_path / "model.safetensors"))
+    loaded = _small(pretrained=True, pretrained_cfg_overlay={"file": str(tmp_path / "model.safetensors")}).eval()
+    for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, msg=name)
+    fresh = _small().eval()
+    assert not torch.equal(fresh.stages[0].downsample.conv.weight, source.stages[0].downsample.conv.weight)  # not by chance
