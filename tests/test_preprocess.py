@@ -110,7 +110,8 @@ def test_unreadable_image_is_a_clear_error(tmp_path) -> None:
     assert missing.value.hint == "check the path"
 
 
-@pytest.mark.parametrize("size", [(9, 7), (40, 30), (5, 12)])
+# sizes whose padding is odd on one side or both (where centring by rounding and by halving differ), one side only, none
+@pytest.mark.parametrize("size", [(9, 7), (40, 30), (5, 12), (3, 12), (12, 4), (13, 6), (3, 4)])
 def test_centre_crop_larger_than_the_image_pads_with_zeros_as_torchvision(size: tuple[int, int]) -> None:
     """An image smaller than the crop (a rounding edge of the cover resize) is padded as torchvision's CenterCrop does."""
     import numpy as np
@@ -124,3 +125,16 @@ def test_centre_crop_larger_than_the_image_pads_with_zeros_as_torchvision(size: 
     ours, theirs = transform._centre_crop(img), CenterCrop((11, 10))(img)
     assert ours.size == theirs.size == (10, 11)
     assert np.array_equal(np.asarray(ours), np.asarray(theirs))
+
+
+@pytest.mark.parametrize("interpolation", ["bicubic", "bilinear"])
+def test_eval_transform_is_bit_exact_with_torchvision(interpolation: str, photos: list[Image.Image]) -> None:
+    """Resize, CenterCrop, ToTensor and Normalize written on PIL and numpy give torchvision's float32 values bit for bit."""
+    from torchvision import transforms as T
+
+    pre = Preprocessing(input_size=(224, 224), crop_pct=0.875, interpolation=interpolation, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    mode = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}[interpolation]
+    theirs = T.Compose([T.Resize(256, interpolation=mode), T.CenterCrop(224), T.ToTensor(), T.Normalize(pre.mean, pre.std)])
+    ours = build_transform(pre)
+    for img in photos[:3]:
+        assert torch.equal(ours(img), theirs(img.convert("RGB")))
