@@ -60,3 +60,72 @@ def test_percentile_threshold_is_the_99_99th_percentile_of_abs_values() -> None:
     expected = PERCENTILE / 100.0  # the 99.99th percentile of |x|
     assert abs(hist.amax("percentile") - expected) <= 2 * hist.width
     assert hist.amax("minmax") == 1.0
+
+
+def test_the_default_seed_is_seed_0() -> None:
+    from csa_cli.stages.quantize.calibration import select_calibration_files
+
+    files = [CalibFile(path=f"/d/{c}/{i}.png", label=c) for c in range(3) for i in range(5)]
+    assert select_calibration_files(files, 6) == select_calibration_files(files, 6, seed=0) != select_calibration_files(files, 6, seed=1)
+
+
+def test_non_finite_values_are_left_out_of_the_histogram() -> None:
+    hist = TensorHistogram()
+    hist.update(np.array([np.nan, 0.5, -np.inf, -1.5, np.inf, 1.0], dtype=np.float32))
+    assert hist.samples == 3 and (hist.min, hist.max) == (-1.5, 1.0) and hist.amax_seen == 1.5
+    assert hist.counts is not None and int(hist.counts.sum()) == 3
+    hist.update(np.array([np.nan, np.inf], dtype=np.float32))  # nothing finite: nothing changes
+    assert hist.samples == 3 and hist.amax("minmax") == 1.5
+
+
+def test_growing_past_the_bin_limit_merges_pairs_without_losing_counts_even_from_an_odd_count() -> None:
+    from csa_cli.stages.quantize.calibration import MAX_BINS, NUM_BINS
+
+    hist = TensorHistogram()
+    hist.update(np.array([1.0], dtype=np.float32))  # width 1/2048
+    hist.update(np.array([5.0001], dtype=np.float32))  # needs 10241 bins: one merge, then 5121 bins (odd)
+    assert hist.counts is not None and hist.counts.size % 2 == 1 and hist.width == 2 / NUM_BINS
+    hist.update(np.array([20.0, 0.25], dtype=np.float32))  # past the limit again, from an odd count
+    assert hist.counts.size <= MAX_BINS and int(hist.counts.sum()) == hist.samples == 4
+    assert hist.amax("minmax") == 20.0
+    assert int(np.argmax(hist.counts > 0)) == int(0.25 / hist.width)  # the smallest value's bin, at the merged width
+
+
+def test_an_unknown_method_is_named() -> None:
+    from csa_cli.errors import CsaError
+
+    hist = TensorHistogram()
+    hist.update(np.array([1.0, 2.0], dtype=np.float32))
+    with pytest.raises(CsaError, match=r"^unknown calibration method 'kl'$"):
+        hist.amax("kl")
+
+
+def test_range_collector_gives_one_threshold_per_tensor_that_had_values() -> None:
+    from csa_cli.stages.quantize.calibration import RangeCollector
+
+    collector = RangeCollector(["a", "b", "never"])
+    collector.update({"a": np.array([0.5, -2.0], dtype=np.float32), "b": np.array([3.0], dtype=np.float32), "other": np.ones(3, dtype=np.float32)})
+    collector.update({"a": np.array([1.0], dtype=np.float32)})
+    assert collector.amax("minmax") == {"a": 2.0, "b": 3.0}  # "never" had no values, "other" is not collected
+    assert set(collector.amax("entropy")) == {"a", "b"}
+
+
+def test_scales_are_amax_over_127_rounded_to_float32() -> None:
+    from csa_cli.stages.quantize.calibration import scales_from_amax
+
+    scales = scales_from_amax({"x": 1.0, "y": 12.7, "z": 0.3})
+    assert scales == {"x": float(np.float32(1.0 / 127)), "y": float(np.float32(0.1)), "z": float(np.float32(0.3 / 127))}
+    assert all(float(np.float32(v)) == v for v in scales.values())
+
+
+def test_cache_text_refuses_names_with_newlines_and_skips_blank_lines() -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.stages.quantize.calibration import CalibrationCache, parse_calibration_cache, scale_to_hex
+
+    with pytest.raises(CsaError, match="cannot be written to a calibration cache"):
+        CalibrationCache(version="8601", algorithm="EntropyCalibration2", scales={"a\nb": 0.5}).to_text()
+    text = f"TRT-8601-EntropyCalibration2\nx: {scale_to_hex(0.5)}\n\n   \ny: {scale_to_hex(0.25)}\n"
+    assert parse_calibration_cache(text).scales == {"x": 0.5, "y": 0.25}
+    with pytest.raises(CsaError, match="line 1 is not a TensorRT cache header") as bad:
+        parse_calibration_cache("x: 3f000000\n")
+    assert bad.value.hint == "expected e.g. TRT-8601-EntropyCalibration2"
