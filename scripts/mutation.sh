@@ -33,13 +33,13 @@ OUT="${MUTATION_DIR:-/tmp/csa-mutation}"
 # (stages/check/rules.py is not here: it is tables only (rules, op limits), and mutmut mutates function
 # bodies; tests/test_check.py pins the tables through real graphs of every family)
 MAP=(
-  "csa|csa_cli/models/csa.py|tests/test_oracles_csa.py tests/test_models.py tests/test_reference_import.py"
+  "csa|csa_cli/models/csa.py|tests/test_oracles_csa.py tests/test_models.py tests/test_reference_import.py tests/test_timm_registry.py"
   "preprocess|csa_cli/data/preprocess.py|tests/test_oracles_preprocess.py tests/test_preprocess.py"
   "calibration|csa_cli/stages/quantize/calibration.py|tests/test_oracles_calibration.py tests/test_calibration_units.py tests/test_quantize.py::test_entropy_threshold_matches_bin_by_bin_reference tests/test_quantize.py::test_entropy_clips_outliers_that_minmax_keeps tests/test_quantize.py::test_histogram_grows_without_losing_counts tests/test_quantize.py::test_cache_round_trip_is_bit_exact tests/test_quantize.py::test_cache_hex_is_float32_bits tests/test_quantize.py::test_cache_parser_names_what_is_wrong tests/test_quantize.py::test_calibration_sample_is_seeded_and_class_balanced tests/test_quantize.py::test_calibration_sample_takes_all_when_short"
   "policy|csa_cli/stages/quantize/policy.py|tests/test_oracles_quant.py"
   "qdq|csa_cli/graph/qdq.py|tests/test_oracles_quant.py"
-  "costmodel|csa_cli/graph/costmodel.py|tests/test_oracles_costmodel.py tests/test_costmodel.py"
-  "traffic|csa_cli/graph/traffic.py|tests/test_traffic.py tests/test_costmodel.py"
+  "costmodel|csa_cli/graph/costmodel.py|tests/test_oracles_costmodel.py tests/test_costmodel.py tests/test_mutants_graph.py"
+  "traffic|csa_cli/graph/traffic.py|tests/test_traffic.py tests/test_costmodel.py tests/test_mutants_graph.py"
   "checks|csa_cli/stages/check/checks.py|tests/test_check.py"
   "store|csa_cli/store.py|tests/test_oracles_store.py tests/test_oracles_integrity.py::test_builder_failing_after_partial_output_leaves_no_artifact_and_no_temp_folder tests/test_oracles_integrity.py::test_failed_rebuild_keeps_the_previous_complete_artifact"
 )
