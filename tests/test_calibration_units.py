@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,24 @@ def test_cache_text_refuses_names_with_newlines_and_skips_blank_lines() -> None:
     with pytest.raises(CsaError, match="line 1 is not a TensorRT cache header") as bad:
         parse_calibration_cache("x: 3f000000\n")
     assert bad.value.hint == "expected e.g. TRT-8601-EntropyCalibration2"
+
+
+def test_a_later_larger_value_below_one_gets_bins_of_its_own() -> None:
+    """Bins grow to cover every value seen, whatever its magnitude (not clamped into the last bin)."""
+    hist = TensorHistogram()
+    hist.update(np.array([0.5], dtype=np.float32))  # width 0.5 / 2048
+    hist.update(np.array([0.9], dtype=np.float32))
+    assert hist.counts is not None and hist.counts.size * hist.width >= 0.9
+    assert int(np.flatnonzero(hist.counts)[-1]) == int(0.9 / hist.width)
+
+
+def test_cache_errors_name_the_file_they_come_from(tmp_path: Path) -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.stages.quantize.calibration import parse_calibration_cache, read_calibration_cache
+
+    bad = tmp_path / "calib.cache"
+    bad.write_text("TRT-8601-EntropyCalibration2\nnot a line\n")
+    with pytest.raises(CsaError, match="^" + re.escape(f"{bad}: line 2 is not 'tensor: hexscale'")):
+        read_calibration_cache(bad)
+    with pytest.raises(CsaError, match=r"^calibration cache is empty$"):
+        parse_calibration_cache("")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from csa_cli.errors import CsaError, UsageError
 from csa_cli.models import build_from_entry, create_model, inference_form
@@ -519,3 +520,39 @@ def test_forward_head_of_a_features_only_model_says_why() -> None:
     model = build_csa("csa-nano", features_only=True)
     with pytest.raises(CsaError, match=r"^a features_only CSA model has no head$"):
         model.forward_head(torch.zeros(1, 256, 2, 2))
+
+
+def test_fuse_conv_bn_folds_a_bias_free_conv_too() -> None:
+    """The fold is generic: a conv without bias (as in most published backbones) followed by BN."""
+    from csa_cli.models.csa import fuse_conv_bn
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+    randomize_bn(bn)
+    bn.eval()
+    x = torch.randn(2, 4, 5, 5)
+    fused = fuse_conv_bn(conv, bn)
+    assert fused.bias is not None
+    torch.testing.assert_close(fused(x), bn(conv(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_head_dropout_acts_in_training_only() -> None:
+    model = CSANet(variant_config("csa-nano"), 1000, drop_rate=0.4)
+    feats = torch.rand(64, model.num_features, 2, 2) + 0.5
+    torch.manual_seed(0)
+    model.train()
+    assert model.head is not None
+    pooled = model.head.norm.eval()(F.avg_pool2d(feats, 2))  # what the head drops out: BN'd pooled features
+    dropped = model.head(feats, pre_logits=True)
+    ratio = (dropped / pooled.flatten(1))[dropped != 0]
+    torch.testing.assert_close(ratio, torch.full_like(ratio, 1 / 0.6), rtol=1e-4, atol=1e-4)
+    assert 0.3 < float((dropped == 0).float().mean()) < 0.5  # about 40% dropped
+    model.eval()
+    torch.testing.assert_close(model.head(feats, pre_logits=True), pooled.flatten(1))
+
+
+def test_reset_classifier_with_another_pooling_says_what_to_do() -> None:
+    model = build_csa("csa-nano")
+    with pytest.raises(UsageError, match="CSA pools by average only, not 'max'") as bad:
+        model.reset_classifier(5, global_pool="max")
+    assert bad.value.hint == "leave global_pool unset"

@@ -103,8 +103,9 @@ def test_unreadable_image_is_a_clear_error(tmp_path) -> None:
 
     bad = tmp_path / "broken.JPEG"
     bad.write_bytes(b"not a jpeg at all")
-    with pytest.raises(CsaError, match=r"cannot read .*broken\.JPEG as an image"):
+    with pytest.raises(CsaError, match=r"cannot read .*broken\.JPEG as an image") as unreadable:
         open_image(bad)
+    assert unreadable.value.hint == "give a JPEG/PNG/BMP/WebP/TIFF file"
     with pytest.raises(CsaError, match="image not found") as missing:
         open_image(tmp_path / "missing.png")
     assert missing.value.hint == "check the path"

@@ -164,3 +164,9 @@ def test_pretrained_true_loads_the_weights_a_pretrained_cfg_points_at(tmp_path) 
         torch.testing.assert_close(b, a, msg=name)
     fresh = _small().eval()
     assert not torch.equal(fresh.stages[0].downsample.conv.weight, source.stages[0].downsample.conv.weight)  # not by chance
+
+
+def test_in_chans_reaches_the_stem() -> None:
+    model = _small(in_chans=1).eval()
+    assert model.stages[0].downsample.conv.in_channels == 1
+    assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1000)
