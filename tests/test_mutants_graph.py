@@ -231,3 +231,63 @@ def test_a_chain_of_views_is_followed_up_to_64_deep(views: int, extra_reads: int
     assert [k.ops for k in report.kernels] == [["Relu", "Sigmoid"]]
     assert report.fused_activation_bytes == (2 + extra_reads) * 4 * F
     assert report.unfused_activation_bytes == 4 * 4 * F  # relu: x in, r0 out; sigmoid: the same tensor in, y out
+
+
+# --- costmodel: integer and QLinear forms count the same MACs as their float ops ---
+
+
+def _typed_model(
+    nodes: Sequence[onnx.NodeProto], inputs: dict[str, tuple[int, list[int]]], outputs: dict[str, tuple[int, list[int]]], inits: dict[str, np.ndarray]
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        list(nodes),
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in outputs.items()],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+U8, I32 = TensorProto.UINT8, TensorProto.INT32
+
+
+def test_integer_and_qlinear_convolutions_and_matmuls_count_their_macs() -> None:
+    scale, zp = np.array(0.1, np.float32), np.array(0, np.uint8)
+    q = {"s": scale, "z": zp}
+    # conv: x[1,2,5,5] * w[3,2,3,3] (pad 1) -> y[1,3,5,5]: 75 outputs x 18 MACs = 1350
+    conv_w = np.ones((3, 2, 3, 3), np.uint8)
+    cases = {
+        "ConvInteger": (
+            helper.make_node("ConvInteger", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+            {"x": (U8, [1, 2, 5, 5])},
+            {"y": (I32, [1, 3, 5, 5])},
+            {"w": conv_w},
+            1350,
+        ),
+        "QLinearConv": (
+            helper.make_node("QLinearConv", ["x", "s", "z", "w", "s", "z", "s", "z"], ["y"], pads=[1, 1, 1, 1]),
+            {"x": (U8, [1, 2, 5, 5])},
+            {"y": (U8, [1, 3, 5, 5])},
+            {"w": conv_w, **q},
+            1350,
+        ),
+        # matmul: a[1,2,4] @ b[4,3] -> y[1,2,3] (batch 1): 6 outputs x 4 MACs = 24
+        "MatMulInteger": (
+            helper.make_node("MatMulInteger", ["a", "b"], ["y"]),
+            {"a": (U8, [1, 2, 4])},
+            {"y": (I32, [1, 2, 3])},
+            {"b": np.ones((4, 3), np.uint8)},
+            24,
+        ),
+        "QLinearMatMul": (
+            helper.make_node("QLinearMatMul", ["a", "s", "z", "b", "s", "z", "s", "z"], ["y"]),
+            {"a": (U8, [1, 2, 4])},
+            {"y": (U8, [1, 2, 3])},
+            {"b": np.ones((4, 3), np.uint8), **q},
+            24,
+        ),
+    }
+    for op, (node, inputs, outputs, inits, macs) in cases.items():
+        report = analyze(_typed_model([node], inputs, outputs, inits))
+        assert report.macs == macs, op
