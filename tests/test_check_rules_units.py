@@ -1,0 +1,271 @@
+"""`csa check`'s rules pinned one behaviour at a time on hand-built graphs: the exact findings (rule,
+severity, wording) each DLA rule gives, every Conv auto_pad value, static vs dynamic and 3-D vs 4-D
+Slices, and unnamed nodes reported by their output name with the same findings as named ones.
+
+Expected findings are worked out by hand from docs/check.md and shared/reference/restricted-mode.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from csa_cli.stages.check.checks import check_onnx
+
+Triple = tuple[str, str, str]
+
+
+def graph(
+    nodes: Sequence[onnx.NodeProto],
+    inputs: dict[str, list[int]],
+    outputs: dict[str, list[int]],
+    inits: dict[str, np.ndarray] | None = None,
+) -> onnx.ModelProto:
+    """A model from float inputs/outputs {name: shape} and initializers {name: array}."""
+    g = helper.make_graph(
+        list(nodes),
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs.items()],
+        [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def findings(model: onnx.ModelProto, rules: str = "dla") -> dict[str, list[Triple]]:
+    """{node name: [(rule, verdict, message), ...]} of the nodes (graph inputs/outputs left out)."""
+    report = check_onnx(model, rules)
+    names = {n.output[0] if not n.name else n.name for n in model.graph.node}
+    return {r.name: [(f.rule, f.verdict, f.message) for f in r.findings] for r in report.nodes if r.name in names}
+
+
+def w(*shape: int) -> np.ndarray:
+    return np.full(shape, 0.1, dtype=np.float32)
+
+
+def conv(k: int = 3, s: int = 1, p: int = 1, hw: int = 16, cin: int = 8, cout: int = 8, **attrs: object) -> onnx.ModelProto:
+    out = (hw + 2 * p - k) // s + 1
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n", kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, **attrs)
+    return graph([node], {"x": [1, cin, hw, hw]}, {"y": [1, cout, out, out]}, {"w": w(cout, cin, k, k)})
+
+
+def resize(mode: str, scales: list[float] | None, out: list[int], sizes: list[int] | None = None, hw: int = 8) -> onnx.ModelProto:
+    if sizes is not None:
+        node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="n", mode=mode)
+        inits = {"sizes": np.array(sizes, np.int64)}
+    else:
+        node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="n", mode=mode)
+        inits = {"scales": np.array(scales, np.float32)}
+    return graph([node], {"x": [1, 4, hw, hw]}, {"y": out}, inits)
+
+
+def pool(op: str, k: int, hw: int) -> onnx.ModelProto:
+    if op.startswith("Global"):
+        return graph([helper.make_node(op, ["x"], ["y"], name="n")], {"x": [1, 4, hw, hw]}, {"y": [1, 4, 1, 1]})
+    node = helper.make_node(op, ["x"], ["y"], name="n", kernel_shape=[k, k], strides=[k, k])
+    return graph([node], {"x": [1, 4, hw, hw]}, {"y": [1, 4, hw // k, hw // k]})
+
+
+def unary(op: str) -> onnx.ModelProto:
+    return graph([helper.make_node(op, ["x"], ["y"], name="n")], {"x": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]})
+
+
+def concat(axis: int) -> onnx.ModelProto:
+    out = [1, 8, 4, 4] if axis % 4 == 1 else [1, 4, 8, 4]
+    return graph([helper.make_node("Concat", ["a", "b"], ["y"], name="n", axis=axis)], {"a": [1, 4, 4, 4], "b": [1, 4, 4, 4]}, {"y": out})
+
+
+def deconv(pad: int = 0, group: int = 1, dilation: int = 1) -> onnx.ModelProto:
+    attrs = {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [pad] * 4, "group": group, "dilations": [dilation, dilation]}
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="n", **attrs)
+    out = (4 - 1) * 2 + dilation * (2 - 1) + 1 - 2 * pad
+    return graph([node], {"x": [1, 4, 4, 4]}, {"y": [1, 4 * group // group, out, out]}, {"w": w(4, 4 // group, 2, 2)})
+
+
+def slice_(rank: int = 4, dynamic: bool = False) -> onnx.ModelProto:
+    """x[..., :2] on the last axis; starts from a graph input when `dynamic`."""
+    shape = [1, 4, 8, 8][4 - rank :]
+    out = [*shape[:-1], 2]
+    inits = {"ends": np.array([2], np.int64), "axes": np.array([rank - 1], np.int64)}
+    inputs: dict[str, list[int]] = {"x": shape}
+    if dynamic:
+        node = helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="n")
+        g = graph([node], inputs, {"y": out}, inits)
+        g.graph.input.append(helper.make_tensor_value_info("starts", TensorProto.INT64, [1]))
+        return g
+    inits["starts"] = np.array([0], np.int64)
+    return graph([helper.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="n")], inputs, {"y": out}, inits)
+
+
+SLICE_VIOLATION = [("dla-slice", "violation", "slice is not static and 4-D")]
+SLICE_WARNING = [("dla-slice", "warning", "slice on DLA: FP16 only")]
+PAD_BAD = "padding [3, 3, 3, 3] not within 0-31 and < kernel [3, 3]"
+
+# Every DLA rule's exact findings on a node "n", worked out by hand from docs/check.md's table.
+DLA_CASES: list[tuple[str, Callable[[], onnx.ModelProto], list[Triple]]] = [
+    ("conv ok", lambda: conv(), []),
+    ("conv kernel 33", lambda: conv(k=33, hw=40), [("dla-conv", "violation", "kernel 33x33 outside 1-32")]),
+    ("conv stride 9", lambda: conv(s=9), [("dla-conv", "violation", "stride [9, 9] outside 1-8")]),
+    ("conv pad = kernel", lambda: conv(p=3), [("dla-conv", "violation", PAD_BAD)]),
+    ("conv stride and pad", lambda: conv(s=9, p=3), [("dla-conv", "violation", f"stride [9, 9] outside 1-8; {PAD_BAD}")]),
+    ("conv dilation 33", lambda: conv(k=1, p=0, hw=4, dilations=[33, 33]), [("dla-conv", "violation", "dilation [33, 33] outside 1-32")]),
+    ("maxpool 9", lambda: pool("MaxPool", 9, 18), [("dla-pool", "violation", "MaxPool: window 9x9 outside 1-8")]),
+    ("maxpool 2", lambda: pool("MaxPool", 2, 16), []),
+    ("global pool 16", lambda: pool("GlobalAveragePool", 0, 16), [("dla-pool", "violation", "GlobalAveragePool: window 16x16 outside 1-8")]),
+    ("global pool 8", lambda: pool("GlobalMaxPool", 0, 8), []),
+    ("deconv ok", lambda: deconv(), []),
+    ("deconv pad", lambda: deconv(pad=1), [("dla-deconv", "violation", "padding [1, 1, 1, 1]")]),
+    ("deconv dilation", lambda: deconv(dilation=2), [("dla-deconv", "violation", "dilation")]),
+    ("concat channels", lambda: concat(1), []),
+    ("concat -3", lambda: concat(-3), []),
+    ("concat axis 2", lambda: concat(2), [("dla-concat", "violation", "concatenation on axis 2 (DLA: channel axis only)")]),
+    ("resize nearest 2", lambda: resize("nearest", [1, 1, 2, 2], [1, 4, 16, 16]), []),
+    ("resize nearest 8", lambda: resize("nearest", [1, 1, 8, 8], [1, 4, 64, 64]), []),
+    ("resize linear 4", lambda: resize("linear", [1, 1, 4, 4], [1, 4, 32, 32]), []),
+    (
+        "resize linear 1.5",
+        lambda: resize("linear", [1, 1, 1.5, 1.5], [1, 4, 12, 12]),
+        [("dla-resize", "violation", "linear: scales 1.5x1.5 (8x8 -> 12x12): DLA takes integer scales 1-4")],
+    ),
+    (
+        "resize linear 8",
+        lambda: resize("linear", [1, 1, 8, 8], [1, 4, 64, 64]),
+        [("dla-resize", "violation", "linear: scales 8x8 (8x8 -> 64x64): DLA takes integer scales 1-4")],
+    ),
+    (
+        "resize nearest 0.5 x 2",
+        lambda: resize("nearest", [1, 1, 0.5, 2], [1, 4, 4, 16]),
+        [("dla-resize", "violation", "nearest: scales 0.5x2 (8x8 -> 4x16): DLA takes integer scales 1-32")],
+    ),
+    (
+        "resize by sizes 8 -> 12",
+        lambda: resize("linear", None, [1, 4, 12, 12], sizes=[1, 4, 12, 12]),
+        [("dla-resize", "violation", "linear: scales 1.5x1.5 (8x8 -> 12x12): DLA takes integer scales 1-4")],
+    ),
+    (
+        "resize channels",
+        lambda: resize("nearest", [1, 2, 2, 2], [1, 8, 16, 16]),
+        [("dla-resize", "violation", "nearest: resizes the batch or channel axis (scales 1x2x2x2)")],
+    ),
+    ("resize cubic", lambda: resize("cubic", [1, 1, 2, 2], [1, 4, 16, 16]), [("dla-resize", "violation", "cubic resize (DLA: nearest or bilinear)")]),
+    ("slice static 4-D", lambda: slice_(), SLICE_WARNING),
+    ("slice 3-D", lambda: slice_(rank=3), SLICE_VIOLATION),
+    ("slice dynamic starts", lambda: slice_(dynamic=True), SLICE_VIOLATION),
+    ("softmax", lambda: unary("Softmax"), [("softmax", "warning", "Softmax on DLA: FP16 only, Orin only, approximate")]),
+    ("erf", lambda: unary("Erf"), [("erf-gelu", "violation", "Erf (GELU)")]),
+    ("hardswish", lambda: unary("HardSwish"), [("activation", "violation", "HardSwish activation")]),
+    ("relu", lambda: unary("Relu"), []),
+    ("abs", lambda: unary("Abs"), []),
+    ("neg", lambda: unary("Neg"), [("dla-layers", "violation", "Neg is not a DLA layer")]),
+    ("instance norm", lambda: instance_norm(), [("normalization", "violation", "InstanceNormalization is not BatchNormalization")]),
+]
+
+
+def instance_norm() -> onnx.ModelProto:
+    node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], name="n")
+    return graph([node], {"x": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]}, {"s": w(8), "b": w(8)})
+
+
+@pytest.mark.parametrize(("case", "build", "expected"), DLA_CASES, ids=[c[0] for c in DLA_CASES])
+def test_each_dla_rule_gives_its_exact_rule_severity_and_message(case: str, build: Callable[[], onnx.ModelProto], expected: list[Triple]) -> None:
+    report = check_onnx(build(), "dla")
+    assert findings(build()) == {"n": expected}
+    # The summary follows the severities: only a violation makes the graph non-compliant.
+    assert report.compliant == (not any(v == "violation" for _, v, _ in expected))
+    assert [(f.rule, f.verdict) for f in report.violations] == [(r, v) for r, v, _ in expected if v == "violation"]
+    assert [(f.rule, f.verdict) for f in report.warnings] == [(r, v) for r, v, _ in expected if v == "warning"]
+    assert report.nodes[-1].verdict == (expected[0][1] if expected else "ok")
+
+
+@pytest.mark.parametrize(
+    ("auto_pad", "expected"),
+    [
+        (None, []),
+        ("NOTSET", []),
+        ("VALID", []),
+        ("SAME_UPPER", [("dla-conv", "warning", "auto_pad SAME_UPPER: padding not checked")]),
+        ("SAME_LOWER", [("dla-conv", "warning", "auto_pad SAME_LOWER: padding not checked")]),
+    ],
+)
+def test_every_conv_auto_pad_value_and_its_dla_verdict(auto_pad: str | None, expected: list[Triple]) -> None:
+    """Explicit pads are judged under NOTSET/VALID; SAME_* computes them at build time: a warning."""
+    attrs = {} if auto_pad is None else {"auto_pad": auto_pad}
+    out = 14 if auto_pad == "VALID" else 16
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n", kernel_shape=[3, 3], **attrs)
+    model = graph([node], {"x": [1, 8, 16, 16]}, {"y": [1, 8, out, out]}, {"w": w(8, 8, 3, 3)})
+    assert findings(model) == {"n": expected}
+    assert check_onnx(model, "dla").compliant
+    assert [(f.rule, f.verdict) for f in check_onnx(model, "dla").warnings] == [(r, v) for r, v, _ in expected]
+
+
+def test_notset_padding_is_judged_and_same_padding_is_not() -> None:
+    assert findings(conv(p=3)) == {"n": [("dla-conv", "violation", PAD_BAD)]}
+    assert findings(conv(p=3, auto_pad="NOTSET")) == {"n": [("dla-conv", "violation", PAD_BAD)]}
+
+
+def layernorm(named: bool) -> onnx.ModelProto:
+    """LayerNorm written out as ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div, nodes named after their outputs or unnamed."""
+    spec = [
+        ("ReduceMean", ["x"], "mean"),
+        ("Sub", ["x", "mean"], "d"),
+        ("Pow", ["d", "two"], "sq"),
+        ("ReduceMean", ["sq"], "var"),
+        ("Add", ["var", "eps"], "ve"),
+        ("Sqrt", ["ve"], "std"),
+        ("Div", ["d", "std"], "y"),
+    ]
+    nodes = [helper.make_node(op, ins, [out], name=out if named else "", **({"axes": [-1]} if op == "ReduceMean" else {})) for op, ins, out in spec]
+    inits = {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32)}
+    return graph(nodes, {"x": [1, 16, 8]}, {"y": [1, 16, 8]}, inits)
+
+
+def test_unnamed_layernorm_expansion_is_reported_node_by_node_under_output_names() -> None:
+    part = "is part of a LayerNorm written out as ReduceMean/Sub/Pow/Sqrt/Div"
+    for rules in ("restricted", "dla"):
+        got = findings(layernorm(named=False), rules)
+        assert got == findings(layernorm(named=True), rules)
+        assert list(got) == ["mean", "d", "sq", "var", "ve", "std", "y"]
+        ops = {"mean": "ReduceMean", "d": "Sub", "sq": "Pow", "var": "ReduceMean", "ve": "Add", "std": "Sqrt", "y": "Div"}
+        for name, op in ops.items():
+            extra = [("reduce", "violation", "ReduceMean")] if op == "ReduceMean" else []
+            if op == "Sqrt" and rules == "dla":
+                extra = [("dla-layers", "violation", "Sqrt is not a DLA layer")]  # unary other than Abs
+            assert got[name] == [("normalization", "violation", f"{op} {part}"), *extra], (rules, name)
+
+
+UNNAMED_CASES = [c for c in DLA_CASES if c[2]] + [("layernorm", lambda: layernorm(named=True), [])]
+
+
+@pytest.mark.parametrize(("case", "build", "expected"), UNNAMED_CASES, ids=[c[0] for c in UNNAMED_CASES])
+def test_an_unnamed_node_gets_the_findings_of_a_named_one_under_its_output_name(
+    case: str, build: Callable[[], onnx.ModelProto], expected: list[Triple]
+) -> None:
+    named = build()
+    unnamed = build()
+    for node in unnamed.graph.node:
+        node.name = ""
+    rename = {n.name: n.output[0] for n in named.graph.node}
+    for rules in ("restricted", "dla"):
+        want = {rename[k]: v for k, v in findings(named, rules).items()}
+        assert findings(unnamed, rules) == want
+        report = check_onnx(unnamed, rules)
+        assert {f.node for f in [*report.violations, *report.warnings]} <= {*want, *(i.name for i in unnamed.graph.input), "y"}
+
+
+@pytest.mark.parametrize(
+    ("rank", "dynamic", "expected"), [(4, False, SLICE_WARNING), (3, False, SLICE_VIOLATION), (4, True, SLICE_VIOLATION), (3, True, SLICE_VIOLATION)]
+)
+def test_slice_static_vs_dynamic_and_3d_vs_4d(rank: int, dynamic: bool, expected: list[Triple]) -> None:
+    model = slice_(rank, dynamic)
+    assert findings(model) == {"n": expected}
+    report = check_onnx(model, "dla")
+    assert report.compliant == (expected == SLICE_WARNING)
+    assert report.nodes[-1].verdict == expected[0][1]
+    assert report.counts_by_rule["dla-slice"].model_dump() == {
+        "ok": 0,
+        "violation": int(expected == SLICE_VIOLATION),
+        "warning": int(expected == SLICE_WARNING),
+    }
