@@ -46,10 +46,10 @@ def w(*shape: int) -> np.ndarray:
     return np.full(shape, 0.1, dtype=np.float32)
 
 
-def conv(k: int = 3, s: int = 1, p: int = 1, hw: int = 16, cin: int = 8, cout: int = 8, **attrs: object) -> onnx.ModelProto:
+def conv(k: int = 3, s: int = 1, p: int = 1, hw: int = 16, cin: int = 8, cout: int = 8, group: int = 1, **attrs: object) -> onnx.ModelProto:
     out = (hw + 2 * p - k) // s + 1
-    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n", kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, **attrs)
-    return graph([node], {"x": [1, cin, hw, hw]}, {"y": [1, cout, out, out]}, {"w": w(cout, cin, k, k)})
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n", kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, group=group, **attrs)
+    return graph([node], {"x": [1, cin, hw, hw]}, {"y": [1, cout, out, out]}, {"w": w(cout, cin // group, k, k)})
 
 
 def resize(mode: str, scales: list[float] | None, out: list[int], sizes: list[int] | None = None, hw: int = 8) -> onnx.ModelProto:
@@ -164,6 +164,64 @@ DLA_CASES: list[tuple[str, Callable[[], onnx.ModelProto], list[Triple]]] = [
 ]
 
 
+def conv1d() -> onnx.ModelProto:
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n", kernel_shape=[3], pads=[1, 1])
+    return graph([node], {"x": [1, 8, 16]}, {"y": [1, 8, 16]}, {"w": w(8, 8, 3)})
+
+
+def conv_unknown_kernel() -> onnx.ModelProto:
+    """No kernel_shape and a weight of unknown shape: nothing to judge the kernel by."""
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n")
+    g = graph([node], {"x": [1, 8, 16, 16]}, {"y": [1, 8, 16, 16]})
+    g.graph.input.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, ["o", "i", "kh", "kw"]))
+    return g
+
+
+def maxpool(kernel: list[int], strides: list[int], shape: list[int], out: list[int]) -> onnx.ModelProto:
+    node = helper.make_node("MaxPool", ["x"], ["y"], name="n", kernel_shape=kernel, strides=strides)
+    return graph([node], {"x": shape}, {"y": out})
+
+
+# The limits' edges: the last value allowed passes, the first one past it is named in the message.
+DLA_CASES += [
+    ("conv kernel 32 pad 31", lambda: conv(k=32, p=31, hw=32), []),
+    ("conv pad 2 kernel 3", lambda: conv(p=2), []),
+    ("conv stride 8", lambda: conv(k=1, p=0, s=8), []),
+    ("conv dilation 32", lambda: conv(k=1, p=0, hw=4, dilations=[32, 32]), []),
+    ("conv 8192 out channels", lambda: conv(cin=1, cout=8192, hw=2), []),
+    ("conv 8193 out channels", lambda: conv(cin=1, cout=8193, hw=2), [("dla-conv", "violation", "channels 1 -> 8193 outside 1-8192")]),
+    (
+        "conv 8193 groups",
+        lambda: conv(k=1, p=0, cin=8193, cout=8193, hw=1, group=8193),
+        [("dla-conv", "violation", "groups 8193 outside 1-8192; channels 8193 -> 8193 outside 1-8192")],
+    ),
+    ("conv 1-D", conv1d, [("dla-conv", "violation", "1-D convolution (DLA: 2-D only)")]),
+    ("conv kernel unknown", conv_unknown_kernel, [("dla-conv", "violation", "kernel size unknown")]),
+    ("maxpool 8", lambda: pool("MaxPool", 8, 16), []),
+    ("maxpool stride 16", lambda: maxpool([1, 1], [16, 16], [1, 4, 32, 32], [1, 4, 2, 2]), []),
+    (
+        "maxpool stride 17",
+        lambda: maxpool([1, 1], [17, 17], [1, 4, 34, 34], [1, 4, 2, 2]),
+        [("dla-pool", "violation", "MaxPool: stride [17, 17] outside 1-16")],
+    ),
+    ("maxpool 1-D", lambda: maxpool([2], [2], [1, 4, 16], [1, 4, 8]), [("dla-pool", "violation", "MaxPool: 1-D pooling")]),
+    ("deconv groups", lambda: deconv(group=2), [("dla-deconv", "violation", "groups")]),
+    ("deconv all three", lambda: deconv(pad=1, group=2, dilation=2), [("dla-deconv", "violation", "padding [1, 1, 1, 1], groups, dilation")]),
+    ("resize nearest 32", lambda: resize("nearest", [1, 1, 32, 32], [1, 4, 32, 32], hw=1), []),
+    (
+        "resize nearest 33",
+        lambda: resize("nearest", [1, 1, 33, 33], [1, 4, 33, 33], hw=1),
+        [("dla-resize", "violation", "nearest: scales 33x33 (1x1 -> 33x33): DLA takes integer scales 1-32")],
+    ),
+    ("reshape", lambda: view_reshape(), [("dla-layers", "violation", "Reshape: no shuffle layer in the DLA table")]),
+]
+
+
+def view_reshape() -> onnx.ModelProto:
+    node = helper.make_node("Reshape", ["x", "shape"], ["y"], name="n")
+    return graph([node], {"x": [1, 8, 4, 4]}, {"y": [1, 128]}, {"shape": np.array([1, 128], np.int64)})
+
+
 def instance_norm() -> onnx.ModelProto:
     node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], name="n")
     return graph([node], {"x": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]}, {"s": w(8), "b": w(8)})
@@ -175,8 +233,8 @@ def test_each_dla_rule_gives_its_exact_rule_severity_and_message(case: str, buil
     assert findings(build()) == {"n": expected}
     # The summary follows the severities: only a violation makes the graph non-compliant.
     assert report.compliant == (not any(v == "violation" for _, v, _ in expected))
-    assert [(f.rule, f.verdict) for f in report.violations] == [(r, v) for r, v, _ in expected if v == "violation"]
-    assert [(f.rule, f.verdict) for f in report.warnings] == [(r, v) for r, v, _ in expected if v == "warning"]
+    assert [(f.rule, f.verdict) for f in report.violations if f.node == "n"] == [(r, v) for r, v, _ in expected if v == "violation"]
+    assert [(f.rule, f.verdict) for f in report.warnings if f.node == "n"] == [(r, v) for r, v, _ in expected if v == "warning"]
     assert report.nodes[-1].verdict == (expected[0][1] if expected else "ok")
 
 
@@ -269,3 +327,96 @@ def test_slice_static_vs_dynamic_and_3d_vs_4d(rank: int, dynamic: bool, expected
         "violation": int(expected == SLICE_VIOLATION),
         "warning": int(expected == SLICE_WARNING),
     }
+
+
+def matmul(constant: bool) -> onnx.ModelProto:
+    node = helper.make_node("MatMul", ["a", "b"], ["y"], name="n")
+    if constant:
+        return graph([node], {"a": [1, 4, 8]}, {"y": [1, 4, 4]}, {"b": w(8, 4)})
+    return graph([node], {"a": [1, 4, 8], "b": [1, 8, 4]}, {"y": [1, 4, 4]})
+
+
+def quantize(zero_point: int | None) -> onnx.ModelProto:
+    """QuantizeLinear with a constant zero point, or (None) one fed from a graph input."""
+    node = helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["y"], name="n")
+    inits: list[onnx.TensorProto] = [numpy_helper.from_array(np.array(0.1, np.float32), "s")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 2, 2])]
+    if zero_point is None:
+        inputs.append(helper.make_tensor_value_info("zp", TensorProto.UINT8, []))
+    else:
+        inits.append(numpy_helper.from_array(np.array(zero_point, np.uint8), "zp"))
+    out = [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 4, 2, 2])]
+    return helper.make_model(helper.make_graph([node], "g", inputs, out, inits), opset_imports=[helper.make_opsetid("", 17)])
+
+
+def relu(shape: list[int]) -> onnx.ModelProto:
+    return graph([helper.make_node("Relu", ["x"], ["y"], name="n")], {"x": shape}, {"y": shape})
+
+
+UNCONFIRMED = "a TensorRT layer no public source places in or out of the safety scope"
+FC = "MatMul with a constant operand: a fully connected layer; a 1x1 Conv is the form known to build"
+ASYMMETRIC = ("qdq-zero-point", "violation", "1 of 1 zero point(s) non-zero (asymmetric quantization)")
+NOT_CONSTANT = ("qdq-zero-point", "violation", "zero point is not a constant: symmetric quantization cannot be verified")
+
+# The same graphs under both rule sets: (restricted findings, dla findings) on node "n", by hand.
+BOTH_CASES: list[tuple[str, Callable[[], onnx.ModelProto], list[Triple], list[Triple]]] = [
+    ("relu", lambda: unary("Relu"), [], []),
+    ("neg", lambda: unary("Neg"), [("op-allowlist", "warning", f"Neg: {UNCONFIRMED}")], [("dla-layers", "violation", "Neg is not a DLA layer")]),
+    (
+        "sin",
+        lambda: unary("Sin"),
+        [("op-allowlist", "violation", "Sin is not on the restricted-mode allowlist")],
+        [("dla-layers", "violation", "Sin is not a DLA layer")],
+    ),
+    ("softmax", lambda: unary("Softmax"), [("softmax", "violation", "Softmax")], [("softmax", "warning", "Softmax on DLA: FP16 only, Orin only, approximate")]),
+    ("erf", lambda: unary("Erf"), [("erf-gelu", "violation", "Erf (GELU)")], [("erf-gelu", "violation", "Erf (GELU)")]),
+    ("hardswish", lambda: unary("HardSwish"), [("activation", "violation", "HardSwish activation")], [("activation", "violation", "HardSwish activation")]),
+    (
+        "matmul of activations",
+        lambda: matmul(False),
+        [("matmul-activations", "violation", "MatMul of two activations (a, b)")],
+        [("matmul-activations", "violation", "MatMul of two activations (a, b)")],
+    ),
+    ("matmul of a weight", lambda: matmul(True), [("matmul-activations", "warning", FC)], []),
+    ("conv kernel 33", lambda: conv(k=33, hw=40), [], [("dla-conv", "violation", "kernel 33x33 outside 1-32")]),
+    ("resize scales", lambda: resize("linear", [1, 1, 2, 2], [1, 4, 16, 16]), [], []),
+    (
+        "resize sizes",
+        lambda: resize("linear", None, [1, 4, 16, 16], sizes=[1, 4, 16, 16]),
+        [("resize-sizes", "violation", "Resize given sizes (give scales)")],
+        [],
+    ),
+    ("slice static", lambda: slice_(), [("op-allowlist", "warning", f"Slice: {UNCONFIRMED}")], SLICE_WARNING),
+    (
+        "slice dynamic",
+        lambda: slice_(dynamic=True),
+        [("shape-ops", "violation", "Slice takes a shape computed at run time (starts)"), ("op-allowlist", "warning", f"Slice: {UNCONFIRMED}")],
+        SLICE_VIOLATION,
+    ),
+    ("symmetric quantize", lambda: quantize(0), [], []),
+    ("asymmetric quantize", lambda: quantize(3), [ASYMMETRIC], [ASYMMETRIC]),
+    ("zero point not constant", lambda: quantize(None), [NOT_CONSTANT], [NOT_CONSTANT]),
+    ("4097 channels", lambda: relu([1, 4097, 1, 1]), [("limits", "violation", "4097 channels > 4096 (y)")], []),
+    ("4096 channels", lambda: relu([1, 4096, 1, 1]), [], []),
+    ("height 4097", lambda: relu([1, 1, 4097, 2]), [("limits", "violation", "4097x2 > 4096 (y)")], []),
+    ("width 4097", lambda: relu([1, 1, 2, 4097]), [("limits", "violation", "2x4097 > 4096 (y)")], []),
+]
+
+
+@pytest.mark.parametrize(("case", "build", "restricted", "dla"), BOTH_CASES, ids=[c[0] for c in BOTH_CASES])
+def test_restricted_and_dla_findings_on_the_same_graph(case: str, build: Callable[[], onnx.ModelProto], restricted: list[Triple], dla: list[Triple]) -> None:
+    model = build()
+    assert findings(model, "restricted") == {"n": restricted}
+    assert findings(model, "dla") == {"n": dla}
+    report = check_onnx(model, "all")
+    assert findings(model, "all") == {"n": restricted + dla}
+    assert report.rule_sets == {"restricted": not any(v == "violation" for _, v, _ in restricted), "dla": not any(v == "violation" for _, v, _ in dla)}
+    assert report.compliant == all(report.rule_sets.values())
+
+
+@pytest.mark.parametrize(("batch", "expected"), [(16, []), (17, [("limits", "violation", "batch 17 > 16")])])
+def test_batch_over_16_is_a_restricted_violation_on_the_graph_input(batch: int, expected: list[Triple]) -> None:
+    report = check_onnx(relu([batch, 4, 2, 2]), "all")
+    on_input = [(f.rule, f.rule_set, f.verdict, f.message) for r in report.nodes if r.name == "x" for f in r.findings]
+    assert on_input == [(r, "restricted", v, m) for r, v, m in expected]
+    assert report.rule_sets == {"restricted": not expected, "dla": True}
