@@ -420,3 +420,107 @@ def test_batch_over_16_is_a_restricted_violation_on_the_graph_input(batch: int, 
     on_input = [(f.rule, f.rule_set, f.verdict, f.message) for r in report.nodes if r.name == "x" for f in r.findings]
     assert on_input == [(r, "restricted", v, m) for r, v, m in expected]
     assert report.rule_sets == {"restricted": not expected, "dla": True}
+
+
+def shape_of() -> onnx.ModelProto:
+    node = helper.make_node("Shape", ["x"], ["y"], name="n")
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])]
+    out = [helper.make_tensor_value_info("y", TensorProto.INT64, [4])]
+    return helper.make_model(helper.make_graph([node], "g", inputs, out), opset_imports=[helper.make_opsetid("", 17)])
+
+
+def conv_kernel_attr_unknown_weight() -> onnx.ModelProto:
+    """kernel_shape given, weight of unknown shape: the attribute alone judges the kernel."""
+    g = conv_unknown_kernel()
+    g.graph.node[0].attribute.append(helper.make_attribute("kernel_shape", [3, 3]))
+    g.graph.node[0].attribute.append(helper.make_attribute("pads", [1, 1, 1, 1]))
+    return g
+
+
+def conv_no_attributes() -> onnx.ModelProto:
+    """A 1x1 Conv with no kernel_shape/strides/pads/dilations: the defaults (stride 1, no padding) pass."""
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n")
+    return graph([node], {"x": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]}, {"w": w(8, 8, 1, 1)})
+
+
+MORE_CASES: list[tuple[str, Callable[[], onnx.ModelProto], list[Triple], list[Triple]]] = [
+    ("shape", shape_of, [("shape-ops", "violation", "Shape: shape arithmetic")], [("shape-ops", "violation", "Shape: shape arithmetic")]),
+    (
+        "instance norm",
+        instance_norm,
+        [("normalization", "violation", "InstanceNormalization is not BatchNormalization")],
+        [("normalization", "violation", "InstanceNormalization is not BatchNormalization")],
+    ),
+    ("conv kernel attribute, weight unknown", conv_kernel_attr_unknown_weight, [], []),
+    ("conv with no attributes", conv_no_attributes, [], []),
+    ("conv 8192 in channels to 1", lambda: conv(k=1, p=0, cin=8192, cout=1, hw=1), [], []),
+    ("conv 8193 in channels", lambda: conv(k=1, p=0, cin=8193, cout=1, hw=1), [], [("dla-conv", "violation", "channels 8193 -> 1 outside 1-8192")]),
+    (
+        "global pool of a 3-D map",
+        lambda: graph([helper.make_node("GlobalAveragePool", ["x"], ["y"], name="n")], {"x": [1, 4, 16]}, {"y": [1, 4, 1]}),
+        [],
+        [("dla-pool", "violation", "GlobalAveragePool: window unknown")],
+    ),
+    ("height 4096", lambda: relu([1, 1, 4096, 1]), [], []),
+    ("neg under all", lambda: unary("Neg"), [("op-allowlist", "warning", f"Neg: {UNCONFIRMED}")], [("dla-layers", "violation", "Neg is not a DLA layer")]),
+]
+
+
+@pytest.mark.parametrize(("case", "build", "restricted", "dla"), BOTH_CASES + MORE_CASES, ids=[c[0] for c in BOTH_CASES + MORE_CASES])
+def test_a_node_s_verdict_is_its_first_violation_else_its_first_warning(
+    case: str, build: Callable[[], onnx.ModelProto], restricted: list[Triple], dla: list[Triple]
+) -> None:
+    model = build()
+    assert findings(model, "restricted") == {"n": restricted}
+    assert findings(model, "dla") == {"n": dla}
+    both = restricted + dla
+    worst = next((t for t in both if t[1] == "violation"), None) or next(iter(both), None)
+    node = next(r for r in check_onnx(model, "all").nodes if r.name == "n")
+    assert (node.verdict, node.rule, node.message) == ((worst[1], worst[0], worst[2]) if worst else ("ok", None, None))
+
+
+def test_dynamic_dimensions_are_named_on_graph_inputs_and_outputs_under_each_rule_set() -> None:
+    model = graph([helper.make_node("Relu", ["x"], ["y"], name="n")], {"x": ["N", 8, 4, 4]}, {"y": ["N", 8, 4, 4]})
+    report = check_onnx(model, "all")
+    got = [(f.node, f.op, f.rule, f.rule_set, f.verdict, f.message) for f in report.violations]
+    want = []
+    for kind, name in (("graph input", "x"), ("graph output", "y")):
+        msg = f"{kind} '{name}' has dynamic dimensions (Nx8x4x4): export with a static batch"
+        want += [(name, kind, "dynamic-shape", s, "violation", msg) for s in ("restricted", "dla")]
+    assert got == want
+    assert report.rule_sets == {"restricted": False, "dla": False}
+
+
+def test_layernorm_counts_by_op_and_by_rule() -> None:
+    report = check_onnx(layernorm(named=True), "restricted")
+    assert {op: c.model_dump() for op, c in report.counts_by_op.items()} == {
+        op: {"ok": 0, "violation": n, "warning": 0} for op, n in {"Add": 1, "Div": 1, "Pow": 1, "ReduceMean": 2, "Sqrt": 1, "Sub": 1}.items()
+    }
+    assert {r: c.model_dump() for r, c in report.counts_by_rule.items()} == {
+        "normalization": {"ok": 0, "violation": 7, "warning": 0},
+        "reduce": {"ok": 0, "violation": 2, "warning": 0},
+    }
+
+
+def test_the_expansion_ends_at_the_div_the_affine_scale_after_it_is_not_part_of_it() -> None:
+    model = layernorm(named=True)
+    model.graph.node[-1].output[0] = "normed"
+    model.graph.node.append(helper.make_node("Mul", ["normed", "gamma"], ["y"], name="gamma_mul"))
+    model.graph.initializer.append(numpy_helper.from_array(np.full([8], 0.5, np.float32), "gamma"))
+    got = findings(model, "restricted")
+    assert got["gamma_mul"] == []
+    assert got["y"] == [  # the Div node (named after its original output)
+        ("normalization", "violation", "Div is part of a LayerNorm written out as ReduceMean/Sub/Pow/Sqrt/Div")
+    ]
+
+
+def test_rules_default_to_restricted_and_an_unknown_set_is_a_usage_error() -> None:
+    from csa_cli.errors import UsageError
+
+    model = unary("Softmax")
+    assert check_onnx(model).rules == "restricted"
+    assert findings(model, "restricted") == {"n": [("softmax", "violation", "Softmax")]}
+    assert check_onnx(model).model_dump() == check_onnx(model, "restricted").model_dump()
+    with pytest.raises(UsageError, match="unknown rule set 'tensorrt'") as err:
+        check_onnx(model, "tensorrt")
+    assert "use --rules restricted, dla or all" in str(err.value.hint)
