@@ -129,6 +129,7 @@ DLA_CASES: list[tuple[str, Callable[[], onnx.ModelProto], list[Triple]]] = [
     ("resize nearest 2", lambda: resize("nearest", [1, 1, 2, 2], [1, 4, 16, 16]), []),
     ("resize nearest 8", lambda: resize("nearest", [1, 1, 8, 8], [1, 4, 64, 64]), []),
     ("resize linear 4", lambda: resize("linear", [1, 1, 4, 4], [1, 4, 32, 32]), []),
+    ("resize nearest 1 x 2", lambda: resize("nearest", [1, 1, 1, 2], [1, 4, 8, 16]), []),
     ("resize linear 1.5", lambda: resize("linear", [1, 1, 1.5, 1.5], [1, 4, 12, 12]), LINEAR_1_5),
     ("resize linear 8", lambda: resize("linear", [1, 1, 8, 8], [1, 4, 64, 64]), resize_bad("linear: scales 8x8 (8x8 -> 64x64): DLA takes integer scales 1-4")),
     (
@@ -387,6 +388,8 @@ def test_batch_over_16_is_a_restricted_violation_on_the_graph_input(batch: int, 
     on_input = [(f.rule, f.rule_set, f.verdict, f.message) for r in report.nodes if r.name == "x" for f in r.findings]
     assert on_input == [(r, "restricted", v, m) for r, v, m in expected]
     assert report.rule_sets == {"restricted": not expected, "dla": True}
+    for rules, want in (("restricted", expected), ("dla", [])):  # each rule set alone: the limit is restricted mode's
+        assert [(f.rule, f.verdict, f.message) for f in check_onnx(relu([batch, 4, 2, 2]), rules).violations] == want
 
 
 def shape_of() -> onnx.ModelProto:
@@ -424,6 +427,7 @@ MORE_CASES: list[tuple[str, Callable[[], onnx.ModelProto], list[Triple], list[Tr
         [("dla-pool", "violation", "GlobalAveragePool: window unknown")],
     ),
     ("height 4096", lambda: relu([1, 1, 4096, 1]), [], []),
+    ("width 4096", lambda: relu([1, 1, 1, 4096]), [], []),
 ]
 
 
