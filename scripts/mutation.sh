@@ -40,7 +40,7 @@ MAP=(
   "qdq|csa_cli/graph/qdq.py|tests/test_oracles_quant.py"
   "costmodel|csa_cli/graph/costmodel.py|tests/test_oracles_costmodel.py tests/test_costmodel.py tests/test_mutants_graph.py"
   "traffic|csa_cli/graph/traffic.py|tests/test_traffic.py tests/test_costmodel.py tests/test_mutants_graph.py"
-  "checks|csa_cli/stages/check/checks.py|tests/test_check.py"
+  "checks|csa_cli/stages/check/checks.py|tests/test_check.py tests/test_check_rules_units.py"
   "store|csa_cli/store.py|tests/test_oracles_store.py tests/test_oracles_integrity.py::test_builder_failing_after_partial_output_leaves_no_artifact_and_no_temp_folder tests/test_oracles_integrity.py::test_failed_rebuild_keeps_the_previous_complete_artifact"
 )
 
