@@ -133,8 +133,9 @@ def test_features_only(out_indices: tuple[int, ...]) -> None:
 
 
 def test_out_indices_out_of_range() -> None:
-    with pytest.raises(UsageError, match="out_indices"):
+    with pytest.raises(UsageError, match=r"out_indices \[4\] out of range for 4 stages") as bad:
         create_model("csa-nano", features_only=True, out_indices=(0, 4))
+    assert bad.value.hint == "use indices in 0..3"
 
 
 def test_csa_tiny_forward_backward_batch_2(csa_tiny_model: CSANet) -> None:
@@ -556,3 +557,20 @@ def test_reset_classifier_with_another_pooling_says_what_to_do() -> None:
     with pytest.raises(UsageError, match="CSA pools by average only, not 'max'") as bad:
         model.reset_classifier(5, global_pool="max")
     assert bad.value.hint == "leave global_pool unset"
+
+
+def test_folds_keep_the_dtype_of_a_half_precision_model() -> None:
+    from csa_cli.models.csa import fuse_bn_conv1x1, fuse_conv_bn
+
+    conv, bn = nn.Conv2d(4, 6, 1).half(), nn.BatchNorm2d(4).half().eval()
+    assert fuse_bn_conv1x1(bn, conv).weight.dtype == torch.float16
+    assert fuse_conv_bn(nn.Conv2d(4, 6, 3).half(), nn.BatchNorm2d(6).half().eval()).weight.dtype == torch.float16
+
+
+def test_a_block_made_directly_has_no_stochastic_depth_by_default() -> None:
+    block = CSABlock(16, 1, 4).train()
+    x = torch.randn(3, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    first = block(x)
+    torch.manual_seed(1)
+    assert torch.isfinite(first).all() and torch.equal(first, block(x))  # nothing random: no sample dropped

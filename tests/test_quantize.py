@@ -18,13 +18,13 @@ from csa_cli.stages.quantize.calibration import (
     CalibrationCache,
     TensorHistogram,
     entropy_threshold_bin,
-    entropy_threshold_bin_reference,
     parse_calibration_cache,
     read_calibration_cache,
     scale_to_hex,
     select_calibration_files,
     write_calibration_cache,
 )
+from tests.fixtures.entropy_reference import entropy_threshold_bin_reference
 
 SMALL = (64, 64)  # csa-nano's smallest input: keeps calibration fast
 

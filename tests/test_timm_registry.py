@@ -149,8 +149,9 @@ def test_timm_kwargs_reach_the_network() -> None:
     assert model.config.depths == (1, 1, 2, 1) and model.config.dims == (16, 32, 64, 128)
     assert [len(stage.blocks) for stage in model.stages] == [1, 1, 2, 1]
     assert model.drop_rate == 0.3 and model.head.drop_rate == 0.3
-    with pytest.raises(Exception, match="csa models take no"):
-        timm.create_model("csa_nano", window_size=7)
+    with pytest.raises(Exception, match=r"^csa models take no patch_size, window_size$") as bad:
+        timm.create_model("csa_nano", window_size=7, patch_size=4)
+    assert bad.value.hint.startswith("known options: bn_eps, depths, dims")  # type: ignore[attr-defined]
 
 
 def test_pretrained_true_loads_the_weights_a_pretrained_cfg_points_at(tmp_path) -> None:

@@ -189,7 +189,7 @@ def entropy_threshold_bin(counts: np.ndarray, start_bin: int = START_BIN, levels
     non-empty bins (quantization). Bin 0 takes bin 1's count: exact zeros (ReLU outputs, padding)
     quantize without error and would otherwise dominate the distribution.
     All candidates are scored at once from cumulative sums (the same figures as the bin-by-bin
-    loop, `entropy_threshold_bin_reference`, which the tests compare against).
+    loop in tests/fixtures/entropy_reference.py, which the tests compare against).
     """
     hist = np.asarray(counts, dtype=np.float64).copy()
     n = hist.size
@@ -230,34 +230,6 @@ def entropy_threshold_bin(counts: np.ndarray, start_bin: int = START_BIN, levels
         return n
     best = np.flatnonzero(kl == kl.min())[-1]  # ties: the widest range
     return int(candidates[best])
-
-
-def entropy_threshold_bin_reference(counts: np.ndarray, start_bin: int = START_BIN, levels: int = NUM_LEVELS) -> int:
-    """Bin-by-bin version of `entropy_threshold_bin` (slow; for tests)."""
-    hist = np.asarray(counts, dtype=np.float64).copy()
-    n = hist.size
-    if n <= start_bin:
-        return n
-    hist[0] = hist[1]
-    best_i, best_kl = n, np.inf
-    for i in range(start_bin, n + 1):
-        p = hist[:i].copy()
-        p[-1] += hist[i:].sum()
-        q = np.zeros(i)
-        group = (np.arange(i) * levels) // i
-        for g in range(levels):
-            members = np.flatnonzero((group == g) & (hist[:i] > 0))
-            if members.size:
-                q[members] = hist[:i][group == g].sum() / members.size
-        if q.sum() == 0 or np.any((p > 0) & (q == 0)):
-            kl = np.inf
-        else:
-            pn, qn = p / p.sum(), q / q.sum()
-            mask = pn > 0
-            kl = float(np.sum(pn[mask] * np.log(pn[mask] / qn[mask])))
-        if kl <= best_kl and np.isfinite(kl):
-            best_i, best_kl = i, kl
-    return best_i
 
 
 class RangeCollector:
