@@ -1,6 +1,7 @@
 """Behaviours of the numeric core (graph/costmodel.py, graph/traffic.py) that mutation testing showed
 no other test pinned: error wording, unknown shapes, stored bytes through Cast and views, scalar and
-unknown-size weights, graphs exported at a batch other than 1, and view chains past the search limit.
+unknown-size weights, graphs exported at a batch other than 1, view chains past the search limit, which Transposes are
+free (with and without perm, of unknown rank), and shapes completed before costing.
 
 Every graph is built by hand; the expected figures are counted from the graph in the comments.
 """
