@@ -1,6 +1,7 @@
 """Behaviours of the numeric core (graph/costmodel.py, graph/traffic.py) that mutation testing showed
 no other test pinned: error wording, unknown shapes, stored bytes through Cast and views, scalar and
-unknown-size weights, graphs exported at a batch other than 1, and view chains past the search limit.
+unknown-size weights, graphs exported at a batch other than 1, view chains past the search limit, which Transposes are
+free (with and without perm, of unknown rank), and shapes completed before costing.
 
 Every graph is built by hand; the expected figures are counted from the graph in the comments.
 """
@@ -291,3 +292,79 @@ def test_integer_and_qlinear_convolutions_and_matmuls_count_their_macs() -> None
     for op, (node, inputs, outputs, inits, macs) in cases.items():
         report = analyze(_typed_model([node], inputs, outputs, inits))
         assert report.macs == macs, op
+
+
+# --- traffic: which Transposes are free, and shapes completed before costing ---
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "perm", "kernels", "fused"),
+    [
+        # no perm reverses the axes (ONNX): [1,4] -> [4,1] moves only the size-1 axis, free; Relu
+        # reads x and writes y: 2 x 4 floats
+        ([1, 4], None, [["Relu"]], 2 * 4 * F),
+        # [1,2,3] -> [3,2,1] really moves data: the Transpose copies (reads x, writes t: 2 x 6
+        # floats), then Relu reads t and writes y (2 x 6 floats)
+        ([1, 2, 3], None, [["Transpose"], ["Relu"]], 4 * 6 * F),
+        # a perm that keeps the order of the axes bigger than 1 is free: [1,2,1,3] -> [1,1,2,3]
+        ([1, 2, 1, 3], [0, 2, 1, 3], [["Relu"]], 2 * 6 * F),
+        # the same rank with the big axes swapped copies: [1,2,1,3] -> [1,3,1,2]
+        ([1, 2, 1, 3], [0, 3, 2, 1], [["Transpose"], ["Relu"]], 4 * 6 * F),
+    ],
+)
+def test_a_transpose_is_free_when_it_moves_only_size_one_axes_and_no_perm_reverses(
+    x_shape: list[int], perm: list[int] | None, kernels: list[list[str]], fused: int
+) -> None:
+    attrs = {} if perm is None else {"perm": perm}
+    out_shape = [x_shape[p] for p in (perm or list(range(len(x_shape)))[::-1])]
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], name="tr", **attrs), helper.make_node("Relu", ["t"], ["y"], name="relu")]
+    report = traffic(_model(nodes, {"x": x_shape}, {"y": out_shape}), "fp32")
+    assert [k.ops for k in report.kernels] == kernels
+    assert report.fused_activation_bytes == report.unfused_activation_bytes == fused
+    assert report.unfused_kernels == len(kernels)
+
+
+@pytest.mark.parametrize(("perm", "kernels", "fused"), [([1, 0], [["Transpose"]], 4 * F), ([0, 1], [], 0)])
+def test_a_transpose_of_a_tensor_of_unknown_rank_copies_unless_its_perm_is_the_identity(perm: list[int], kernels: list[list[str]], fused: int) -> None:
+    # x has no rank, so no axis is known to be size 1: perm [1,0] copies (reads x: unknown, 0 bytes;
+    # writes y [4,1]: 4 floats); the identity perm moves nothing, a view: no kernel at all.
+    nodes = [helper.make_node("Transpose", ["x"], ["y"], name="tr", perm=perm)]
+    report = traffic(_model(nodes, {"x": None}, {"y": [4, 1]}), "fp32")
+    assert [k.ops for k in report.kernels] == kernels
+    assert report.fused_activation_bytes == report.unfused_activation_bytes == fused
+
+
+def test_a_free_transpose_inside_a_pointwise_chain_is_looked_through_like_a_view() -> None:
+    # x[1,4] -> Relu -> r -> Transpose [1,4]->[4,1] (free) -> t -> Sigmoid -> y[4,1]. Fused: one
+    # kernel, whose Sigmoid reads t, which is r as stored, made inside: x in, y out = 2 x 4 floats.
+    # Unfused: relu reads x, writes r; sigmoid reads r (through t), writes y = 4 x 4 floats.
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Transpose", ["r"], ["t"], name="tr", perm=[1, 0]),
+        helper.make_node("Sigmoid", ["t"], ["y"], name="sig"),
+    ]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [4, 1]}), "fp32")
+    assert [(k.nodes, k.ops) for k in report.kernels] == [(["relu", "sig"], ["Relu", "Sigmoid"])]
+    assert report.fused_activation_bytes == 2 * 4 * F
+    assert report.unfused_activation_bytes == 4 * 4 * F and report.unfused_kernels == 2
+
+
+def test_shapes_left_unknown_behind_shape_arithmetic_are_completed_before_costing() -> None:
+    # x[1,4,6] -> Shape -> Div by [1,1,2] -> Concat with [2] -> [1,4,3,2] -> Reshape(x) -> Relu ->
+    # Softmax -> y (declared without a shape). ONNX inference does not propagate through Div, so r,
+    # a and y are unknown until the shape arithmetic is evaluated; then Shape/Div/Concat fold
+    # (free) and Reshape is a view. Relu reads x, writes a; Softmax reads a, writes y: 4 x 24 floats.
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Div", ["s", "half"], ["d"], name="div"),
+        helper.make_node("Concat", ["d", "two"], ["target"], name="cat", axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["r"], name="reshape"),
+        helper.make_node("Relu", ["r"], ["a"], name="relu"),
+        helper.make_node("Softmax", ["a"], ["y"], name="softmax"),
+    ]
+    inits = {"half": np.array([1, 1, 2], np.int64), "two": np.array([2], np.int64)}
+    report = traffic(_model(nodes, {"x": [1, 4, 6]}, {"y": None}, inits), "fp32")
+    assert [(k.nodes, k.ops) for k in report.kernels] == [(["relu"], ["Relu"]), (["softmax"], ["Softmax"])]
+    assert [k.activation_bytes for k in report.kernels] == [2 * 24 * F, 2 * 24 * F]
+    assert report.fused_activation_bytes == report.unfused_activation_bytes == 4 * 24 * F
+    assert report.fused_weight_bytes == report.unfused_weight_bytes == 0 and report.unfused_kernels == 2
