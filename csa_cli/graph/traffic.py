@@ -214,23 +214,22 @@ def _feeds_output(gr: _Graph, name: str, outputs: set[str], depth: int = 0) -> b
 def _groups(gr: _Graph, outputs: set[str]) -> list[list[onnx.NodeProto]]:
     """Nodes grouped into kernels: anchors with their epilogues, pointwise chains, the rest alone."""
     order = {id(n): i for i, n in enumerate(gr.g.nodes)}
-    group_of: dict[int, int] = {}
+    grouped: set[int] = set()  # ids of nodes already in a kernel
     groups: list[list[onnx.NodeProto]] = []
     for node in gr.g.nodes:
-        if id(node) in group_of or gr.is_free(node):
+        if id(node) in grouped or gr.is_free(node):
             continue
         groups.append([node])
-        group_of[id(node)] = len(groups) - 1
+        grouped.add(id(node))
         if node.op_type not in ANCHORS and node.op_type not in POINTWISE:
             continue
-        _grow(gr, groups[-1], group_of, outputs)
+        _grow(gr, groups[-1], grouped, outputs)
     return [sorted(g, key=lambda n: order[id(n)]) for g in groups]
 
 
-def _grow(gr: _Graph, members: list[onnx.NodeProto], group_of: dict[int, int], outputs: set[str]) -> None:
+def _grow(gr: _Graph, members: list[onnx.NodeProto], grouped: set[int], outputs: set[str]) -> None:
     """Absorb pointwise consumers whose every activation input is made inside the group or
     produced outside it before (a residual), as long as each absorbed tensor stays internal."""
-    index = group_of[id(members[0])]
     changed = True
     while changed:
         changed = False
@@ -240,7 +239,7 @@ def _grow(gr: _Graph, members: list[onnx.NodeProto], group_of: dict[int, int], o
                 if out in outputs or _feeds_output(gr, out, outputs):
                     continue
                 for user in gr.consumers(out):
-                    if id(user) in group_of or user.op_type not in POINTWISE:
+                    if id(user) in grouped or user.op_type not in POINTWISE:
                         continue
                     # every activation input the user takes from this group's tensors must be internal:
                     # it may add one outside input (a residual or a bias), not two
@@ -248,7 +247,7 @@ def _grow(gr: _Graph, members: list[onnx.NodeProto], group_of: dict[int, int], o
                     if len(outside) > 1:
                         continue
                     members.append(user)
-                    group_of[id(user)] = index
+                    grouped.add(id(user))
                     changed = True
 
 
