@@ -368,3 +368,20 @@ def test_shapes_left_unknown_behind_shape_arithmetic_are_completed_before_costin
     assert [k.activation_bytes for k in report.kernels] == [2 * 24 * F, 2 * 24 * F]
     assert report.fused_activation_bytes == report.unfused_activation_bytes == 4 * 24 * F
     assert report.fused_weight_bytes == report.unfused_weight_bytes == 0 and report.unfused_kernels == 2
+
+
+def test_parameters_are_float_or_quantized_weights_of_two_or_more_elements_traced_through_casts() -> None:
+    # a 1x1 conv 1 -> 2 channels without bias: its weight [2,1,1,1] is 2 parameters
+    conv = analyze(_model([helper.make_node("Conv", ["x", "w"], ["y"])], {"x": [1, 1, 3, 3]}, {"y": [1, 2, 3, 3]}, {"w": _weights(2, 1, 1, 1)}))
+    assert conv.params == 2
+    # an integer constant cast to float (index or shape arithmetic) is not a parameter, whatever the Cast makes of it
+    cast = _model(
+        [helper.make_node("Cast", ["k"], ["kf"], to=TensorProto.FLOAT), helper.make_node("Mul", ["x", "kf"], ["y"])],
+        {"x": [1, 4]},
+        {"y": [1, 4]},
+        {"k": np.arange(4, dtype=np.int64).reshape(1, 4)},
+    )
+    assert analyze(cast).params == 0
+    # the same graph with a float constant: 4 parameters
+    floats = _model([helper.make_node("Mul", ["x", "k"], ["y"])], {"x": [1, 4]}, {"y": [1, 4]}, {"k": _weights(1, 4)})
+    assert analyze(floats).params == 4
