@@ -161,3 +161,15 @@ def test_exactly_max_bins_are_kept_without_merging() -> None:
     hist.update(np.array([1.0], dtype=np.float32))  # width 1 / 2048
     hist.update(np.array([MAX_BINS / NUM_BINS], dtype=np.float32))  # needs exactly MAX_BINS bins
     assert hist.counts is not None and hist.counts.size == MAX_BINS and hist.width == 1 / NUM_BINS
+
+
+def test_cache_keeps_the_header_algorithm_and_quotes_at_most_80_characters_of_a_bad_line() -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.stages.quantize.calibration import parse_calibration_cache
+
+    cache = parse_calibration_cache("TRT-8517-MinMaxCalibration\nx: 3f000000\n")
+    assert (cache.version, cache.algorithm, cache.scales) == ("8517", "MinMaxCalibration", {"x": 0.5})
+    long_line = "y" * 100
+    with pytest.raises(CsaError) as bad:
+        parse_calibration_cache(f"TRT-8601-EntropyCalibration2\n{long_line}\n")
+    assert str(bad.value).endswith(repr("y" * 80))

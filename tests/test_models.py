@@ -574,3 +574,16 @@ def test_a_block_made_directly_has_no_stochastic_depth_by_default() -> None:
     first = block(x)
     torch.manual_seed(1)
     assert torch.isfinite(first).all() and torch.equal(first, block(x))  # nothing random: no sample dropped
+
+
+def test_grad_checkpointing_is_on_by_default_when_asked_and_trains_from_a_leaf_input() -> None:
+    """set_grad_checkpointing() with no argument turns it on (timm's API), and checkpointed blocks whose input
+    needs no gradient (the layers before them frozen) still give their weights gradients."""
+    model = build_csa("csa-nano").train()
+    model.set_grad_checkpointing()
+    assert model.grad_checkpointing and all(stage.grad_checkpointing for stage in model.stages)
+    stage = model.stages[1]
+    stage.downsample.requires_grad_(False)  # frozen early layers (fine-tuning): the blocks' input needs no gradient
+    x = torch.randn(2, 40, 16, 16)
+    stage(x).sum().backward()
+    assert all(p.grad is not None for p in stage.blocks.parameters())

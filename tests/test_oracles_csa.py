@@ -309,7 +309,7 @@ def test_check_input_size_refuses_others(size: tuple[int, int]) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"depths": (), "dims": (), "heads": (), "reduced": ()}, "need one value per stage"),
+        ({"depths": (), "dims": (), "heads": (), "reduced": ()}, "^CSA config: depths, dims, heads and reduced need one value per stage$"),
         ({"depths": (1, 1), "dims": (8,), "heads": (1,), "reduced": (2,)}, "need one value per stage"),
         ({"depths": (1,), "dims": (8,), "heads": (1,), "reduced": (0,)}, "must be positive"),
         ({"depths": (0,), "dims": (8,), "heads": (1,), "reduced": (2,)}, "must be positive"),

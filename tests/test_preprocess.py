@@ -139,3 +139,13 @@ def test_eval_transform_is_bit_exact_with_torchvision(interpolation: str, photos
     ours = build_transform(pre)
     for img in photos[:3]:
         assert torch.equal(ours(img), theirs(img.convert("RGB")))
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK"])
+def test_open_image_gives_rgb_whatever_the_file_holds(mode: str, tmp_path) -> None:
+    from csa_cli.data.preprocess import open_image
+
+    path = tmp_path / ("img.jpg" if mode == "CMYK" else "img.png")
+    Image.new("RGB", (6, 5), (200, 100, 50)).convert(mode).save(path)
+    img = open_image(path)
+    assert img.mode == "RGB" and img.size == (6, 5)

@@ -146,7 +146,7 @@ def test_registered_pretrained_cfg_is_the_one_timm_pretrained_cfg_describes() ->
 def test_timm_kwargs_reach_the_network() -> None:
     """What timm's factory and train.py pass: an empty global_pool (timm's "keep"), lists for per-stage fields, drop_rate."""
     model = timm.create_model("csa_nano", global_pool="", depths=[1, 1, 2, 1], dims=[16, 32, 64, 128], heads=[1, 1, 2, 4], drop_rate=0.3)
-    assert model.config.depths == (1, 1, 2, 1) and model.config.dims == (16, 32, 64, 128)
+    assert model.config.depths == (1, 1, 2, 1) and model.config.dims == (16, 32, 64, 128) and model.config.heads == (1, 1, 2, 4)
     assert [len(stage.blocks) for stage in model.stages] == [1, 1, 2, 1]
     assert model.drop_rate == 0.3 and model.head.drop_rate == 0.3
     with pytest.raises(Exception, match=r"^csa models take no patch_size, window_size$") as bad:
