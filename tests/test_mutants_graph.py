@@ -385,3 +385,23 @@ def test_parameters_are_float_or_quantized_weights_of_two_or_more_elements_trace
     # the same graph with a float constant: 4 parameters
     floats = _model([helper.make_node("Mul", ["x", "k"], ["y"])], {"x": [1, 4]}, {"y": [1, 4]}, {"k": _weights(1, 4)})
     assert analyze(floats).params == 4
+
+
+def test_a_kernel_writes_every_output_it_makes() -> None:
+    # x[1,4] -> Split -> a[1,2], b[1,2], both graph outputs: one kernel reads 4 floats and writes 2 + 2.
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b"], name="split", axis=1)]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"a": [1, 2], "b": [1, 2]}, {"sizes": np.array([2, 2], np.int64)}), "fp32")
+    assert len(report.kernels) == 1
+    assert report.fused_activation_bytes == (4 + 2 + 2) * F
+
+
+def test_a_pointwise_op_with_two_inputs_from_outside_the_chain_starts_its_own_kernel() -> None:
+    # r = Relu(x); y = Where(c, r, z): Where takes c and z from outside the Relu's kernel (two outside
+    # activations), so it is not an epilogue: two kernels. Add(r, z) takes one (a residual): fused.
+    inputs: dict[str, Shape] = {"x": [1, 4], "z": [1, 4]}
+    where = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Where", ["c", "r", "z"], ["y"], name="where")]
+    graph = _model(where, inputs, {"y": [1, 4]})
+    graph.graph.input.append(helper.make_tensor_value_info("c", TensorProto.BOOL, [1, 4]))
+    assert [k.nodes for k in traffic(graph, "fp32").kernels] == [["relu"], ["where"]]
+    add = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Add", ["r", "z"], ["y"], name="add")]
+    assert [k.nodes for k in traffic(_model(add, inputs, {"y": [1, 4]}), "fp32").kernels] == [["relu", "add"]]
