@@ -496,3 +496,17 @@ def test_rules_default_to_restricted_and_an_unknown_set_is_a_usage_error() -> No
     with pytest.raises(UsageError, match="unknown rule set 'tensorrt'") as err:
         check_onnx(model, "tensorrt")
     assert "use --rules restricted, dla or all" in str(err.value.hint)
+
+
+def test_a_resize_without_a_mode_is_checked_as_nearest_onnx_s_default() -> None:
+    plain = resize("nearest", [1, 1, 2, 2], [1, 4, 16, 16])
+    del plain.graph.node[0].attribute[:]  # no mode attribute at all
+    assert findings(plain) == findings(resize("nearest", [1, 1, 2, 2], [1, 4, 16, 16]))
+    big = resize("nearest", [1, 1, 40, 40], [1, 4, 320, 320])
+    del big.graph.node[0].attribute[:]
+    assert findings(big) == findings(resize("nearest", [1, 1, 40, 40], [1, 4, 320, 320]))  # nearest's limit (32), not linear's
+
+
+@pytest.mark.parametrize("op", ["LogSoftmax", "Hardmax"])
+def test_softmax_like_ops_are_dla_violations_under_the_softmax_rule(op: str) -> None:
+    assert ("softmax", "violation", op) in findings(unary(op))["n"]

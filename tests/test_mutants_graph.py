@@ -405,3 +405,12 @@ def test_a_pointwise_op_with_two_inputs_from_outside_the_chain_starts_its_own_ke
     assert [k.nodes for k in traffic(graph, "fp32").kernels] == [["relu"], ["where"]]
     add = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Add", ["r", "z"], ["y"], name="add")]
     assert [k.nodes for k in traffic(_model(add, inputs, {"y": [1, 4]}), "fp32").kernels] == [["relu", "add"]]
+
+
+def test_a_node_whose_output_nothing_reads_is_costed_not_fatal() -> None:
+    # exporters leave dead nodes: Relu(x) -> r, read by nothing and not a graph output; Sigmoid(x) -> y.
+    # Each is its own kernel; sig reads x and writes y = 2 x 4 floats.
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="dead"), helper.make_node("Sigmoid", ["x"], ["y"], name="sig")]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}), "fp32")
+    assert sorted(k.nodes[0] for k in report.kernels) == ["dead", "sig"]
+    assert next(k for k in report.kernels if k.nodes == ["sig"]).activation_bytes == 2 * 4 * F
