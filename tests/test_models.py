@@ -587,3 +587,26 @@ def test_grad_checkpointing_is_on_by_default_when_asked_and_trains_from_a_leaf_i
     x = torch.randn(2, 40, 16, 16)
     stage(x).sum().backward()
     assert all(p.grad is not None for p in stage.blocks.parameters())
+
+
+def test_fuse_bn_conv1x1_folds_into_a_bias_free_conv() -> None:
+    from csa_cli.models.csa import fuse_bn_conv1x1
+
+    torch.manual_seed(0)
+    bn, conv = nn.BatchNorm2d(4), nn.Conv2d(4, 6, 1, bias=False)
+    randomize_bn(bn)
+    bn.eval()
+    x = torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(fuse_bn_conv1x1(bn, conv)(x), conv(bn(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_a_training_block_drops_its_residual_branch_per_sample_and_an_eval_block_never_does() -> None:
+    block = CSABlock(16, 1, 4, drop_path=0.5)
+    x = torch.randn(64, 16, 8, 8, generator=torch.Generator().manual_seed(0))
+    block.eval()
+    assert not any(torch.equal(y, xi) for y, xi in zip(block(x), x, strict=True))  # eval: every branch added
+    block.train()
+    torch.manual_seed(0)
+    y = block(x)
+    dropped = [bool(torch.equal(y[i], x[i])) for i in range(64)]  # a dropped branch leaves the input as it was
+    assert 10 < sum(dropped) < 54
