@@ -10,8 +10,9 @@
 # that cover the mutated function (mutmut records which tests call which function first). Results:
 # $MUTATION_DIR/summary.log (one line per module: killed, survived, no tests, timeout, score) and
 # $MUTATION_DIR/<name>/survivors.txt (each surviving mutant's diff). Score = (killed + timeout) /
-# mutants checked; "no tests" mutants count as survivors. The last run's figures and the
-# classification of every survivor are in docs/testing.md.
+# mutants checked; "no tests" mutants count as survivors. A second line per module gives the score
+# without the survivors classified as equivalent in scripts/mutation-equivalents.tsv and names the
+# unclassified ones. The last run's figures and the classification of every survivor are in docs/testing.md.
 #
 # Every mutant of the nine modules takes hours on 2 cores; SAMPLE=N checks a seeded random sample of N
 # mutants per module (SEED, default 0: the same sample each time for the same code) and reports the
@@ -144,5 +145,7 @@ EOF
     mutant="$(echo "$mutant" | xargs)"
     { echo "### $mutant ($(echo "$status" | xargs))"; (cd "$work" && "$MUTMUT" show "$mutant" 2>&1 | sed -n '2,$p'); echo; } >>"$work/survivors.txt"
   done
+  # the score without the survivors classified as equivalent mutants (scripts/mutation-equivalents.tsv)
+  "$PYTHON" "$ROOT/scripts/mutation_equivalents.py" "$work/results.txt" "$work/survivors.txt" "$ROOT/scripts/mutation-equivalents.tsv" "$name" | tee -a "$OUT/summary.log"
 done
 echo "summary: $OUT/summary.log"

@@ -1,0 +1,56 @@
+"""A module's mutation score without the survivors classified as equivalent (scripts/mutation-equivalents.tsv).
+
+Called by scripts/mutation.sh after each module:
+    mutation_equivalents.py RESULTS SURVIVORS EQUIVALENTS NAME
+RESULTS is `mutmut results --all true`, SURVIVORS the diffs the script collected. A survivor matches an
+entry by its function (mutmut's name without "__mutmut_N") and its mutated line (the diff's "+" line,
+stripped), so a classification outlives mutmut's renumbering but not a change of the line itself.
+Prints one line: the score without the equivalent ones, and the survivors nobody classified.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+from pathlib import Path
+
+
+def survivors(text: str) -> list[tuple[str, str, str]]:
+    """(mutant, function, mutated line) of every "### mutant (status)" block of the survivors file."""
+    found = []
+    for block in text.split("### ")[1:]:
+        head, *lines = block.splitlines()
+        mutant = head.split(" (")[0].strip()
+        plus = next((line[1:].strip() for line in lines if line.startswith("+") and not line.startswith("+++")), "")
+        found.append((mutant, mutant.split("__mutmut_")[0], plus))
+    return found
+
+
+def equivalents(path: Path) -> set[tuple[str, str]]:
+    table = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            function, plus, _reason = line.split("\t", 2)
+            table.add((function.strip(), plus.strip()))
+    return table
+
+
+def main(results: str, survivors_file: str, equivalents_file: str, name: str) -> None:
+    counts: collections.Counter[str] = collections.Counter()
+    for line in Path(results).read_text(encoding="utf-8").splitlines():
+        if "__mutmut_" in line and ":" in line:
+            counts[line.rsplit(":", 1)[1].strip()] += 1
+    checked = sum(n for status, n in counts.items() if status not in ("skipped", "not checked"))
+    detected = counts["killed"] + counts["timeout"] + counts["segfault"]
+    known = equivalents(Path(equivalents_file))
+    left = [mutant for mutant, function, plus in survivors(Path(survivors_file).read_text(encoding="utf-8")) if (function, plus) not in known]
+    equivalent = checked - detected - len(left)
+    denominator = checked - equivalent
+    score = 100.0 * detected / denominator if denominator else float("nan")
+    print(f"{name:12s} without {equivalent} classified equivalent: {score:5.1f}% ({detected}/{denominator}); unclassified survivors: {len(left)}")
+    for mutant in left:
+        print(f"{'':12s}   unclassified: {mutant}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])

@@ -1,0 +1,38 @@
+"""scripts/mutation_equivalents.py: the score without the survivors classified as equivalent mutants."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "mutation_equivalents.py"
+TABLE = ROOT / "scripts" / "mutation-equivalents.tsv"
+
+
+def test_every_classification_names_a_function_a_line_and_a_reason() -> None:
+    rows = [line for line in TABLE.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+    assert rows
+    for row in rows:
+        function, line, reason = row.split("\t")
+        assert function.startswith("csa_cli.") and "__mutmut_" not in function and line.strip() and len(reason) > 20, row
+
+
+def test_equivalent_survivors_leave_the_denominator_and_the_others_are_named(tmp_path: Path) -> None:
+    results = tmp_path / "results.txt"
+    results.write_text(
+        "    m.x_f__mutmut_1: killed\n    m.x_f__mutmut_2: survived\n    m.x_g__mutmut_1: survived\n"
+        "    m.x_g__mutmut_2: timeout\n    m.x_g__mutmut_3: not checked\n"
+    )
+    survivors = tmp_path / "survivors.txt"
+    survivors.write_text(
+        "### m.x_f__mutmut_2 (survived)\n--- a\n+++ b\n-    y = a[-1]\n+    y = a[+1]\n\n"
+        "### m.x_g__mutmut_1 (survived)\n--- a\n+++ b\n-    return 1\n+    return 2\n\n"
+    )
+    table = tmp_path / "eq.tsv"
+    table.write_text("# comment\nm.x_f\ty = a[+1]\tthe same axis of a 2-D array\nm.x_g\treturn 3\tanother line\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), str(results), str(survivors), str(table), "mod"], capture_output=True, text=True, check=True).stdout
+    # 4 checked (killed, timeout, 2 survived), 1 classified equivalent: 2 detected of 3
+    assert out.splitlines()[0].split() == ["mod", "without", "1", "classified", "equivalent:", "66.7%", "(2/3);", "unclassified", "survivors:", "1"]
+    assert out.splitlines()[1].strip() == "unclassified: m.x_g__mutmut_1"
