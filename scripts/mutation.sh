@@ -120,25 +120,7 @@ EOF
     (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
   fi
   (cd "$work" && "$MUTMUT" results --all true >"$work/results.txt" 2>&1) || true
-  "$PYTHON" - "$work/results.txt" "$name" "$module" "$(($(date +%s) - start))" >>"$OUT/summary.log" <<'EOF'
-import collections, sys
-path, name, module, seconds = sys.argv[1:]
-counts = collections.Counter()
-for line in open(path, encoding="utf-8"):
-    if "__mutmut_" in line and ":" in line:
-        counts[line.rsplit(":", 1)[1].strip()] += 1
-checked = sum(n for status, n in counts.items() if status not in ("skipped", "not checked"))
-detected = counts["killed"] + counts["timeout"] + counts["segfault"]
-score = 100.0 * detected / checked if checked else float("nan")
-detail = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
-interval = ""
-if checked and counts["not checked"]:  # a sample: the Wilson score interval of the proportion (z = 1.96)
-    z, p = 1.96, detected / checked
-    centre, half = (p + z * z / (2 * checked)), z * (p * (1 - p) / checked + z * z / (4 * checked * checked)) ** 0.5
-    low, high = (centre - half) / (1 + z * z / checked), (centre + half) / (1 + z * z / checked)
-    interval = f" [95% interval {100 * low:.0f}-{100 * high:.0f}%]"
-print(f"{name:12s} {module:44s} {score:5.1f}%{interval} ({detected}/{checked}; {detail}) in {seconds} s")
-EOF
+  "$PYTHON" "$ROOT/scripts/mutation_equivalents.py" --raw "$work/results.txt" "$name" "$module" "$(($(date +%s) - start))" >>"$OUT/summary.log"
   tail -n 1 "$OUT/summary.log"
   : >"$work/survivors.txt"
   { grep -E ': (survived|no tests|suspicious)$' "$work/results.txt" || true; } | while IFS=: read -r mutant status; do

@@ -1,8 +1,10 @@
 """A module's mutation score without the survivors classified as equivalent (scripts/mutation-equivalents.tsv).
 
 Called by scripts/mutation.sh after each module:
-    mutation_equivalents.py RESULTS SURVIVORS EQUIVALENTS NAME
-RESULTS is `mutmut results --all true`, SURVIVORS the diffs the script collected. A survivor matches an
+    mutation_equivalents.py --raw RESULTS NAME MODULE SECONDS    the raw score (with a sample's Wilson interval)
+    mutation_equivalents.py RESULTS SURVIVORS EQUIVALENTS NAME   the score without the equivalent survivors
+RESULTS is `mutmut results --all true`, SURVIVORS the diffs the script collected. Both lines count
+"checked" and "detected" the same way (`tally`). A survivor matches an
 entry by its function (mutmut's name without "__mutmut_N") and its mutated line (the diff's "+" line,
 stripped), so a classification outlives mutmut's renumbering but not a change of the line itself.
 Prints one line: the score without the equivalent ones, and the survivors nobody classified.
@@ -35,13 +37,31 @@ def equivalents(path: Path) -> set[tuple[str, str]]:
     return table
 
 
-def main(results: str, survivors_file: str, equivalents_file: str, name: str) -> None:
+def tally(results: str) -> tuple[collections.Counter[str], int, int]:
+    """Mutants per status, mutants checked (not skipped or unchecked) and detected (killed, timeout, segfault)."""
     counts: collections.Counter[str] = collections.Counter()
     for line in Path(results).read_text(encoding="utf-8").splitlines():
         if "__mutmut_" in line and ":" in line:
             counts[line.rsplit(":", 1)[1].strip()] += 1
     checked = sum(n for status, n in counts.items() if status not in ("skipped", "not checked"))
-    detected = counts["killed"] + counts["timeout"] + counts["segfault"]
+    return counts, checked, counts["killed"] + counts["timeout"] + counts["segfault"]
+
+
+def raw(results: str, name: str, module: str, seconds: str) -> None:
+    counts, checked, detected = tally(results)
+    score = 100.0 * detected / checked if checked else float("nan")
+    detail = ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
+    interval = ""
+    if checked and counts["not checked"]:  # a sample: the Wilson score interval of the proportion (z = 1.96)
+        z, p = 1.96, detected / checked
+        centre, half = (p + z * z / (2 * checked)), z * (p * (1 - p) / checked + z * z / (4 * checked * checked)) ** 0.5
+        low, high = (centre - half) / (1 + z * z / checked), (centre + half) / (1 + z * z / checked)
+        interval = f" [95% interval {100 * low:.0f}-{100 * high:.0f}%]"
+    print(f"{name:12s} {module:44s} {score:5.1f}%{interval} ({detected}/{checked}; {detail}) in {seconds} s")
+
+
+def main(results: str, survivors_file: str, equivalents_file: str, name: str) -> None:
+    _counts, checked, detected = tally(results)
     known = equivalents(Path(equivalents_file))
     left = [mutant for mutant, function, plus in survivors(Path(survivors_file).read_text(encoding="utf-8")) if (function, plus) not in known]
     equivalent = checked - detected - len(left)
@@ -53,4 +73,7 @@ def main(results: str, survivors_file: str, equivalents_file: str, name: str) ->
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    if sys.argv[1] == "--raw":
+        raw(*sys.argv[2:6])
+    else:
+        main(*sys.argv[1:5])

@@ -333,8 +333,7 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
             node_macs = _node_macs(node, g)
             if node_macs is None:
                 # name the operands that blocked the count, not those whose shape is known
-                known = {i for i in node.input[:2] if (t := g.info(i)) is not None and t.static}
-                unknown.update(i for i in node.input[:2] if i and i not in known)
+                unknown.update(i for i in node.input[:2] if i and not ((t := g.info(i)) is not None and t.static))
             macs = node_macs or 0
         nodes.append(
             NodeCost(
