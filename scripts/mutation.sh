@@ -48,6 +48,11 @@ MAP=(
 list_map() { for row in "${MAP[@]}"; do IFS='|' read -r name module tests <<<"$row"; printf '%-12s %-44s %s\n' "$name" "$module" "$tests"; done; }
 
 if [[ "${1:-}" == "--list" ]]; then list_map; exit 0; fi
+for knob in SAMPLE SEED JOBS; do
+  value="${!knob:-}"
+  if [ -n "$value" ] && ! [[ "$value" =~ ^[0-9]+$ ]]; then echo "Error: $knob=$value is not a whole number; e.g. SAMPLE=50 SEED=1 JOBS=2" >&2; exit 2; fi
+done
+if [ "${SAMPLE:-}" = 0 ] || [ "$JOBS" = 0 ]; then echo "Error: SAMPLE and JOBS must be at least 1" >&2; exit 2; fi
 "$PYTHON" -c "import mutmut" 2>/dev/null || { echo "Error: mutmut is not installed for $PYTHON; run: pip install -e '.[mutation]'" >&2; exit 2; }
 MUTMUT="$(dirname "$PYTHON")/mutmut"
 [ -x "$MUTMUT" ] || MUTMUT=mutmut
