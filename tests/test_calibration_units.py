@@ -173,3 +173,13 @@ def test_cache_keeps_the_header_algorithm_and_quotes_at_most_80_characters_of_a_
     with pytest.raises(CsaError) as bad:
         parse_calibration_cache(f"TRT-8601-EntropyCalibration2\n{long_line}\n")
     assert str(bad.value).endswith(repr("y" * 80))
+
+
+def test_list_dataset_finds_imagenet_val_under_the_data_dir_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # synset folders keep their ImageNet indices: goldfish n01443537 is class 1, brambling n01530575 class 10
+    monkeypatch.delenv("CSA_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # nothing to find by accident in the working directory
+    _image_folder(tmp_path / "somewhere" / "val", {"n01443537": 1, "n01530575": 2})
+    files, fingerprint = list_dataset("imagenet-val", tmp_path / "somewhere")
+    assert sorted((Path(f.path).parent.name, f.label) for f in files) == [("n01443537", 1), ("n01530575", 10), ("n01530575", 10)]
+    assert fingerprint == list_dataset(str(tmp_path / "somewhere" / "val"))[1]

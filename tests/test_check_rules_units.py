@@ -7,6 +7,7 @@ Expected findings are worked out by hand from docs/check.md and shared/reference
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -510,3 +511,70 @@ def test_a_resize_without_a_mode_is_checked_as_nearest_onnx_s_default() -> None:
 @pytest.mark.parametrize("op", ["LogSoftmax", "Hardmax"])
 def test_softmax_like_ops_are_dla_violations_under_the_softmax_rule(op: str) -> None:
     assert ("softmax", "violation", op) in findings(unary(op))["n"]
+
+
+def layernorm_with_adds(extra_adds: int) -> onnx.ModelProto:
+    """layernorm() with `extra_adds` more Adds between the variance and the Sqrt: a longer expansion."""
+    spec = [("ReduceMean", ["x"], "mean"), ("Sub", ["x", "mean"], "d"), ("Pow", ["d", "two"], "sq"), ("ReduceMean", ["sq"], "var")]
+    last = "var"
+    for i in range(extra_adds + 1):
+        spec.append(("Add", [last, "eps"], f"ve{i}"))
+        last = f"ve{i}"
+    spec += [("Sqrt", [last], "std"), ("Div", ["d", "std"], "y")]
+    nodes = [helper.make_node(op, ins, [out], name=out, **({"axes": [-1]} if op == "ReduceMean" else {})) for op, ins, out in spec]
+    return graph(nodes, {"x": [1, 16, 8]}, {"y": [1, 16, 8]}, {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32)})
+
+
+@pytest.mark.parametrize(("extra_adds", "marked"), [(0, True), (6, True), (7, False), (9, False)])
+def test_the_layernorm_search_takes_at_most_12_nodes_after_the_reducemean(extra_adds: int, marked: bool) -> None:
+    # The search from the Sub finds Sub, Div, Pow, ReduceMean, the Adds, then the Sqrt: 6 + extra_adds nodes,
+    # so up to 6 extra Adds the Sqrt is the 12th node found and the expansion is recognized.
+    got = findings(layernorm_with_adds(extra_adds), "restricted")
+    assert (("normalization", "violation", "Sqrt is part of a LayerNorm written out as ReduceMean/Sub/Pow/Sqrt/Div") in got["std"]) is marked
+    assert any(rule == "normalization" for rule, _, _ in got["d"]) is marked
+
+
+def test_the_reciprocal_form_ending_in_a_mul_that_is_the_graph_output_is_recognized() -> None:
+    # x * 1/sqrt(var + eps): the last node is a Mul whose output nothing consumes (the graph output).
+    model = layernorm(named=True)
+    model.graph.node[-1].CopyFrom(helper.make_node("Reciprocal", ["std"], ["rstd"], name="rstd"))
+    model.graph.node.append(helper.make_node("Mul", ["d", "rstd"], ["y"], name="y"))
+    got = findings(model, "restricted")
+    part = "is part of a LayerNorm written out as ReduceMean/Sub/Pow/Sqrt/Div"
+    ops = {"mean": "ReduceMean", "d": "Sub", "sq": "Pow", "var": "ReduceMean", "ve": "Add", "std": "Sqrt", "rstd": "Reciprocal", "y": "Mul"}
+    assert {name: found[0] for name, found in got.items()} == {name: ("normalization", "violation", f"{op} {part}") for name, op in ops.items()}
+
+
+@pytest.mark.parametrize(
+    ("scale", "out", "expected"),
+    [
+        (20.001, 160, []),  # within 1e-4 x scale of 20: float rounding of an integer scale
+        (2.001, 16, resize_bad("nearest: scales 2.001x2.001 (8x8 -> 16x16): DLA takes integer scales 1-32")),
+        (2.0001, 16, []),
+    ],
+)
+def test_an_integer_resize_scale_is_recognized_within_a_relative_tolerance(scale: float, out: int, expected: list[Triple]) -> None:
+    assert findings(resize("nearest", [1, 1, scale, scale], [1, 4, out, out])) == {"n": expected}
+
+
+@pytest.mark.parametrize(("k", "expected"), [(2, []), (9, [("dla-pool", "violation", "AveragePool: window 9x9 outside 1-8")])])
+def test_averagepool_windows_are_checked_like_maxpool(k: int, expected: list[Triple]) -> None:
+    assert findings(pool("AveragePool", k, 18 if k == 9 else 16)) == {"n": expected}
+
+
+def test_check_graph_itself_refuses_an_unknown_rule_set() -> None:
+    from csa_cli.errors import UsageError
+    from csa_cli.graph.index import index_graph
+    from csa_cli.stages.check.checks import check_graph
+
+    with pytest.raises(UsageError, match="unknown rule set 'tensorrt'"):
+        check_graph(index_graph(unary("Relu")), "tensorrt")
+
+
+def test_the_report_names_the_file_checked_and_no_file_for_an_in_memory_model(tmp_path: Path) -> None:
+    model = unary("Relu")
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    assert check_onnx(path).path == str(path)
+    assert check_onnx(str(path)).path == str(path)
+    assert check_onnx(model).path is None

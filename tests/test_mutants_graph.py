@@ -414,3 +414,71 @@ def test_a_node_whose_output_nothing_reads_is_costed_not_fatal() -> None:
     report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}), "fp32")
     assert sorted(k.nodes[0] for k in report.kernels) == ["dead", "sig"]
     assert next(k for k in report.kernels if k.nodes == ["sig"]).activation_bytes == 2 * 4 * F
+
+
+@pytest.mark.parametrize("views", [1, 40])
+def test_a_tensor_that_reaches_a_graph_output_through_any_number_of_views_is_written(views: int) -> None:
+    # Relu(x) -> r -> Identity x views -> y: the kernel reads x and writes r (what y views): 2 x 4 floats.
+    nodes = [helper.make_node("Relu", ["x"], ["v0"], name="relu")]
+    nodes += [helper.make_node("Identity", [f"v{i}"], [f"v{i + 1}" if i + 1 < views else "y"]) for i in range(views)]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}), "fp32")
+    assert [k.nodes for k in report.kernels] == [["relu"]]
+    assert report.fused_activation_bytes == 2 * 4 * F
+
+
+@pytest.mark.parametrize("view_first", [True, False])
+def test_a_pointwise_consumer_of_a_tensor_that_is_also_a_graph_output_through_a_view_is_not_fused(view_first: bool) -> None:
+    # r = Relu(x) is written anyway (it reaches output o through an Identity), so the Sigmoid reading
+    # it starts its own kernel rather than joining the Relu's, whichever of the two readers comes first.
+    readers = [helper.make_node("Identity", ["r"], ["o"]), helper.make_node("Sigmoid", ["r"], ["y"], name="sig")]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), *(readers if view_first else readers[::-1])]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"o": [1, 4], "y": [1, 4]}), "fp32")
+    assert [k.nodes for k in report.kernels] == [["relu"], ["sig"]]
+    assert report.fused_activation_bytes == (2 + 2) * 4 * F  # relu: x in, r out; sig: r in, y out
+
+
+def test_a_consumer_refused_for_two_outside_inputs_does_not_stop_the_next_one_fusing() -> None:
+    # r = Relu(x) has two pointwise readers: Max(r, a, b) takes two outside activations (refused),
+    # Sigmoid(r) none (fused into the Relu's kernel).
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Max", ["r", "a", "b"], ["m"], name="max"),
+        helper.make_node("Sigmoid", ["r"], ["y"], name="sig"),
+    ]
+    report = traffic(_model(nodes, {"x": [1, 4], "a": [1, 4], "b": [1, 4]}, {"m": [1, 4], "y": [1, 4]}), "fp32")
+    assert [k.nodes for k in report.kernels] == [["relu", "sig"], ["max"]]
+
+
+def test_a_tensor_reaching_a_graph_output_through_one_of_two_view_branches_is_written() -> None:
+    # r = Relu(x) -> Identity -> i2 -> Identity -> y (the output), and r -> Identity -> i1, read by nothing:
+    # the dead branch is searched too, and the live one still counts. The kernel writes r: 2 x 4 floats in all.
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Identity", ["r"], ["i2"]),
+        helper.make_node("Identity", ["r"], ["i1"]),
+        helper.make_node("Identity", ["i2"], ["y"]),
+    ]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}), "fp32")
+    assert report.fused_activation_bytes == 2 * 4 * F
+
+
+def test_a_constant_operand_of_unknown_size_is_named_even_where_no_mac_count_needs_it() -> None:
+    # k: an int8 constant through an op nobody knows (untyped) and a DequantizeLinear, added to x:
+    # its size is counted as 0 and named, as every unknown size is, though an Add has no MACs.
+    nodes = [
+        helper.make_node("Foo", ["k"], ["q"], domain="custom"),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["kdq"]),
+        helper.make_node("Add", ["x", "kdq"], ["y"], name="add"),
+    ]
+    inits = {"k": _weights(1, 4, dtype=np.int8), "s": np.array(0.5, np.float32), "z": np.array(0, np.int8)}
+    cost = analyze(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}, inits))
+    assert cost.unknown_shapes == ["kdq"]
+    assert next(n for n in cost.nodes if n.op == "Add").weight_bytes_read == 0
+
+
+def test_an_empty_optional_input_does_not_end_the_count_of_the_inputs_after_it() -> None:
+    # Resize(x, roi="", scales): the 4 float scales after the empty roi are still read (16 bytes).
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", mode="nearest")
+    cost = analyze(_model([node], {"x": [1, 4, 8, 8]}, {"y": [1, 4, 16, 16]}, {"scales": np.array([1, 1, 2, 2], np.float32)}))
+    assert cost.weight_bytes == 4 * F
+    assert (cost.nodes[0].activation_bytes_read, cost.nodes[0].bytes_written) == (4 * 8 * 8 * F, 4 * 16 * 16 * F)

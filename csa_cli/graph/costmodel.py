@@ -312,6 +312,8 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                     continue
                 if g.is_constant(name):
                     size = _stored_bytes(name, g, memo)
+                    if size is None:
+                        unknown.add(name)
                     weight_read += size or 0
                     if pos not in config and name not in seen_params and _is_parameter(name, g):
                         seen_params.add(name)
@@ -330,11 +332,8 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                     if size is None:
                         unknown.add(name)
                     written += size or 0
-            node_macs = _node_macs(node, g)
-            if node_macs is None:
-                # name the operands that blocked the count, not those whose shape is known
-                unknown.update(i for i in node.input[:2] if i and not ((t := g.info(i)) is not None and t.static))
-            macs = node_macs or 0
+            # (an operand whose shape blocks the MAC count is one of unknown size: named above)
+            macs = _node_macs(node, g) or 0
         nodes.append(
             NodeCost(
                 op=op,

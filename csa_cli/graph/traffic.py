@@ -170,7 +170,7 @@ class _Graph:
             return self._consumers[name]
         out: list[onnx.NodeProto] = []
         for node in self.g.consumers.get(name, []):
-            if self.is_free(node) and node.op_type not in ("Constant",):
+            if self.is_free(node):
                 for o in node.output:
                     out += self.consumers(o)
             else:
@@ -204,11 +204,19 @@ def _kernel_io(gr: _Graph, members: list[onnx.NodeProto], outputs: set[str]) -> 
     return sum(reads.values()) + written, weights
 
 
-def _feeds_output(gr: _Graph, name: str, outputs: set[str], depth: int = 0) -> bool:
-    """Whether a tensor reaches a network output through free views and Q/DQ only."""
-    if depth > 32:
-        return False
-    return any(o in outputs or _feeds_output(gr, o, outputs, depth + 1) for node in gr.g.consumers.get(name, []) if gr.is_free(node) for o in node.output)
+def _feeds_output(gr: _Graph, name: str, outputs: set[str]) -> bool:
+    """Whether a tensor reaches a network output through free views and Q/DQ only (however many)."""
+    pending, seen = [name], set()
+    while pending:
+        for node in gr.g.consumers.get(pending.pop(), []):
+            if not gr.is_free(node):
+                continue
+            if any(o in outputs for o in node.output):
+                return True
+            fresh = [o for o in node.output if o not in seen]
+            seen.update(fresh)
+            pending += fresh
+    return False
 
 
 def _groups(gr: _Graph, outputs: set[str]) -> list[list[onnx.NodeProto]]:

@@ -67,9 +67,15 @@ def _static(g: GraphIndex, name: str) -> list[int] | None:
     return [int(d) for d in info.shape]  # type: ignore[arg-type]
 
 
+# A written-out LayerNorm has 6-8 nodes after its centring Sub (more with casts); the bound keeps the
+# search from taking in the rest of the network through a Mul/Add chain.
+_LAYERNORM_MAX_NODES = 12
+
+
 def _layernorm_expansion(g: GraphIndex) -> dict[str, str]:
     """Nodes of a LayerNorm written out as ReduceMean -> Sub -> Pow/Mul -> ReduceMean -> Add -> Sqrt -> Div."""
-    pattern = {"Sub", "Pow", "Mul", "ReduceMean", "Add", "Sqrt", "Div", "Reciprocal"}
+    # What may follow the centring Sub (the search starts there; a second Sub is not part of a LayerNorm).
+    pattern = {"Pow", "Mul", "ReduceMean", "Add", "Sqrt", "Div", "Reciprocal"}
     marked: dict[str, str] = {}
     for node in g.nodes:
         if node.op_type != "ReduceMean":
@@ -78,7 +84,7 @@ def _layernorm_expansion(g: GraphIndex) -> dict[str, str]:
         for sub in subs:
             found: dict[str, onnx.NodeProto] = {}
             frontier = [sub]
-            while frontier and len(found) < 12:
+            while frontier and len(found) < _LAYERNORM_MAX_NODES:
                 current = frontier.pop()
                 key = current.name or current.output[0]
                 if key in found:
@@ -357,8 +363,7 @@ def _graph_io_findings(g: GraphIndex, rule_sets: list[str]) -> list[Finding]:
     inits = set(g.initializers)
     ios = [("graph input", vi) for vi in g.graph.input if vi.name not in inits] + [("graph output", vi) for vi in g.graph.output]
     for kind, vi in ios:
-        info = g.info(vi.name)
-        shape = info.shape if info is not None else None
+        shape = g.shape(vi.name)
         for rule_set in rule_sets:
             if shape is None or not all(isinstance(d, int) for d in shape):
                 dims = "unknown rank" if shape is None else "x".join(str(d) if d is not None else "?" for d in shape)
