@@ -10,7 +10,15 @@ import pytest
 from PIL import Image
 
 from csa_cli.data.preprocess import default_preprocessing, load_batch
-from csa_cli.stages.quantize.calibration import PERCENTILE, CalibFile, TensorHistogram, iter_calibration_batches, list_dataset
+from csa_cli.stages.quantize.calibration import (
+    PERCENTILE,
+    START_BIN,
+    CalibFile,
+    TensorHistogram,
+    entropy_threshold_bin,
+    iter_calibration_batches,
+    list_dataset,
+)
 
 
 def _image_folder(root: Path, per_class: dict[str, int]) -> Path:
@@ -183,3 +191,42 @@ def test_list_dataset_finds_imagenet_val_under_the_data_dir_given(tmp_path: Path
     files, fingerprint = list_dataset("imagenet-val", tmp_path / "somewhere")
     assert sorted((Path(f.path).parent.name, f.label) for f in files) == [("n01443537", 1), ("n01530575", 10), ("n01530575", 10)]
     assert fingerprint == list_dataset(str(tmp_path / "somewhere" / "val"))[1]
+
+
+def test_values_are_histogrammed_as_float32_the_precision_the_network_computes_in() -> None:
+    wide = np.array([0.1, -0.3, 0.7000000001, 1e-9], np.float64)
+    h64, h32 = TensorHistogram(), TensorHistogram()
+    h64.update(wide)
+    h32.update(wide.astype(np.float32))
+    assert (h64.min, h64.max) == (float(np.float32(-0.3)), float(np.float32(0.7000000001))) == (h32.min, h32.max)
+    assert h64.counts is not None and h32.counts is not None
+    assert h64.counts.dtype == np.int64  # whole counts, exact however many batches add to them
+    np.testing.assert_array_equal(h64.counts, h32.counts)
+
+
+def _counts(shape: str) -> np.ndarray:
+    counts = np.zeros(2048, np.int64)
+    if shape == "beyond bin 200":  # every candidate up to bin 200 holds nothing: log(0) territory
+        counts[200:260] = np.arange(60) + 1
+    elif shape == "gappy":
+        counts[::7] = 5
+        counts[1000] = 1
+    elif shape == "half-normal":
+        rng = np.random.default_rng(0)
+        counts = np.bincount(np.minimum((np.abs(rng.normal(0, 300, 20000))).astype(np.int64), 2047), minlength=2048)
+    return counts
+
+
+@pytest.mark.parametrize("shape", ["all zero", "beyond bin 200", "gappy", "half-normal"])
+def test_the_entropy_search_warns_about_nothing_on_any_histogram(shape: str) -> None:
+    # csa quantize prints no numpy RuntimeWarning: empty candidates are ruled out, not divided by
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = entropy_threshold_bin(_counts(shape))
+    assert START_BIN <= found <= 2048
+    if shape == "all zero":
+        assert found == 2048
+    if shape == "beyond bin 200":
+        assert found > 200  # a threshold inside the empty bins would clip everything

@@ -283,6 +283,10 @@ def test_config_overrides_and_round_trip() -> None:
     model = create_model("csa_nano", num_classes=10, layer_scale=1e-6, depths=[1, 1, 1, 1])
     assert model.config.depths == (1, 1, 1, 1) and len(model.blocks()) == 4
     assert CSAConfig.from_dict(model.config.to_dict()) == model.config
+    # every per-stage override becomes a tuple, whatever sequence it came as: configs compare equal
+    listed = build_csa("csa-nano", depths=[1, 1, 1, 1], dims=[8, 8, 8, 8], heads=[1, 1, 1, 1], reduced=[1, 2, 3, 4]).config
+    assert (listed.depths, listed.dims, listed.heads, listed.reduced) == ((1, 1, 1, 1), (8, 8, 8, 8), (1, 1, 1, 1), (1, 2, 3, 4))
+    assert listed == CSAConfig.from_dict(listed.to_dict())
 
 
 def test_layer_scale_folds_exactly() -> None:
@@ -580,6 +584,7 @@ def test_grad_checkpointing_is_on_by_default_when_asked_and_trains_from_a_leaf_i
     """set_grad_checkpointing() with no argument turns it on (timm's API), and checkpointed blocks whose input
     needs no gradient (the layers before them frozen) still give their weights gradients."""
     model = build_csa("csa-nano").train()
+    assert not model.grad_checkpointing and not any(stage.grad_checkpointing for stage in model.stages)  # off until asked
     model.set_grad_checkpointing()
     assert model.grad_checkpointing and all(stage.grad_checkpointing for stage in model.stages)
     stage = model.stages[1]

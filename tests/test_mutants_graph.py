@@ -482,3 +482,35 @@ def test_an_empty_optional_input_does_not_end_the_count_of_the_inputs_after_it()
     cost = analyze(_model([node], {"x": [1, 4, 8, 8]}, {"y": [1, 4, 16, 16]}, {"scales": np.array([1, 1, 2, 2], np.float32)}))
     assert cost.weight_bytes == 4 * F
     assert (cost.nodes[0].activation_bytes_read, cost.nodes[0].bytes_written) == (4 * 8 * 8 * F, 4 * 16 * 16 * F)
+
+
+def test_a_node_reads_every_activation_it_takes_and_per_image_bytes_are_whole() -> None:
+    # Where(cond[3] bool, x[2,3], y[2,3]) at graph batch 2: reads 3 + 24 + 24 = 51 bytes, 25 per image
+    # (whole bytes, rounded down); writes 24 bytes, 12 per image.
+    node = helper.make_node("Where", ["cond", "x", "y"], ["z"], name="where")
+    model = _model([node], {"x": [2, 3], "y": [2, 3]}, {"z": [2, 3]})
+    model.graph.input.append(helper.make_tensor_value_info("cond", TensorProto.BOOL, [3]))
+    cost = analyze(model)
+    assert cost.graph_batch == 2
+    assert (cost.nodes[0].activation_bytes_read, cost.nodes[0].bytes_written) == (51 // 2, 24 // 2)
+    assert isinstance(cost.nodes[0].activation_bytes_read, int)
+
+
+def test_constant_operands_of_a_pointwise_op_are_not_outside_inputs() -> None:
+    # Clip(Relu(x), lo, hi) with constant bounds: no outside activation, so the Clip is the Relu's epilogue.
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Clip", ["r", "lo", "hi"], ["y"], name="clip")]
+    inits = {"lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)}
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}, inits), "fp32")
+    assert [k.nodes for k in report.kernels] == [["relu", "clip"]]
+
+
+def test_bytes_per_frame_share_the_weights_over_the_batch_fused_and_unfused() -> None:
+    # Conv 4->4 3x3 with bias, then Relu: 144 + 4 weights; per frame at batch b: activations + weights / b.
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    inits = {"w": _weights(4, 4, 3, 3), "b": _weights(4)}
+    report = traffic(_model(nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 4, 8, 8]}, inits), "fp32")
+    assert report.fused_weight_bytes == report.unfused_weight_bytes == (144 + 4) * F
+    assert report.unfused_activation_bytes > report.fused_activation_bytes  # the unfused Relu reads and writes c
+    for batch in (1, 4):
+        assert report.fused_per_frame(batch) == report.fused_activation_bytes + (144 + 4) * F / batch
+        assert report.unfused_per_frame(batch) == report.unfused_activation_bytes + (144 + 4) * F / batch

@@ -323,6 +323,23 @@ def test_config_refuses_empty_ragged_or_non_positive_stages(fields: dict[str, An
         CSAConfig(**fields)
 
 
+def test_config_takes_one_of_everything_per_stage() -> None:
+    from csa_cli.models.csa import CSAConfig, build_csa
+
+    config = CSAConfig(depths=(1,), dims=(1,), heads=(1,), reduced=(1,))  # the smallest positive values
+    assert build_csa(config, num_classes=2).eval()(torch.randn(1, 3, 64, 64)).shape == (1, 2)
+
+
+def test_a_feature_map_resized_to_or_from_nothing_is_a_usage_error_with_a_hint() -> None:
+    from csa_cli.errors import UsageError
+    from csa_cli.models.csa import exact_scale
+
+    for sizes in ((0, 4), (4, 0)):
+        with pytest.raises(UsageError, match=f"cannot resize {sizes[0]} -> {sizes[1]}: the feature map is too small") as err:
+            exact_scale(*sizes)
+        assert err.value.hint == "use a larger input (a multiple of 32, at least 64)"
+
+
 def test_unknown_variant_lists_the_known_ones() -> None:
     from csa_cli.errors import CsaError
     from csa_cli.models.csa import list_variants, variant_config

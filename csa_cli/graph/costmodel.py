@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from csa_cli.errors import CsaError
-from csa_cli.graph.index import GraphIndex, TensorInfo, complete_shapes, index_graph, shape_of
+from csa_cli.graph.index import GraphIndex, complete_shapes, index_graph, shape_of
 from csa_cli.graph.onnx_file import load_onnx
 
 if TYPE_CHECKING:
@@ -273,6 +273,12 @@ def _is_parameter(name: str, g: GraphIndex) -> bool:
     return value_info.elem_type in float_or_quant
 
 
+def _activation_nbytes(g: GraphIndex, name: str) -> int | None:
+    """Bytes of a tensor as the graph types it; None when its shape or type is unknown."""
+    info = g.info(name)
+    return None if info is None else info.nbytes
+
+
 def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> CostReport:
     """Parameters, MACs and bytes read/written per node of an ONNX graph (static estimate).
 
@@ -320,7 +326,7 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                         info = g.info(name)
                         params += (info.numel or 0) if info is not None else 0
                 elif op not in _VIEW_OPS:
-                    size = (g.info(name) or TensorInfo(name, 0, None)).nbytes
+                    size = _activation_nbytes(g, name)
                     if size is None:
                         unknown.add(name)
                     act_read += size or 0
@@ -328,7 +334,7 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                 for name in node.output:
                     if not name:
                         continue
-                    size = (g.info(name) or TensorInfo(name, 0, None)).nbytes
+                    size = _activation_nbytes(g, name)
                     if size is None:
                         unknown.add(name)
                     written += size or 0

@@ -136,7 +136,7 @@ def exact_scale(in_size: int, out_size: int) -> float:
         ok64 = math.floor(in_size * float(scale)) == out_size
         if ok32 and ok64:
             return float(scale)
-        scale = np.nextafter(scale, np.float32(np.inf), dtype=np.float32)
+        scale = np.nextafter(scale, np.float32(np.inf))  # float32 in, float32 out
     raise AssertionError(f"no float32 scale maps {in_size} to {out_size}")  # unreachable for sane sizes
 
 
@@ -587,7 +587,7 @@ def _csa_from_timm(
     return CSANet(replace(cfg, **overrides), num_classes, in_chans=in_chans, variant=variant, drop_rate=drop_rate)
 
 
-def _create_csa(variant: str, pretrained: bool = False, **kwargs: Any) -> CSANet:
+def _create_csa(variant: str, pretrained: bool, **kwargs: Any) -> CSANet:
     build = functools.partial(_csa_from_timm, variant=variant)
     return build_model_with_cfg(build, variant, pretrained, model_cfg=variant_config(variant), feature_cfg=dict(TIMM_FEATURE_CFG), **kwargs)
 

@@ -203,23 +203,22 @@ def entropy_threshold_bin(counts: np.ndarray, start_bin: int = START_BIN, levels
     candidates = np.arange(start_bin, n + 1)
     csum = np.concatenate([[0.0], np.cumsum(hist)])
     nonzero = np.concatenate([[0], np.cumsum(hist > 0)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp_bins = np.where(hist > 0, hist * np.log(np.where(hist > 0, hist, 1.0)), 0.0)
+    # log(where(h > 0, h, 1)): no log(0) is ever evaluated, so nothing here warns
+    plogp_bins = np.where(hist > 0, hist * np.log(np.where(hist > 0, hist, 1.0)), 0.0)
     csum_plogp = np.concatenate([[0.0], np.cumsum(plogp_bins)])
 
     # bin j of candidate i falls in group floor(j*levels/i): group g starts at ceil(g*i/levels)
     bounds = (np.arange(levels + 1)[None, :] * candidates[:, None] + levels - 1) // levels
     group_sum = csum[bounds[:, 1:]] - csum[bounds[:, :-1]]
     group_nz = nonzero[bounds[:, 1:]] - nonzero[bounds[:, :-1]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q_level = np.where(group_nz > 0, group_sum / np.maximum(group_nz, 1), 0.0)
-        log_q = np.where(q_level > 0, np.log(np.where(q_level > 0, q_level, 1.0)), 0.0)
+    q_level = np.where(group_nz > 0, group_sum / np.maximum(group_nz, 1), 0.0)
+    log_q = np.where(q_level > 0, np.log(np.where(q_level > 0, q_level, 1.0)), 0.0)
     # sum_j p_j log q_j over bins: in-range counts weight their group's q; the outliers sit in bin i-1
     outliers = total - csum[candidates]
     last = hist[candidates - 1]
     p_log_q = (group_sum * log_q).sum(axis=1) + outliers * log_q[:, -1]
     p_last = last + outliers
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore"):  # log(q_total) of a candidate whose bins are all empty: -inf, ruled out below
         p_log_p = csum_plogp[candidates - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
         q_total = csum[candidates]
         kl = (p_log_p - p_log_q) / total - np.log(total) + np.log(q_total)
