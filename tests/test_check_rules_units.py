@@ -567,8 +567,9 @@ def test_check_graph_itself_refuses_an_unknown_rule_set() -> None:
     from csa_cli.graph.index import index_graph
     from csa_cli.stages.check.checks import check_graph
 
-    with pytest.raises(UsageError, match="unknown rule set 'tensorrt'"):
+    with pytest.raises(UsageError, match="unknown rule set 'tensorrt'") as err:
         check_graph(index_graph(unary("Relu")), "tensorrt")
+    assert err.value.hint == "use --rules restricted, dla or all"
 
 
 def test_the_report_names_the_file_checked_and_no_file_for_an_in_memory_model(tmp_path: Path) -> None:
@@ -578,3 +579,45 @@ def test_the_report_names_the_file_checked_and_no_file_for_an_in_memory_model(tm
     assert check_onnx(path).path == str(path)
     assert check_onnx(str(path)).path == str(path)
     assert check_onnx(model).path is None
+
+
+def test_the_mul_form_of_the_square_is_part_of_the_expansion_too() -> None:
+    model = layernorm(named=True)
+    model.graph.node[2].CopyFrom(helper.make_node("Mul", ["d", "d"], ["sq"], name="sq"))  # d * d, not Pow(d, 2)
+    got = findings(model, "restricted")
+    assert got["sq"] == [("normalization", "violation", "Mul is part of a LayerNorm written out as ReduceMean/Sub/Pow/Sqrt/Div")]
+    assert all(found and found[0][0] == "normalization" for found in got.values())
+
+
+def test_operator_form_quantization_is_an_allowlist_violation_in_restricted_mode() -> None:
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "y_scale", "y_zp"], name="n")
+    g = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 8, 4, 4])],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    message = "DynamicQuantizeLinear: operator-form quantization (the TensorRT parser takes Q/DQ nodes)"
+    assert findings(model, "restricted") == {"n": [("op-allowlist", "violation", message)]}
+
+
+def test_a_folded_node_with_a_non_zero_third_constant_is_not_judged_as_a_zero_point() -> None:
+    # Gemm(A, B, C) of constants folds away at build time; its C is a bias, not a Q/DQ zero point.
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["k"], name="n")
+    model = graph(
+        [node, helper.make_node("Add", ["x", "k"], ["y"], name="add")],
+        {"x": [2, 2]},
+        {"y": [2, 2]},
+        {"a": w(2, 2), "b": w(2, 2), "c": np.ones([2], np.float32)},
+    )
+    for rules in ("restricted", "dla"):
+        assert findings(model, rules)["n"] == []
+
+
+def test_a_graph_input_s_node_result_carries_its_finding() -> None:
+    model = graph([helper.make_node("Relu", ["x"], ["y"], name="n")], {"x": ["N", 8, 4, 4]}, {"y": [1, 8, 4, 4]})
+    result = next(r for r in check_onnx(model, "restricted").nodes if r.name == "x")
+    message = "graph input 'x' has dynamic dimensions (Nx8x4x4): export with a static batch"
+    assert (result.op, result.verdict, result.rule, result.message) == ("graph input", "violation", "dynamic-shape", message)
+    assert [f.message for f in result.findings] == [message]

@@ -250,7 +250,7 @@ def _check_pool_dla(node: onnx.NodeProto, ctx: _Ctx) -> list[tuple[str, str, str
         shape = _static(ctx.g, node.input[0])
         if shape is None or len(shape) != 4:
             return [("dla-pool", "violation", f"{op}: window unknown")]
-        kernel, strides = shape[2:], [1, 1]
+        kernel, strides = shape[2:], []  # one window over the whole map: no stride
     else:
         kernel = _ints(node, "kernel_shape") or []
         strides = _ints(node, "strides") or [1] * len(kernel)
