@@ -15,6 +15,7 @@ from csa_cli.stages.quantize.calibration import (
     START_BIN,
     CalibFile,
     TensorHistogram,
+    entropy_divergences,
     entropy_threshold_bin,
     iter_calibration_batches,
     list_dataset,
@@ -230,3 +231,11 @@ def test_the_entropy_search_warns_about_nothing_on_any_histogram(shape: str) -> 
         assert found == 2048
     if shape == "beyond bin 200":
         assert found > 200  # a threshold inside the empty bins would clip everything
+
+
+def test_divergences_have_one_entry_per_candidate_and_none_is_finite_without_counts() -> None:
+    assert entropy_divergences(np.ones(START_BIN, np.int64)).size == 0  # no candidate beyond the histogram
+    assert entropy_threshold_bin(np.ones(START_BIN, np.int64)) == START_BIN  # its whole range, then
+    empty = entropy_divergences(np.zeros(300, np.int64))
+    assert empty.shape == (300 - START_BIN + 1,) and np.isposinf(empty).all()
+    assert entropy_threshold_bin(np.zeros(300, np.int64)) == 300

@@ -66,12 +66,13 @@ def test_traffic_at_scales_activations_with_the_batch_and_rejects_batches_below_
 # --- costmodel: MACs and sizes that shape inference leaves unknown ---
 
 
+@pytest.mark.parametrize("x_shape", [None, [1, "K"]], ids=["no rank", "symbolic dim"])
 @pytest.mark.parametrize("op", ["Gemm", "MatMul"])
-def test_a_mac_op_with_an_operand_of_unknown_shape_counts_zero_macs_and_reports_the_operand(op: str) -> None:
-    # x has no rank, so x @ w has no MAC count even though y's shape is declared; m = k @ w is
-    # still counted: 1 row of 4 times 4x3 = 12 MACs.
+def test_a_mac_op_with_an_operand_of_unknown_shape_counts_zero_macs_and_reports_the_operand(op: str, x_shape: Shape) -> None:
+    # x has no rank (or a dim with no value), so x @ w has no MAC count even though y's shape is
+    # declared; m = k @ w is still counted: 1 row of 4 times 4x3 = 12 MACs.
     nodes = [helper.make_node(op, ["x", "w"], ["y"], name="unknown"), helper.make_node("MatMul", ["k", "w"], ["m"], name="known")]
-    report = analyze(_model(nodes, {"x": None, "k": [1, 4]}, {"y": [2, 3], "m": [1, 3]}, {"w": _weights(4, 3)}))
+    report = analyze(_model(nodes, {"x": x_shape, "k": [1, 4]}, {"y": [2, 3], "m": [1, 3]}, {"w": _weights(4, 3)}))
     unknown, known = report.nodes
     assert (unknown.macs, known.macs, report.macs) == (0, 12, 12)
     assert report.unknown_shapes == ["x"]  # w and y have known shapes: only x blocks the count
@@ -514,3 +515,42 @@ def test_bytes_per_frame_share_the_weights_over_the_batch_fused_and_unfused() ->
     for batch in (1, 4):
         assert report.fused_per_frame(batch) == report.fused_activation_bytes + (144 + 4) * F / batch
         assert report.unfused_per_frame(batch) == report.unfused_activation_bytes + (144 + 4) * F / batch
+
+
+def test_the_graph_batch_is_the_first_real_input_s_even_after_initializers_listed_as_inputs() -> None:
+    # Old exporters (IR < 4) list every initializer among the graph inputs too; here one comes first.
+    model = _model([helper.make_node("Add", ["x", "k"], ["y"])], {"x": [2, 4]}, {"y": [2, 4]}, {"k": _weights(1, 4)})
+    model.graph.input.insert(0, helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, 4]))
+    report = analyze(model)
+    assert report.graph_batch == 2
+    assert report.nodes[0].activation_bytes_read == 4 * F  # per image: x's 2 x 4 floats over the batch of 2
+
+
+def test_a_weight_or_bias_behind_dequantizelinear_counts_as_parameters_whatever_its_stored_type() -> None:
+    # Conv with an int8 kernel and an int32 bias (how ONNX Runtime stores a quantized bias), each through
+    # DequantizeLinear: 4 x 4 kernel + 4 bias = 20 parameters, as in the float graph.
+    dq = [
+        helper.make_node("DequantizeLinear", ["wq", "s", "zq"], ["w"]),
+        helper.make_node("DequantizeLinear", ["bq", "s", "zb"], ["b"]),
+        helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv"),
+    ]
+    inits = {
+        "wq": _weights(4, 4, 1, 1, dtype=np.int8),
+        "bq": _weights(4, dtype=np.int32),
+        "s": np.array(0.5, np.float32),
+        "zq": np.array(0, np.int8),
+        "zb": np.array(0, np.int32),
+    }
+    quantized = analyze(_model(dq, {"x": [1, 4, 2, 2]}, {"y": [1, 4, 2, 2]}, inits))
+    floats = analyze(
+        _model([helper.make_node("Conv", ["x", "w", "b"], ["y"])], {"x": [1, 4, 2, 2]}, {"y": [1, 4, 2, 2]}, {"w": _weights(4, 4, 1, 1), "b": _weights(4)})
+    )
+    assert quantized.params == floats.params == 4 * 4 + 4
+    assert quantized.weight_bytes == 4 * 4 * 1 + 4 * 4  # stored: int8 kernel, int32 bias
+
+
+def test_an_empty_output_name_does_not_end_the_count_of_the_outputs_after_it() -> None:
+    # Split(x[1,4]) -> ("", b): the first part is dropped, b (2 floats) is still written.
+    node = helper.make_node("Split", ["x", "sizes"], ["", "b"], name="split", axis=1)
+    cost = analyze(_model([node], {"x": [1, 4]}, {"b": [1, 2]}, {"sizes": np.array([2, 2], np.int64)}))
+    assert cost.nodes[0].bytes_written == 2 * F

@@ -14,9 +14,11 @@ import pytest
 
 from csa_cli.errors import CsaError
 from csa_cli.stages.quantize.calibration import (
+    START_BIN,
     CalibFile,
     CalibrationCache,
     TensorHistogram,
+    entropy_divergences,
     entropy_threshold_bin,
     parse_calibration_cache,
     read_calibration_cache,
@@ -24,7 +26,7 @@ from csa_cli.stages.quantize.calibration import (
     select_calibration_files,
     write_calibration_cache,
 )
-from tests.fixtures.entropy_reference import entropy_threshold_bin_reference
+from tests.fixtures.entropy_reference import entropy_divergences_reference, entropy_threshold_bin_reference
 
 SMALL = (64, 64)  # csa-nano's smallest input: keeps calibration fast
 
@@ -101,13 +103,22 @@ def nano_int8(nano_onnx: Path, calib_dir: Path) -> dict[str, Any]:
 # ranges: the entropy threshold search
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_entropy_threshold_matches_bin_by_bin_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
     values = np.concatenate([rng.standard_normal(20000) * (seed + 1), rng.standard_cauchy(50)])
     if seed == 1:
         values = np.maximum(values, 0)  # ReLU-like: a spike of exact zeros
     counts, _ = np.histogram(np.abs(values), bins=400)
+    if seed == 3:
+        counts[::7] = 0  # empty bins scattered through the range
+    if seed == 4:
+        counts[:150] = 0  # nothing below bin 150: the first candidates have no Q at all
+    # every candidate's divergence, not only the winner: inf in the same places, the same values elsewhere
+    kl, kl_reference = entropy_divergences(counts), entropy_divergences_reference(counts)
+    assert kl.shape == kl_reference.shape == (400 - START_BIN + 1,)
+    np.testing.assert_array_equal(np.isinf(kl), np.isinf(kl_reference))
+    np.testing.assert_allclose(kl[np.isfinite(kl)], kl_reference[np.isfinite(kl_reference)], rtol=1e-9, atol=1e-12)
     assert entropy_threshold_bin(counts) == entropy_threshold_bin_reference(counts)
 
 
@@ -182,6 +193,9 @@ def test_calibration_sample_is_seeded_and_class_balanced() -> None:
 def test_calibration_sample_takes_all_when_short() -> None:
     files = _files(3, 2)
     assert sorted(f.path for f in select_calibration_files(files, 500, seed=0)) == sorted(f.path for f in files)
+    assert len(select_calibration_files(files, 1, seed=0)) == 1  # the smallest sample there is
+    with pytest.raises(CsaError, match="at least 1, got 0"):
+        select_calibration_files(files, 0)
 
 
 # ------------------------------------------------------------------------------------------

@@ -171,3 +171,39 @@ def test_in_chans_reaches_the_stem() -> None:
     model = _small(in_chans=1).eval()
     assert model.stages[0].downsample.conv.in_channels == 1
     assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1000)
+
+
+def test_the_group_matcher_s_stem_is_the_first_downsample() -> None:
+    import re
+
+    model = _small()
+    stem = model.group_matcher()["stem"]
+    matched = [n for n, _ in model.named_parameters() if re.match(stem, n)]
+    assert matched and all(n.startswith("stages.0.downsample.") for n in matched)
+    assert matched == [n for n, _ in model.named_parameters() if n.startswith("stages.0.downsample.")]
+
+
+def test_the_head_alone_gives_logits_unless_asked_for_pre_logits() -> None:
+    model = _small().eval()
+    features = model.forward_features(torch.randn(2, 3, 64, 64))
+    with torch.no_grad():
+        logits = model.head(features)
+        pooled = model.head(features, pre_logits=True)
+        torch.testing.assert_close(logits, model.forward_head(features))
+    assert logits.shape == (2, model.num_classes) and pooled.shape == (2, model.num_features)
+
+
+def test_a_features_only_network_has_no_classifier() -> None:
+    from csa_cli.models.csa import build_csa
+
+    model = build_csa("csa-nano", features_only=True, **SMALL)
+    assert model.head is None and model.get_classifier() is None
+
+
+def test_unknown_options_are_all_named_in_one_line() -> None:
+    from csa_cli.errors import UsageError
+    from csa_cli.models.csa import build_csa
+
+    with pytest.raises(UsageError, match=r"^unknown CSA option\(s\): colour, flavour$") as err:
+        build_csa("csa-nano", flavour=1, colour=2)
+    assert str(err.value.hint).startswith("known options: bn_eps, depths, dims")

@@ -250,16 +250,20 @@ def _stored_bytes(name: str, g: GraphIndex, memo: dict[str, int | None]) -> int 
     return result
 
 
-def _is_parameter(name: str, g: GraphIndex) -> bool:
-    """A weight tensor (not a scalar, not an integer shape/index constant)."""
+def _parameter_count(name: str, g: GraphIndex) -> int:
+    """Elements of a weight tensor; 0 for a scalar or an integer shape/index constant.
+
+    A DequantizeLinear's output is a weight whatever the stored integer type (int8 kernels, int32
+    biases): it is judged as the float tensor it makes; casts and views are looked through.
+    """
     import onnx
 
-    value_info = g.info(name)
-    if value_info is None or value_info.numel is None or value_info.numel <= 1:
-        return False
+    info = g.info(name)
+    if info is None or info.numel is None or info.numel <= 1:
+        return 0
     node = g.producer.get(name)
-    if node is not None and node.op_type in ("DequantizeLinear", *_PASS_THROUGH_OPS):
-        return _is_parameter(node.input[0], g)
+    if node is not None and node.op_type in _PASS_THROUGH_OPS:
+        return info.numel if _parameter_count(node.input[0], g) else 0
     float_or_quant = {
         onnx.TensorProto.FLOAT,
         onnx.TensorProto.FLOAT16,
@@ -270,7 +274,7 @@ def _is_parameter(name: str, g: GraphIndex) -> bool:
         onnx.TensorProto.INT4,
         onnx.TensorProto.UINT4,
     }
-    return value_info.elem_type in float_or_quant
+    return info.numel if info.elem_type in float_or_quant else 0
 
 
 def _activation_nbytes(g: GraphIndex, name: str) -> int | None:
@@ -309,7 +313,7 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
     for node in g.nodes:
         op = node.op_type
         config = _CONFIG_INPUTS.get(op, set())
-        folded = op == "Constant" or all(g.is_constant(o) for o in node.output if o)
+        folded = all(g.is_constant(o) for o in node.output if o)  # a Constant node's output is constant too
         params = act_read = weight_read = written = 0
         macs = 0
         if not folded:
@@ -321,10 +325,9 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                     if size is None:
                         unknown.add(name)
                     weight_read += size or 0
-                    if pos not in config and name not in seen_params and _is_parameter(name, g):
+                    if pos not in config and name not in seen_params:
                         seen_params.add(name)
-                        info = g.info(name)
-                        params += (info.numel or 0) if info is not None else 0
+                        params += _parameter_count(name, g)
                 elif op not in _VIEW_OPS:
                     size = _activation_nbytes(g, name)
                     if size is None:

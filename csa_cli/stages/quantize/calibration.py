@@ -182,25 +182,36 @@ class TensorHistogram:
 
 
 def entropy_threshold_bin(counts: np.ndarray, start_bin: int = START_BIN, levels: int = NUM_LEVELS) -> int:
-    """The bin index i (threshold = i * width) minimising KL(P_i || Q_i).
+    """The bin index i (threshold = i * width) minimising KL(P_i || Q_i) (see `entropy_divergences`);
+    the histogram's size when it has no more bins than `start_bin` or no candidate is finite."""
+    n = int(np.asarray(counts).size)
+    kl = entropy_divergences(counts, start_bin, levels)
+    if not np.isfinite(kl).any():
+        return n
+    best = np.flatnonzero(kl == kl.min())[-1]  # ties: the widest range
+    return start_bin + int(best)
+
+
+def entropy_divergences(counts: np.ndarray, start_bin: int = START_BIN, levels: int = NUM_LEVELS) -> np.ndarray:
+    """KL(P_i || Q_i) for every candidate i = start_bin .. len(counts), inf where Q_i cannot match P_i.
 
     P_i: the histogram's first i bins, the counts beyond i folded into bin i-1 (clipping).
     Q_i: those i bins merged into `levels` groups, each group's count spread evenly over its
     non-empty bins (quantization). Bin 0 takes bin 1's count: exact zeros (ReLU outputs, padding)
     quantize without error and would otherwise dominate the distribution.
     All candidates are scored at once from cumulative sums (the same figures as the bin-by-bin
-    loop in tests/fixtures/entropy_reference.py, which the tests compare against).
+    loop in tests/fixtures/entropy_reference.py, which the tests compare against, value by value).
     """
     hist = np.asarray(counts, dtype=np.float64).copy()
     n = hist.size
     if n <= start_bin:
-        return n
+        return np.full(0, np.inf)
     if n > 1:
         hist[0] = hist[1]
     total = hist.sum()
-    if total <= 0:
-        return n
     candidates = np.arange(start_bin, n + 1)
+    if total <= 0:
+        return np.full(candidates.size, np.inf)
     csum = np.concatenate([[0.0], np.cumsum(hist)])
     nonzero = np.concatenate([[0], np.cumsum(hist > 0)])
     # log(where(h > 0, h, 1)): no log(0) is ever evaluated, so nothing here warns
@@ -222,13 +233,9 @@ def entropy_threshold_bin(counts: np.ndarray, start_bin: int = START_BIN, levels
         p_log_p = csum_plogp[candidates - 1] + np.where(p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0)
         q_total = csum[candidates]
         kl = (p_log_p - p_log_q) / total - np.log(total) + np.log(q_total)
-    # clipped mass landing on an empty bin has no q to match: infinitely bad
-    kl = np.where((outliers > 0) & (last == 0), np.inf, kl)
-    kl = np.where(q_total > 0, kl, np.inf)
-    if not np.isfinite(kl).any():
-        return n
-    best = np.flatnonzero(kl == kl.min())[-1]  # ties: the widest range
-    return int(candidates[best])
+    # clipped mass landing on an empty bin has no q to match: infinitely bad (this covers q_total = 0
+    # too: all of P_i's bins are then empty, and total > 0 puts the mass past them)
+    return np.where((outliers > 0) & (last == 0), np.inf, kl)
 
 
 class RangeCollector:
