@@ -554,3 +554,49 @@ def test_an_empty_output_name_does_not_end_the_count_of_the_outputs_after_it() -
     node = helper.make_node("Split", ["x", "sizes"], ["", "b"], name="split", axis=1)
     cost = analyze(_model([node], {"x": [1, 4]}, {"b": [1, 2]}, {"sizes": np.array([2, 2], np.int64)}))
     assert cost.nodes[0].bytes_written == 2 * F
+
+
+def test_int8_precision_stores_matrices_in_int8_and_vectors_in_the_fp16_fallback() -> None:
+    # Gemm(x, W[4,3], b[3]) in an INT8 engine built without Q/DQ: W (2-D) in int8, b (1-D) in FP16.
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="gemm")
+    report = traffic(_model([node], {"x": [1, 4]}, {"y": [1, 3]}, {"w": _weights(4, 3), "b": _weights(3)}), "int8")
+    assert report.fused_weight_bytes == 4 * 3 * 1 + 3 * 2
+
+
+def test_readers_behind_two_views_of_one_tensor_are_all_its_consumers() -> None:
+    # r = Relu(x) is read through two Identity views, by a Sigmoid and a Tanh: both join the Relu's kernel.
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Identity", ["r"], ["a"]),
+        helper.make_node("Identity", ["r"], ["b"]),
+        helper.make_node("Sigmoid", ["a"], ["y1"], name="sig"),
+        helper.make_node("Tanh", ["b"], ["y2"], name="tanh"),
+    ]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y1": [1, 4], "y2": [1, 4]}), "fp32")
+    assert [k.nodes for k in report.kernels] == [["relu", "sig", "tanh"]]
+
+
+def test_an_empty_optional_input_does_not_end_a_kernel_s_weight_reads() -> None:
+    # Resize(x, roi="", scales): the 4 float scales after the empty roi are read (16 bytes at FP32).
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="resize", mode="nearest")
+    report = traffic(_model([node], {"x": [1, 4, 8, 8]}, {"y": [1, 4, 16, 16]}, {"scales": np.array([1, 1, 2, 2], np.float32)}), "fp32")
+    assert report.fused_weight_bytes == 4 * F
+
+
+def test_only_copying_transposes_are_merged_a_lone_pointwise_op_before_one_is_not() -> None:
+    # Relu alone, then a Transpose that copies (NCHW -> NHWC): two kernels, not one.
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Transpose", ["r"], ["y"], name="t", perm=[0, 2, 3, 1])]
+    report = traffic(_model(nodes, {"x": [1, 4, 2, 3]}, {"y": [1, 2, 3, 4]}), "fp32")
+    assert [k.nodes for k in report.kernels] == [["relu"], ["t"]]
+
+
+def test_the_fusion_summary_counts_every_kernel_of_a_shape() -> None:
+    from csa_cli.graph.traffic import fusion_summary
+
+    nodes = [
+        helper.make_node("Sigmoid", ["x"], ["a"], name="s1"),
+        helper.make_node("Tanh", ["x"], ["t"], name="t1"),
+        helper.make_node("Sigmoid", ["x"], ["b"], name="s2"),
+    ]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"a": [1, 4], "t": [1, 4], "b": [1, 4]}), "fp32")
+    assert fusion_summary(report) == {"Sigmoid": 2, "Tanh": 1}

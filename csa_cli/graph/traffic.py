@@ -345,7 +345,8 @@ def layer_nodes(layer_name: str) -> set[str]:
     """The ONNX node names a TensorRT layer name holds: fused layers join them with ' + ', pointwise
     groups wrap them in PWN(...); reformat layers and Myelin's {ForeignNode[a...b]} name ranges, not nodes."""
     parts = re.split(r" \+ |, |\.\.\.", layer_name)
-    return {_WRAPPER.sub("", p).strip() for p in parts if _WRAPPER.sub("", p).strip()}
+    names = (_WRAPPER.sub("", p).strip() for p in parts)
+    return {name for name in names if name}
 
 
 def compare_fusions(report: TrafficReport, layer_names: Sequence[str]) -> list[FusionDifference]:
