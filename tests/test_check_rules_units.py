@@ -621,3 +621,31 @@ def test_a_graph_input_s_node_result_carries_its_finding() -> None:
     message = "graph input 'x' has dynamic dimensions (Nx8x4x4): export with a static batch"
     assert (result.op, result.verdict, result.rule, result.message) == ("graph input", "violation", "dynamic-shape", message)
     assert [f.message for f in result.findings] == [message]
+
+
+def _untyped(*names: str) -> list[onnx.ValueInfoProto]:
+    return [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names]
+
+
+@pytest.mark.parametrize("axis", [1, -3])
+def test_a_concat_of_unknown_rank_is_judged_as_4_d(axis: int) -> None:
+    node = helper.make_node("Concat", ["a", "b"], ["y"], name="n", axis=axis)
+    model = helper.make_model(helper.make_graph([node], "g", _untyped("a", "b"), _untyped("y")), opset_imports=[helper.make_opsetid("", 17)])
+    assert [f for f in findings(model)["n"] if f[0] == "dla-concat"] == []
+
+
+def test_a_graph_input_of_unknown_rank_is_named_as_such() -> None:
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="n")], "g", _untyped("x"), _untyped("y")),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    messages = [f.message for f in check_onnx(model, "restricted").violations if f.node == "x"]
+    assert messages == ["graph input 'x' has dynamic dimensions (unknown rank): export with a static batch"]
+
+
+def test_check_graph_defaults_to_the_restricted_rules() -> None:
+    from csa_cli.graph.index import index_graph
+    from csa_cli.stages.check.checks import check_graph
+
+    report = check_graph(index_graph(unary("Softmax")))
+    assert report.rules == "restricted" and list(report.rule_sets) == ["restricted"]

@@ -55,6 +55,11 @@ def _attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
     return default
 
 
+def _str_attr(node: onnx.NodeProto, name: str, default: str) -> str:
+    value = _attr(node, name)
+    return default if value is None else value.decode()  # type: ignore[attr-defined]  # ONNX keeps strings as bytes
+
+
 def _ints(node: onnx.NodeProto, name: str) -> list[int] | None:
     value = _attr(node, name)
     return None if value is None else [int(v) for v in value]  # type: ignore[union-attr]
@@ -218,8 +223,7 @@ def _check_conv_dla(node: onnx.NodeProto, ctx: _Ctx) -> list[tuple[str, str, str
     dilations = _ints(node, "dilations") or [1, 1]
     pads = _ints(node, "pads") or [0, 0, 0, 0]
     group = int(_attr(node, "group", 1))  # type: ignore[call-overload]
-    auto_pad = _attr(node, "auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    auto_pad = _str_attr(node, "auto_pad", "NOTSET")
     if any(not 1 <= k <= 32 for k in kernel):
         problems.append(f"kernel {kernel[0]}x{kernel[1]} outside 1-32")
     if any(not 1 <= s <= 8 for s in strides):
@@ -278,8 +282,7 @@ def _resize_scales(node: onnx.NodeProto, ctx: _Ctx) -> list[float] | None:
 
 
 def _check_resize_dla(node: onnx.NodeProto, ctx: _Ctx) -> list[tuple[str, str, str]]:
-    mode = _attr(node, "mode", b"nearest")
-    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    mode = _str_attr(node, "mode", "nearest")
     if mode not in ("nearest", "linear"):
         return [("dla-resize", "violation", f"{mode} resize (DLA: nearest or bilinear)")]
     scales = _resize_scales(node, ctx)
