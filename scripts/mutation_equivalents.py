@@ -3,6 +3,8 @@
 Called by scripts/mutation.sh after each module:
     mutation_equivalents.py --raw RESULTS NAME MODULE SECONDS    the raw score (with a sample's Wilson interval)
     mutation_equivalents.py RESULTS SURVIVORS EQUIVALENTS NAME   the score without the equivalent survivors
+and by hand, for docs/testing.md:
+    mutation_equivalents.py --list SURVIVORS EQUIVALENTS         each survivor, its mutated line and reason (Markdown)
 RESULTS is `mutmut results --all true`, SURVIVORS the diffs the script collected. Both lines count
 "checked" and "detected" the same way (`tally`). A survivor matches an
 entry by its function (mutmut's name without "__mutmut_N") and its mutated line (the diff's "+" line,
@@ -28,13 +30,27 @@ def survivors(text: str) -> list[tuple[str, str, str]]:
     return found
 
 
-def equivalents(path: Path) -> set[tuple[str, str]]:
-    table = set()
+def reasons(path: Path) -> dict[tuple[str, str], str]:
+    """{(function, mutated line): why it is equivalent} of the classification table."""
+    table = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
-            function, plus, _reason = line.split("\t", 2)
-            table.add((function.strip(), plus.strip()))
+            function, plus, reason = line.split("\t", 2)
+            table[(function.strip(), plus.strip())] = reason.strip()
     return table
+
+
+def equivalents(path: Path) -> set[tuple[str, str]]:
+    return set(reasons(path))
+
+
+def listing(survivors_file: str, equivalents_file: str) -> None:
+    known = reasons(Path(equivalents_file))
+    for mutant, function, plus in survivors(Path(survivors_file).read_text(encoding="utf-8")):
+        why = known.get((function, plus))
+        tail = mutant.rsplit(".", 1)[-1]  # x_function__mutmut_N, or x\u01c1Class\u01c1method__mutmut_N
+        name = tail[2:].replace("\u01c1", ".") if tail.startswith("x\u01c1") else tail.removeprefix("x_")
+        print(f"- `{name}`: `{plus}`: " + (f"equivalent: {why}" if why else "unclassified"))
 
 
 def tally(results: str) -> tuple[collections.Counter[str], int, int]:
@@ -75,5 +91,7 @@ def main(results: str, survivors_file: str, equivalents_file: str, name: str) ->
 if __name__ == "__main__":
     if sys.argv[1] == "--raw":
         raw(*sys.argv[2:6])
+    elif sys.argv[1] == "--list":
+        listing(*sys.argv[2:4])
     else:
         main(*sys.argv[1:5])

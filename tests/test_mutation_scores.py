@@ -36,3 +36,18 @@ def test_equivalent_survivors_leave_the_denominator_and_the_others_are_named(tmp
     # 4 checked (killed, timeout, 2 survived), 1 classified equivalent: 2 detected of 3
     assert out.splitlines()[0].split() == ["mod", "without", "1", "classified", "equivalent:", "66.7%", "(2/3);", "unclassified", "survivors:", "1"]
     assert out.splitlines()[1].strip() == "unclassified: m.x_g__mutmut_1"
+
+
+def test_the_list_gives_each_survivor_its_line_and_classification(tmp_path: Path) -> None:
+    survivors = tmp_path / "survivors.txt"
+    survivors.write_text(
+        "### m.x_f__mutmut_2 (survived)\n--- a\n+++ b\n-    y = a[-1]\n+    y = a[+1]\n\n"
+        "### m.x\u01c1C\u01c1g__mutmut_1 (survived)\n--- a\n+++ b\n-    return 1\n+    return 2\n\n"
+    )
+    table = tmp_path / "eq.tsv"
+    table.write_text("m.x_f\ty = a[+1]\tthe same axis of a 2-D array\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--list", str(survivors), str(table)], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "- `f__mutmut_2`: `y = a[+1]`: equivalent: the same axis of a 2-D array",
+        "- `C.g__mutmut_1`: `return 2`: unclassified",
+    ]
