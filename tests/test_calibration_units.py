@@ -239,3 +239,36 @@ def test_divergences_have_one_entry_per_candidate_and_none_is_finite_without_cou
     empty = entropy_divergences(np.zeros(300, np.int64))
     assert empty.shape == (300 - START_BIN + 1,) and np.isposinf(empty).all()
     assert entropy_threshold_bin(np.zeros(300, np.int64)) == 300
+
+
+def test_zeros_seen_before_any_scale_all_join_bin_0() -> None:
+    h = TensorHistogram()
+    h.update(np.zeros(3, np.float32))
+    h.update(np.zeros(5, np.float32))  # still no scale: 8 zeros waiting
+    h.update(np.array([0.0, 1.0], np.float32))
+    assert h.counts is not None and h.counts[0] == 3 + 5 + 1 and h.counts.sum() == 10 and h.samples == 10
+
+
+def test_the_percentile_range_is_the_upper_edge_of_the_bin_that_holds_the_99_99th_percentile() -> None:
+    # 99,999 values of 0.5 and one of 1.0: width 1/2048, the 99.99th percentile sits in bin 1024 = [0.5, 0.5 + w)
+    h = TensorHistogram()
+    h.update(np.concatenate([np.full(99_999, 0.5, np.float32), [np.float32(1.0)]]))
+    assert h.amax("percentile") == 0.5 + 1 / 2048
+    assert h.amax("minmax") == 1.0
+
+
+def test_a_range_of_exactly_1_is_still_searched_by_entropy() -> None:
+    # a narrow half-normal and one outlier at exactly 1.0: the entropy threshold clips the outlier
+    values = np.abs(np.random.default_rng(0).normal(0, 0.05, 100_000)).astype(np.float32)
+    h = TensorHistogram()
+    h.update(np.concatenate([np.minimum(values, np.float32(0.9)), [np.float32(1.0)]]))
+    assert h.amax_seen == 1.0 and h.amax("entropy") < 0.5
+
+
+def test_calibration_batches_take_plain_paths_as_well_as_listed_files(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path / "data", {"a": 2})
+    paths = sorted((root / "a").glob("*.png"))
+    pre = default_preprocessing((16, 16))
+    as_files = list(iter_calibration_batches([CalibFile(path=str(p), label=0) for p in paths], pre, 2))
+    for plain in (paths, [str(p) for p in paths]):
+        np.testing.assert_array_equal(np.concatenate(list(iter_calibration_batches(plain, pre, 2))), np.concatenate(as_files))

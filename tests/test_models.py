@@ -514,9 +514,10 @@ def test_timm_reads_avg_pooling_and_1000_classes_from_an_untrained_variant(tmp_p
 
 
 def test_config_kernel_and_bn_eps_reach_every_block() -> None:
-    model = build_csa("csa-nano", dw_kernel=3, bn_eps=1e-3)
+    model = build_csa("csa-nano", dw_kernel=3, bn_eps=1e-3, mlp_ratio=2)
     blocks = [m for m in model.modules() if isinstance(m, CSABlock)]
     assert blocks and all(b.value.conv.kernel_size == (3, 3) and b.value.conv.padding == (1, 1) for b in blocks)
+    assert all(b.fc1.conv.out_channels == b.fc2.in_channels == 2 * b.dim for b in blocks)  # the MLP's width
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert norms and all(m.eps == 1e-3 for m in norms)
 
@@ -615,3 +616,23 @@ def test_a_training_block_drops_its_residual_branch_per_sample_and_an_eval_block
     y = block(x)
     dropped = [bool(torch.equal(y[i], x[i])) for i in range(64)]  # a dropped branch leaves the input as it was
     assert 10 < sum(dropped) < 54
+
+
+def test_a_variant_built_by_either_spelling_records_timm_s_name() -> None:
+    # checkpoints record the architecture under this name (models/checkpoint.py)
+    assert build_csa("csa-nano").variant == build_csa("csa_nano").variant == "csa_nano"
+
+
+def test_a_one_class_head_is_a_classifier_too() -> None:
+    model = build_csa("csa-nano", num_classes=1, depths=[1, 1, 1, 1]).eval()
+    assert isinstance(model.head.fc, nn.Conv2d) and model(torch.randn(1, 3, 64, 64)).shape == (1, 1)
+
+
+def test_features_only_stops_at_the_last_stage_asked_for() -> None:
+    model = build_csa("csa-nano", features_only=True, out_indices=(0, 1), depths=[1, 1, 1, 1]).eval()
+    ran: list[int] = []
+    for i, stage in enumerate(model.stages):
+        stage.register_forward_hook(lambda *_, i=i: ran.append(i))
+    feats = model(torch.randn(1, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == [model.config.dims[0], model.config.dims[1]]
+    assert ran == [0, 1]  # stages 2 and 3 are not computed

@@ -549,11 +549,12 @@ def test_a_weight_or_bias_behind_dequantizelinear_counts_as_parameters_whatever_
     assert quantized.weight_bytes == 4 * 4 * 1 + 4 * 4  # stored: int8 kernel, int32 bias
 
 
-def test_an_empty_output_name_does_not_end_the_count_of_the_outputs_after_it() -> None:
-    # Split(x[1,4]) -> ("", b): the first part is dropped, b (2 floats) is still written.
-    node = helper.make_node("Split", ["x", "sizes"], ["", "b"], name="split", axis=1)
-    cost = analyze(_model([node], {"x": [1, 4]}, {"b": [1, 2]}, {"sizes": np.array([2, 2], np.int64)}))
-    assert cost.nodes[0].bytes_written == 2 * F
+@pytest.mark.parametrize(("outputs", "written"), [(["", "b"], 2 * F), (["a", "b"], 4 * F)])
+def test_a_node_writes_each_output_it_names_and_an_empty_name_does_not_end_the_count(outputs: list[str], written: int) -> None:
+    # Split(x[1,4]) -> (a, b), 2 floats each; with no name for the first part, b is still written.
+    node = helper.make_node("Split", ["x", "sizes"], outputs, name="split", axis=1)
+    cost = analyze(_model([node], {"x": [1, 4]}, {o: [1, 2] for o in outputs if o}, {"sizes": np.array([2, 2], np.int64)}))
+    assert cost.nodes[0].bytes_written == written
 
 
 def test_int8_precision_stores_matrices_in_int8_and_vectors_in_the_fp16_fallback() -> None:

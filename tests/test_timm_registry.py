@@ -207,3 +207,8 @@ def test_unknown_options_are_all_named_in_one_line() -> None:
     with pytest.raises(UsageError, match=r"^unknown CSA option\(s\): colour, flavour$") as err:
         build_csa("csa-nano", flavour=1, colour=2)
     assert str(err.value.hint).startswith("known options: bn_eps, depths, dims")
+
+
+def test_timm_s_factory_builds_without_head_dropout_unless_asked() -> None:
+    assert timm.create_model("csa_nano", **SMALL).head.drop_rate == 0.0
+    assert timm.create_model("csa_nano", drop_rate=0.2, **SMALL).head.drop_rate == 0.2

@@ -125,6 +125,7 @@ class TensorHistogram:
         self.min = float("inf")
         self.max = float("-inf")
         self.samples = 0
+        self.zeros_before_scale = 0  # exact zeros seen while every value so far was 0: they join bin 0 later
 
     @property
     def amax_seen(self) -> float:
@@ -145,11 +146,11 @@ class TensorHistogram:
         if self.counts is None:
             if top == 0.0:
                 # all zeros so far: remember them once a scale is known
-                self._zeros = getattr(self, "_zeros", 0) + int(absval.size)
+                self.zeros_before_scale += int(absval.size)
                 return
             self.width = top / NUM_BINS
             self.counts = np.zeros(NUM_BINS, dtype=np.int64)
-            self.counts[0] += getattr(self, "_zeros", 0)
+            self.counts[0] = self.zeros_before_scale
         needed = int(np.ceil(top / self.width)) if top > 0 else 1
         while needed > MAX_BINS:
             self._merge_pairs()
