@@ -649,3 +649,54 @@ def test_check_graph_defaults_to_the_restricted_rules() -> None:
 
     report = check_graph(index_graph(unary("Softmax")))
     assert report.rules == "restricted" and list(report.rule_sets) == ["restricted"]
+
+
+def test_a_reducemean_that_is_a_graph_output_is_only_a_reduce() -> None:
+    node = helper.make_node("ReduceMean", ["x"], ["y"], name="n", axes=[-1], keepdims=1)
+    assert findings(graph([node], {"x": [1, 8, 4]}, {"y": [1, 8, 1]}), "restricted") == {"n": [("reduce", "violation", "ReduceMean")]}
+
+
+def test_size_feeds_shape_arithmetic_like_shape() -> None:
+    # Size(x) -> s; Add(s, one) -> t: the Add computes on a run-time shape, as it would after a Shape.
+    nodes = [helper.make_node("Size", ["x"], ["s"], name="size"), helper.make_node("Add", ["s", "one"], ["t"], name="add")]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [helper.make_tensor_value_info("t", TensorProto.INT64, [])],
+        [numpy_helper.from_array(np.array(1, np.int64), "one")],
+    )
+    got = findings(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), "restricted")
+    assert ("shape-ops", "violation", "Add computes on a run-time shape") in got["add"]
+
+
+def test_a_conv_pad_of_32_is_past_dla_s_limit_even_under_a_larger_kernel() -> None:
+    message = "kernel 33x33 outside 1-32; padding [32, 32, 32, 32] not within 0-31 and < kernel [33, 33]"
+    assert findings(conv(k=33, p=32, hw=40)) == {"n": [("dla-conv", "violation", message)]}
+
+
+def test_a_resize_whose_scales_are_computed_at_run_time_has_unknown_scales_on_dla() -> None:
+    node = helper.make_node("Resize", ["x", "", "s"], ["y"], name="n", mode="nearest")
+    model = helper.make_model(
+        helper.make_graph(
+            [node],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8]), helper.make_tensor_value_info("s", TensorProto.FLOAT, [4])],
+            _untyped("y"),
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    assert ("dla-resize", "violation", "scales unknown") in findings(model)["n"]
+
+
+def test_a_scale_just_over_1_is_not_an_integer_scale() -> None:
+    # 1.00015 is 1.5e-4 from 1: past the 1e-4 x max(scale, 1) tolerance
+    assert findings(resize("nearest", [1, 1, 1.00015, 1.00015], [1, 4, 8, 8])) == {
+        "n": resize_bad("nearest: scales 1.00015x1.00015 (8x8 -> 8x8): DLA takes integer scales 1-32")
+    }
+
+
+def test_a_3_d_concat_on_its_channel_axis_counted_from_the_end_is_fine_on_dla() -> None:
+    node = helper.make_node("Concat", ["a", "b"], ["y"], name="n", axis=-2)
+    model = graph([node], {"a": [1, 4, 8], "b": [1, 4, 8]}, {"y": [1, 8, 8]})
+    assert [f for f in findings(model)["n"] if f[0] == "dla-concat"] == []

@@ -594,10 +594,29 @@ def test_only_copying_transposes_are_merged_a_lone_pointwise_op_before_one_is_no
 def test_the_fusion_summary_counts_every_kernel_of_a_shape() -> None:
     from csa_cli.graph.traffic import fusion_summary
 
+    # most frequent first (not alphabetical): two Tanh kernels, then one Sigmoid
     nodes = [
-        helper.make_node("Sigmoid", ["x"], ["a"], name="s1"),
-        helper.make_node("Tanh", ["x"], ["t"], name="t1"),
-        helper.make_node("Sigmoid", ["x"], ["b"], name="s2"),
+        helper.make_node("Tanh", ["x"], ["a"], name="t1"),
+        helper.make_node("Sigmoid", ["x"], ["s"], name="s1"),
+        helper.make_node("Tanh", ["x"], ["b"], name="t2"),
     ]
-    report = traffic(_model(nodes, {"x": [1, 4]}, {"a": [1, 4], "t": [1, 4], "b": [1, 4]}), "fp32")
-    assert fusion_summary(report) == {"Sigmoid": 2, "Tanh": 1}
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"a": [1, 4], "s": [1, 4], "b": [1, 4]}), "fp32")
+    assert list(fusion_summary(report).items()) == [("Tanh", 2), ("Sigmoid", 1)]
+
+
+def test_a_pointwise_reader_after_a_non_pointwise_one_still_fuses() -> None:
+    # r = Relu(x) is read by a Conv first (its own kernel), then by a Sigmoid (the Relu's epilogue).
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "w"], ["c"], name="conv"),
+        helper.make_node("Sigmoid", ["r"], ["y"], name="sig"),
+    ]
+    report = traffic(_model(nodes, {"x": [1, 4, 2, 2]}, {"c": [1, 4, 2, 2], "y": [1, 4, 2, 2]}, {"w": _weights(4, 4, 1, 1)}), "fp32")
+    assert [k.nodes for k in report.kernels] == [["relu", "sig"], ["conv"]]
+
+
+def test_a_constant_weight_of_unknown_size_reads_as_nothing() -> None:
+    # w through an op nobody knows: a constant with no shape, multiplied into x: 0 weight bytes, no failure.
+    nodes = [helper.make_node("Foo", ["w"], ["wf"], domain="custom"), helper.make_node("Mul", ["x", "wf"], ["y"], name="mul")]
+    report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}, {"w": _weights(1, 4)}), "fp32")
+    assert report.fused_weight_bytes == 0 and report.fused_activation_bytes == 2 * 4 * F

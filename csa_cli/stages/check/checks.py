@@ -77,11 +77,11 @@ def _static(g: GraphIndex, name: str) -> list[int] | None:
 _LAYERNORM_MAX_NODES = 12
 
 
-def _layernorm_expansion(g: GraphIndex) -> dict[str, str]:
+def _layernorm_expansion(g: GraphIndex) -> set[str]:
     """Nodes of a LayerNorm written out as ReduceMean -> Sub -> Pow/Mul -> ReduceMean -> Add -> Sqrt -> Div."""
     # What may follow the centring Sub (the search starts there; a second Sub is not part of a LayerNorm).
     pattern = {"Pow", "Mul", "ReduceMean", "Add", "Sqrt", "Div", "Reciprocal"}
-    marked: dict[str, str] = {}
+    marked: set[str] = set()  # node keys (name, or first output when unnamed)
     for node in g.nodes:
         if node.op_type != "ReduceMean":
             continue
@@ -101,9 +101,8 @@ def _layernorm_expansion(g: GraphIndex) -> dict[str, str]:
                     frontier += [c for c in g.consumers.get(out, []) if c.op_type in pattern]
             ops = {n.op_type for n in found.values()}
             if "Sqrt" in ops and ("Div" in ops or "Reciprocal" in ops) and sum(n.op_type == "ReduceMean" for n in found.values()) >= 1:
-                marked[node.name or node.output[0]] = "ReduceMean"
-                for key, n in found.items():
-                    marked[key] = n.op_type
+                marked.add(node.name or node.output[0])
+                marked.update(found)
     return marked
 
 
@@ -122,7 +121,8 @@ def _shape_tainted(g: GraphIndex) -> set[str]:
 
 
 def _fmt_scale(s: float) -> str:
-    return f"{s:.4g}"
+    # 6 significant digits: a scale refused for being 1e-4 (relative) off an integer below 100 still shows it
+    return f"{s:.6g}"
 
 
 def _node_key(node: onnx.NodeProto, position: int) -> str:
