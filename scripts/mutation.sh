@@ -16,7 +16,7 @@
 #
 # Every mutant of the nine modules takes hours on 2 cores; SAMPLE=N checks a seeded random sample of N
 # mutants per module (SEED, default 0: the same sample each time for the same code) and reports the
-# score with its Wilson 95% interval: SAMPLE=20 over all nine modules fits in under an hour.
+# score with its Wilson 95% interval: SAMPLE=150 over all nine modules took 15 minutes on this 2-core VM.
 #
 # Environment: PYTHON (default .venv/bin/python, else python3), JOBS (mutmut children, default 2),
 # SAMPLE, SEED, MUTATION_DIR, RESUME=1 (go on with a module's stopped run in its existing copy: mutmut checks only
