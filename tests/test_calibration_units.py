@@ -272,3 +272,11 @@ def test_calibration_batches_take_plain_paths_as_well_as_listed_files(tmp_path: 
     as_files = list(iter_calibration_batches([CalibFile(path=str(p), label=0) for p in paths], pre, 2))
     for plain in (paths, [str(p) for p in paths]):
         np.testing.assert_array_equal(np.concatenate(list(iter_calibration_batches(plain, pre, 2))), np.concatenate(as_files))
+
+
+def test_a_missing_calibration_cache_is_named(tmp_path: Path) -> None:
+    from csa_cli.errors import CsaError
+    from csa_cli.stages.quantize.calibration import read_calibration_cache
+
+    with pytest.raises(CsaError, match=f"^calibration cache not found: {re.escape(str(tmp_path / 'none.cache'))}$"):
+        read_calibration_cache(tmp_path / "none.cache")

@@ -700,3 +700,18 @@ def test_a_3_d_concat_on_its_channel_axis_counted_from_the_end_is_fine_on_dla() 
     node = helper.make_node("Concat", ["a", "b"], ["y"], name="n", axis=-2)
     model = graph([node], {"a": [1, 4, 8], "b": [1, 4, 8]}, {"y": [1, 8, 8]})
     assert [f for f in findings(model)["n"] if f[0] == "dla-concat"] == []
+
+
+def test_a_gemm_of_two_activations_is_one_whatever_its_bias() -> None:
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], name="n")
+    model = graph([node], {"a": [2, 4], "b": [4, 3]}, {"y": [2, 3]}, {"c": w(3)})
+    assert findings(model, "restricted") == {"n": [("matmul-activations", "violation", "Gemm of two activations (a, b)")]}
+
+
+def test_a_resize_with_known_scales_but_unknown_sizes_is_judged_by_its_scales_alone() -> None:
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], name="n", mode="linear")
+    model = helper.make_model(
+        helper.make_graph([node], "g", _untyped("x"), _untyped("y"), [numpy_helper.from_array(np.array([1, 1, 1.5, 1.5], np.float32), "scales")]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    assert findings(model) == {"n": resize_bad("linear: scales 1.5x1.5: DLA takes integer scales 1-4")}

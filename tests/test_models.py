@@ -636,3 +636,9 @@ def test_features_only_stops_at_the_last_stage_asked_for() -> None:
     feats = model(torch.randn(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == [model.config.dims[0], model.config.dims[1]]
     assert ran == [0, 1]  # stages 2 and 3 are not computed
+
+
+def test_build_csa_takes_the_input_channels_asked_for() -> None:
+    model = build_csa("csa-nano", num_classes=3, in_chans=1, depths=[1, 1, 1, 1]).eval()
+    assert model.stages[0].downsample.conv.in_channels == 1
+    assert model(torch.randn(1, 1, 64, 64)).shape == (1, 3)

@@ -620,3 +620,8 @@ def test_a_constant_weight_of_unknown_size_reads_as_nothing() -> None:
     nodes = [helper.make_node("Foo", ["w"], ["wf"], domain="custom"), helper.make_node("Mul", ["x", "wf"], ["y"], name="mul")]
     report = traffic(_model(nodes, {"x": [1, 4]}, {"y": [1, 4]}, {"w": _weights(1, 4)}), "fp32")
     assert report.fused_weight_bytes == 0 and report.fused_activation_bytes == 2 * 4 * F
+
+
+def test_a_batch_of_1_is_a_batch() -> None:
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 4]}, {"y": ["N", 4]})
+    assert analyze(model, batch=1).batch == 1 and analyze(model, batch=1).nodes[0].activation_bytes_read == 4 * F

@@ -103,7 +103,7 @@ def nano_int8(nano_onnx: Path, calib_dir: Path) -> dict[str, Any]:
 # ranges: the entropy threshold search
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5])
 def test_entropy_threshold_matches_bin_by_bin_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
     values = np.concatenate([rng.standard_normal(20000) * (seed + 1), rng.standard_cauchy(50)])
@@ -114,6 +114,9 @@ def test_entropy_threshold_matches_bin_by_bin_reference(seed: int) -> None:
         counts[::7] = 0  # empty bins scattered through the range
     if seed == 4:
         counts[:150] = 0  # nothing below bin 150: the first candidates have no Q at all
+    if seed == 5:
+        counts = np.zeros(400, np.int64)
+        counts[300] = 1  # a single value: only the candidate that keeps its bin is finite
     # every candidate's divergence, not only the winner: inf in the same places, the same values elsewhere
     kl, kl_reference = entropy_divergences(counts), entropy_divergences_reference(counts)
     assert kl.shape == kl_reference.shape == (400 - START_BIN + 1,)

@@ -243,9 +243,9 @@ def _grow(gr: _Graph, members: list[onnx.NodeProto], grouped: set[int], outputs:
         changed = False
         produced = {gr.source(o) for n in members for o in n.output}
         for node in list(members):
-            for out in node.output:
-                if out in outputs or _feeds_output(gr, out, outputs):
-                    continue
+            # a tensor that leaves the network is written anyway: its readers start kernels of their own
+            internal = [o for o in node.output if o not in outputs and not _feeds_output(gr, o, outputs)]
+            for out in internal:
                 for user in gr.consumers(out):
                     if id(user) in grouped or user.op_type not in POINTWISE:
                         continue
