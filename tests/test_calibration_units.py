@@ -280,3 +280,18 @@ def test_a_missing_calibration_cache_is_named(tmp_path: Path) -> None:
 
     with pytest.raises(CsaError, match=f"^calibration cache not found: {re.escape(str(tmp_path / 'none.cache'))}$"):
         read_calibration_cache(tmp_path / "none.cache")
+
+
+def test_a_sample_takes_the_rest_from_the_larger_classes_once_a_small_one_runs_out() -> None:
+    from csa_cli.stages.quantize.calibration import select_calibration_files
+
+    files = [CalibFile(path=f"/a/{i}.png", label=0) for i in range(1)] + [CalibFile(path=f"/b/{i}.png", label=1) for i in range(3)]
+    chosen = select_calibration_files(files, 4, seed=0)
+    assert sorted(f.path for f in chosen) == sorted(f.path for f in files)
+
+
+def test_counts_stay_whole_numbers_when_the_histogram_grows() -> None:
+    h = TensorHistogram()
+    h.update(np.array([1.0], np.float32))
+    h.update(np.array([5.0], np.float32))  # past the first 2048 bins: more are appended
+    assert h.counts is not None and h.counts.size > 2048 and h.counts.dtype == np.int64 and h.counts.sum() == 2

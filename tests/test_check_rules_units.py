@@ -167,6 +167,12 @@ def conv_unknown_kernel() -> onnx.ModelProto:
     return g
 
 
+def conv_no_group(cin: int) -> onnx.ModelProto:
+    """A 1x1 conv of `cin` channels with no `group` attribute at all (ONNX's default: 1)."""
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="n", kernel_shape=[1, 1])
+    return graph([node], {"x": [1, cin, 2, 2]}, {"y": [1, 8, 2, 2]}, {"w": w(8, cin, 1, 1)})
+
+
 def maxpool(kernel: list[int], strides: list[int], shape: list[int], out: list[int]) -> onnx.ModelProto:
     node = helper.make_node("MaxPool", ["x"], ["y"], name="n", kernel_shape=kernel, strides=strides)
     return graph([node], {"x": shape}, {"y": out})
@@ -189,6 +195,8 @@ DLA_CASES += [
     ("conv kernel unknown", conv_unknown_kernel, [("dla-conv", "violation", "kernel size unknown")]),
     ("maxpool 8", lambda: pool("MaxPool", 8, 16), []),
     ("maxpool stride 16", lambda: maxpool([1, 1], [16, 16], [1, 4, 32, 32], [1, 4, 2, 2]), []),
+    ("maxpool stride 1", lambda: maxpool([3, 3], [1, 1], [1, 4, 8, 8], [1, 4, 6, 6]), []),
+    ("conv 5000 channels, no group attribute", lambda: conv_no_group(5000), []),
     (
         "maxpool stride 17",
         lambda: maxpool([1, 1], [17, 17], [1, 4, 34, 34], [1, 4, 2, 2]),
@@ -496,7 +504,7 @@ def test_rules_default_to_restricted_and_an_unknown_set_is_a_usage_error() -> No
     assert check_onnx(model).model_dump() == check_onnx(model, "restricted").model_dump()
     with pytest.raises(UsageError, match="unknown rule set 'tensorrt'") as err:
         check_onnx(model, "tensorrt")
-    assert "use --rules restricted, dla or all" in str(err.value.hint)
+    assert err.value.hint == "use --rules restricted, dla or all"
 
 
 def test_a_resize_without_a_mode_is_checked_as_nearest_onnx_s_default() -> None:
@@ -620,6 +628,9 @@ def test_a_graph_input_s_node_result_carries_its_finding() -> None:
     result = next(r for r in check_onnx(model, "restricted").nodes if r.name == "x")
     message = "graph input 'x' has dynamic dimensions (Nx8x4x4): export with a static batch"
     assert (result.op, result.verdict, result.rule, result.message) == ("graph input", "violation", "dynamic-shape", message)
+    from csa_cli.stages.check.rules import RULES
+
+    assert result.source == RULES["dynamic-shape"].sources["restricted"] and result.source
     assert [f.message for f in result.findings] == [message]
 
 
@@ -656,14 +667,15 @@ def test_a_reducemean_that_is_a_graph_output_is_only_a_reduce() -> None:
     assert findings(graph([node], {"x": [1, 8, 4]}, {"y": [1, 8, 1]}), "restricted") == {"n": [("reduce", "violation", "ReduceMean")]}
 
 
-def test_size_feeds_shape_arithmetic_like_shape() -> None:
-    # Size(x) -> s; Add(s, one) -> t: the Add computes on a run-time shape, as it would after a Shape.
-    nodes = [helper.make_node("Size", ["x"], ["s"], name="size"), helper.make_node("Add", ["s", "one"], ["t"], name="add")]
+@pytest.mark.parametrize(("op", "shape"), [("Size", []), ("Shape", [4])])
+def test_shape_and_size_feed_shape_arithmetic(op: str, shape: list[int]) -> None:
+    # Size(x) or Shape(x) -> s; Add(s, one) -> t: the Add computes on a run-time shape.
+    nodes = [helper.make_node(op, ["x"], ["s"], name="size"), helper.make_node("Add", ["s", "one"], ["t"], name="add")]
     g = helper.make_graph(
         nodes,
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
-        [helper.make_tensor_value_info("t", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("t", TensorProto.INT64, shape)],
         [numpy_helper.from_array(np.array(1, np.int64), "one")],
     )
     got = findings(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), "restricted")

@@ -562,6 +562,9 @@ def test_reset_classifier_with_another_pooling_says_what_to_do() -> None:
     with pytest.raises(UsageError, match="CSA pools by average only, not 'max'") as bad:
         model.reset_classifier(5, global_pool="max")
     assert bad.value.hint == "leave global_pool unset"
+    for same in ("avg", ""):  # timm's name for what CSA does, or nothing: accepted
+        model.reset_classifier(4, global_pool=same)
+        assert model.num_classes == 4 and model.head.fc.out_channels == 4
 
 
 def test_folds_keep_the_dtype_of_a_half_precision_model() -> None:
@@ -642,3 +645,20 @@ def test_build_csa_takes_the_input_channels_asked_for() -> None:
     model = build_csa("csa-nano", num_classes=3, in_chans=1, depths=[1, 1, 1, 1]).eval()
     assert model.stages[0].downsample.conv.in_channels == 1
     assert model(torch.randn(1, 1, 64, 64)).shape == (1, 3)
+
+
+def test_fuse_conv_bn_keeps_the_padding_mode() -> None:
+    from csa_cli.models.csa import fuse_conv_bn
+
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(4, 6, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(6)
+    randomize_bn(bn)
+    bn.eval()
+    x = torch.randn(2, 4, 5, 5)
+    torch.testing.assert_close(fuse_conv_bn(conv, bn)(x), bn(conv(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_two_blocks_get_no_drop_path_and_the_full_rate() -> None:
+    config = CSAConfig(depths=(1, 1), dims=(8, 16), heads=(1, 1), reduced=(2, 2), drop_path_rate=0.2)
+    rates = [b.drop_path_rate for b in build_csa(config, num_classes=2).modules() if isinstance(b, CSABlock)]
+    assert rates == pytest.approx([0.0, 0.2])

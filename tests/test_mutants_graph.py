@@ -625,3 +625,20 @@ def test_a_constant_weight_of_unknown_size_reads_as_nothing() -> None:
 def test_a_batch_of_1_is_a_batch() -> None:
     model = _model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 4]}, {"y": ["N", 4]})
     assert analyze(model, batch=1).batch == 1 and analyze(model, batch=1).nodes[0].activation_bytes_read == 4 * F
+
+
+def test_two_copying_transposes_merge_and_the_kernels_after_them_stay() -> None:
+    # NCHW -> NHWC -> NCHW as two copying Transposes: one copy kernel; the Relu after it is still a kernel.
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="t1", perm=[0, 2, 3, 1]),
+        helper.make_node("Transpose", ["t"], ["u"], name="t2", perm=[0, 3, 1, 2]),
+        helper.make_node("Relu", ["u"], ["y"], name="relu"),
+    ]
+    report = traffic(_model(nodes, {"x": [1, 4, 2, 3]}, {"y": [1, 4, 2, 3]}), "fp32")
+    assert [k.nodes for k in report.kernels] == [["t1", "t2"], ["relu"]]
+
+
+def test_a_convtranspose_with_an_input_of_unknown_shape_counts_no_macs() -> None:
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", kernel_shape=[2, 2], strides=[2, 2])
+    report = analyze(_model([node], {"x": None}, {"y": [1, 4, 4, 4]}, {"w": _weights(4, 4, 2, 2)}))
+    assert report.macs == 0 and report.unknown_shapes == ["x"]

@@ -257,12 +257,11 @@ def test_register_variant_makes_it_buildable_by_name() -> None:
 
     config = csa.CSAConfig(depths=(1,), dims=(8,), heads=(1,), reduced=(2,))
     try:
-        assert csa.register_variant("csa_oracle_test", config, "one small stage") is config
+        assert csa.register_variant("csa_oracle_test", config) is config
         assert csa.variant_config("csa-oracle-test") is config and "csa_oracle_test" in csa.list_variants()
         assert csa.build_csa("csa_oracle_test", num_classes=3).config is config
     finally:
         csa._VARIANTS.pop("csa_oracle_test", None)
-        csa._VARIANT_DOCS.pop("csa_oracle_test", None)
 
 
 def test_reset_classifier_refuses_without_a_trainable_head_and_keeps_bn_eps() -> None:
@@ -311,8 +310,8 @@ def test_check_input_size_refuses_others(size: tuple[int, int]) -> None:
     [
         ({"depths": (), "dims": (), "heads": (), "reduced": ()}, "^CSA config: depths, dims, heads and reduced need one value per stage$"),
         ({"depths": (1, 1), "dims": (8,), "heads": (1,), "reduced": (2,)}, "need one value per stage"),
-        ({"depths": (1,), "dims": (8,), "heads": (1,), "reduced": (0,)}, "must be positive"),
-        ({"depths": (0,), "dims": (8,), "heads": (1,), "reduced": (2,)}, "must be positive"),
+        ({"depths": (1,), "dims": (8,), "heads": (1,), "reduced": (0,)}, "^CSA config: depths, dims, heads and reduced must be positive$"),
+        ({"depths": (0,), "dims": (8,), "heads": (1,), "reduced": (2,)}, "^CSA config: depths, dims, heads and reduced must be positive$"),
     ],
 )
 def test_config_refuses_empty_ragged_or_non_positive_stages(fields: dict[str, Any], message: str) -> None:

@@ -212,3 +212,8 @@ def test_unknown_options_are_all_named_in_one_line() -> None:
 def test_timm_s_factory_builds_without_head_dropout_unless_asked() -> None:
     assert timm.create_model("csa_nano", **SMALL).head.drop_rate == 0.0
     assert timm.create_model("csa_nano", drop_rate=0.2, **SMALL).head.drop_rate == 0.2
+
+
+def test_the_group_matcher_has_timm_s_two_keys() -> None:
+    # timm's models name their matchers "stem" and "blocks"; its layer-decay and freezing helpers read them
+    assert set(_small().group_matcher()) == set(_small().group_matcher(coarse=True)) == {"stem", "blocks"}
