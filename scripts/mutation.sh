@@ -45,6 +45,11 @@ MAP=(
   "store|csa_cli/store.py|tests/test_oracles_store.py tests/test_oracles_integrity.py::test_builder_failing_after_partial_output_leaves_no_artifact_and_no_temp_folder tests/test_oracles_integrity.py::test_failed_rebuild_keeps_the_previous_complete_artifact"
 )
 
+# mutmut runs each mutant's tests in a fork of a process that has already run torch: a fork of a process
+# whose OpenMP pool is running can hang (then mutmut reports a "timeout", i.e. killed, for a mutant that
+# was never tested), so torch gets one thread (OMP/MKL_NUM_THREADS=1; JOBS forks run at once).
+run_mutmut() { (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" "$@"); }
+
 list_map() { for row in "${MAP[@]}"; do IFS='|' read -r name module tests <<<"$row"; printf '%-12s %-44s %s\n' "$name" "$module" "$tests"; done; }
 
 if [[ "${1:-}" == "--list" ]]; then list_map; exit 0; fi
@@ -99,14 +104,11 @@ for row in "${selected[@]}"; do
   fi
   start=$(date +%s)
   echo "$(date -u +%FT%TZ) $name: mutating $module with $tests (commit $commit)" | tee -a "$OUT/summary.log"
-  # mutmut runs each mutant's tests in a fork of a process that has already run torch: a fork of a
-  # process whose OpenMP pool is running can hang (then mutmut reports a "timeout", i.e. killed, for a
-  # mutant that was never tested), so torch gets one thread (OMP/MKL_NUM_THREADS=1; JOBS forks run at once).
-  # A test's `python -m csa_cli` subprocess
-  # imports the installed csa_cli, not the mutant, so only in-process tests can kill a mutant
+  # A test's `python -m csa_cli` subprocess imports the installed csa_cli, not the mutant, so only
+  # in-process tests can kill a mutant.
   if [ -n "${SAMPLE:-}" ]; then
     # mutmut makes every mutant and maps tests to functions first, then stops at a filter that matches none
-    (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" "no-such-mutant" >"$work/generate.log" 2>&1) || true
+    run_mutmut "no-such-mutant" >"$work/generate.log" 2>&1 || true
     (cd "$work" && "$MUTMUT" results --all true >"$work/all.txt" 2>&1) || true
     mapfile -t picked < <("$PYTHON" - "$work/all.txt" "$SAMPLE" "${SEED:-0}" <<'EOF'
 import random, sys
@@ -120,9 +122,9 @@ EOF
       echo "$name: no mutants listed; see $work/generate.log" >>"$OUT/summary.log"
       continue
     fi
-    (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" "${picked[@]}" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
+    run_mutmut "${picked[@]}" >"$work/run.log" 2>&1 || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
   else
-    (cd "$work" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$MUTMUT" run --max-children "$JOBS" >"$work/run.log" 2>&1) || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
+    run_mutmut >"$work/run.log" 2>&1 || echo "$name: mutmut exited $?" >>"$OUT/summary.log"
   fi
   (cd "$work" && "$MUTMUT" results --all true >"$work/results.txt" 2>&1) || true
   "$PYTHON" "$ROOT/scripts/mutation_equivalents.py" --raw "$work/results.txt" "$name" "$module" "$(($(date +%s) - start))" >>"$OUT/summary.log"

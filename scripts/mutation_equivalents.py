@@ -40,10 +40,6 @@ def reasons(path: Path) -> dict[tuple[str, str], str]:
     return table
 
 
-def equivalents(path: Path) -> set[tuple[str, str]]:
-    return set(reasons(path))
-
-
 def listing(survivors_file: str, equivalents_file: str) -> None:
     known = reasons(Path(equivalents_file))
     for mutant, function, plus in survivors(Path(survivors_file).read_text(encoding="utf-8")):
@@ -78,7 +74,7 @@ def raw(results: str, name: str, module: str, seconds: str) -> None:
 
 def main(results: str, survivors_file: str, equivalents_file: str, name: str) -> None:
     _counts, checked, detected = tally(results)
-    known = equivalents(Path(equivalents_file))
+    known = reasons(Path(equivalents_file))
     left = [mutant for mutant, function, plus in survivors(Path(survivors_file).read_text(encoding="utf-8")) if (function, plus) not in known]
     equivalent = checked - detected - len(left)
     denominator = checked - equivalent

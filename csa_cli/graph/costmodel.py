@@ -244,8 +244,7 @@ def _stored_bytes(name: str, g: GraphIndex, memo: dict[str, int | None]) -> int 
     if node is not None and (node.op_type == "DequantizeLinear" or (node.op_type in _PASS_THROUGH_OPS and node.op_type != "Cast")):
         result = _stored_bytes(node.input[0], g, memo)
     else:
-        info = g.info(name)
-        result = None if info is None else info.nbytes
+        result = g.nbytes(name)
     memo[name] = result
     return result
 
@@ -275,12 +274,6 @@ def _parameter_count(name: str, g: GraphIndex) -> int:
         onnx.TensorProto.UINT4,
     }
     return info.numel if info.elem_type in float_or_quant else 0
-
-
-def _activation_nbytes(g: GraphIndex, name: str) -> int | None:
-    """Bytes of a tensor as the graph types it; None when its shape or type is unknown."""
-    info = g.info(name)
-    return None if info is None else info.nbytes
 
 
 def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> CostReport:
@@ -329,7 +322,7 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                         seen_params.add(name)
                         params += _parameter_count(name, g)
                 elif op not in _VIEW_OPS:
-                    size = _activation_nbytes(g, name)
+                    size = g.nbytes(name)
                     if size is None:
                         unknown.add(name)
                     act_read += size or 0
@@ -337,7 +330,7 @@ def analyze(model: str | Path | onnx.ModelProto, batch: int | None = None) -> Co
                 for name in node.output:
                     if not name:
                         continue
-                    size = _activation_nbytes(g, name)
+                    size = g.nbytes(name)
                     if size is None:
                         unknown.add(name)
                     written += size or 0

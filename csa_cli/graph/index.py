@@ -84,6 +84,11 @@ class GraphIndex:
         info = self.tensors.get(name)
         return None if info is None else info.shape
 
+    def nbytes(self, name: str) -> int | None:
+        """Bytes of a tensor as the graph types it; None when its shape or type is unknown."""
+        info = self.tensors.get(name)
+        return None if info is None else info.nbytes
+
     def is_constant(self, name: str) -> bool:
         return name == "" or name in self.constant
 

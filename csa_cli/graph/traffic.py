@@ -157,8 +157,7 @@ class _Graph:
         """A constant as the kernel reads it: quantized weights as stored, float ones at the engine's precision."""
         node = self.g.producer.get(name)
         if node is not None and node.op_type == "DequantizeLinear":
-            info = self.g.info(node.input[0])
-            return 0 if info is None or info.nbytes is None else info.nbytes
+            return self.g.nbytes(node.input[0]) or 0
         info = self.g.info(self.source(name))
         if info is None or info.numel is None or info.numel <= 1:
             return 0
