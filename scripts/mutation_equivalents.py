@@ -84,10 +84,23 @@ def main(results: str, survivors_file: str, equivalents_file: str, name: str) ->
         print(f"{'':12s}   unclassified: {mutant}")
 
 
+USAGE = "--raw RESULTS NAME MODULE SECONDS | RESULTS SURVIVORS EQUIVALENTS NAME | --list SURVIVORS EQUIVALENTS"
+
+
+def cli(args: list[str]) -> int:
+    mode = {"--raw": (raw, 4), "--list": (listing, 2)}.get(args[0] if args else "", (main, 4))
+    function, count = mode
+    operands = args[1:] if function is not main else args
+    if len(operands) != count:
+        print(f"Error: expected {count} arguments; usage: mutation_equivalents.py {USAGE}", file=sys.stderr)
+        return 2
+    try:
+        function(*operands)
+    except FileNotFoundError as err:
+        print(f"Error: {err.filename} does not exist; run scripts/mutation.sh first (it writes results and survivors)", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "--raw":
-        raw(*sys.argv[2:6])
-    elif sys.argv[1] == "--list":
-        listing(*sys.argv[2:4])
-    else:
-        main(*sys.argv[1:5])
+    sys.exit(cli(sys.argv[1:]))

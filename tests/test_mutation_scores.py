@@ -55,3 +55,11 @@ def test_the_list_gives_each_survivor_its_line_and_classification(tmp_path: Path
         "- `f__mutmut_2`: `y = a[+1]`: equivalent: the same axis of a 2-D array",
         "- `C.g__mutmut_1`: `return 2`: unclassified",
     ]
+
+
+def test_wrong_arguments_or_a_missing_file_are_a_one_line_error(tmp_path: Path) -> None:
+    for args in (["--list"], [], ["--list", str(tmp_path / "none.txt"), str(TABLE)]):
+        done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+        assert done.returncode == 2 and done.stdout == ""
+        assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("Error: "), done.stderr
+    assert "none.txt does not exist" in done.stderr
